@@ -1,0 +1,92 @@
+# The e-commerce behaviour warehouse. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath .)
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(ROOT)/.tools/bin/uv)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+AIRFLOW := $(VENV)/bin/airflow
+DBT := $(VENV)/bin/dbt
+
+export UV_PYTHON_DOWNLOADS := never
+export AIRFLOW_HOME ?= $(ROOT)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
+export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT := 120
+export DO_NOT_TRACK := 1
+export MLFLOW_UV_AUTO_DETECT := false
+export MLFLOW_LOG_UV_FILES := false
+export SHOP_DBT_PROJECT_DIR := $(ROOT)/dbt_project
+export DBT_PROFILES_DIR := $(ROOT)/dbt_project
+MLFLOW_PORT ?= 5000
+AIRFLOW_PORT ?= 8080
+DBT_DOCS_PORT ?= 8081
+LAST_DAYS ?= 3
+
+.PHONY: help setup run test lint format bench airflow airflow-init mlflow dbt-docs dbt-parse clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "uv not found: installing it into .tools/"
+	$(PYTHON) -m pip install --quiet --target $(ROOT)/.tools/lib uv
+	@mkdir -p $(ROOT)/.tools/bin && ln -sf $(ROOT)/.tools/lib/bin/uv $(ROOT)/.tools/bin/uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --python $(PYTHON)
+	@touch $@
+
+setup: $(VENV)/.synced dbt-parse ## Install uv if missing, then the locked environment; parse the dbt project
+
+dbt-parse: $(VENV)/.synced ## Write dbt_project/target/manifest.json (the DAG renders dbt models from it)
+	@cd dbt_project && $(DBT) parse --quiet
+
+airflow-init: setup ## Create the Airflow metadata database and the single-slot warehouse pool
+	@mkdir -p $(AIRFLOW_HOME)
+	@$(AIRFLOW) db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	@$(AIRFLOW) pools set warehouse 1 "Tasks that open the DuckDB warehouse (one writer at a time)" > /dev/null
+
+run: airflow-init ## Simulate the default shop, build history, run the DAG for the last 3 days, print a summary
+	@start=$$(date +%s); \
+	$(PY) -m ml simulate && \
+	days=$$($(PY) -m ml history --keep-last $(LAST_DAYS)) && \
+	for day in $$days; do \
+		echo "== shop_daily for $$day"; \
+		SHOP_TASK_RETRIES=0 $(AIRFLOW) dags test shop_daily $$day -c "{\"run_date\": \"$$day\"}" > $(AIRFLOW_HOME)/dags-test-$$day.log 2>&1 \
+			|| { tail -40 $(AIRFLOW_HOME)/dags-test-$$day.log; echo "DAG run for $$day failed; log: $(AIRFLOW_HOME)/dags-test-$$day.log"; exit 1; }; \
+	done && \
+	$(PY) -m ml summary && echo "make run took $$(( $$(date +%s) - start ))s"
+
+test: airflow-init ## Run the test suite (real dbt, DuckDB, MLflow and Airflow runs on small shops)
+	$(PY) -m pytest
+
+lint: setup ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## ruff fix and format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: setup ## Benchmarks: simulate, land, dbt history build and training on the default shop (prints figures)
+	$(PY) -m ml.bench
+
+airflow: airflow-init ## Start Airflow standalone on :$(AIRFLOW_PORT) with the DAG and pool ready
+	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  (user 'admin'; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	AIRFLOW__API__PORT=$(AIRFLOW_PORT) $(AIRFLOW) standalone
+
+mlflow: setup ## Open the MLflow UI on the local tracking store (http://localhost:$(MLFLOW_PORT))
+	@mkdir -p mlflow/artifacts
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(ROOT)/mlflow/mlflow.db \
+		--default-artifact-root $(ROOT)/mlflow/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+dbt-docs: setup ## Generate and serve the dbt docs (http://localhost:$(DBT_DOCS_PORT))
+	cd dbt_project && $(DBT) docs generate && $(DBT) docs serve --port $(DBT_DOCS_PORT) --no-browser
+
+clean: ## Remove generated data, the Airflow home and dbt build output (keeps the environment)
+	rm -rf data .airflow dbt_project/target dbt_project/logs mlflow/mlflow.db mlflow/artifacts

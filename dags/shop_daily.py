@@ -1,0 +1,137 @@
+"""
+### shop_daily: the e-commerce behaviour warehouse, one day at a time
+
+For the business day D (the data interval's start, or the `run_date` param):
+
+1. **land_day** lands D's event export from the inbox as the `event_date=D` partition (with
+   `source=simulate`, the synthetic shop simulates the day first if the inbox lacks it).
+2. **features** (one Airflow task per dbt model, via Cosmos) builds staging, quarantine and
+   `user_features` / `training_labels` as of D + 1: everything known by the end of D.
+3. **train** retrains both tasks weekly (and whenever a model has no champion), else it is skipped.
+4. **score** scores every recently active user with the `@champion` models.
+5. **targeting** (dbt) builds `user_segments` and `coupon_targets` for D + 1.
+6. **publish** swaps in a fresh read-only analyst snapshot.
+
+Every task that opens the warehouse runs in the single-slot `warehouse` pool; rerunning a day
+replaces that day's partitions and rows, so backfills and reruns are safe.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+from assets import ANALYST_SNAPSHOT, SCORES, TARGETING, USER_FEATURES
+from ml.config import settings
+from ml.warehouse import dbt_env
+
+WAREHOUSE_POOL = "warehouse"
+CFG = settings()
+DBT_DIR = CFG.dbt_project_dir
+AS_OF = "{{ ti.xcom_pull(task_ids='land_day')['as_of_date'] }}"
+DEFAULT_ARGS = {
+    "owner": "data-engineering",
+    "retries": int(os.environ.get("SHOP_TASK_RETRIES", "2")),
+    "retry_delay": timedelta(minutes=5),
+    "pool": WAREHOUSE_POOL,
+}
+
+
+def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup:
+    """One Airflow task per dbt model (model and its tests in one `dbt build`), in the warehouse pool."""
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(
+            dbt_project_path=DBT_DIR,
+            manifest_path=DBT_DIR / "target" / "manifest.json",
+            env_vars={k: v for k, v in dbt_env(CFG).items() if k.startswith(("SHOP_", "DBT_", "DO_NOT"))},
+            install_dbt_deps=False,
+        ),
+        profile_config=ProfileConfig(
+            profile_name="shop_warehouse", target_name="local", profiles_yml_filepath=DBT_DIR / "profiles.yml"
+        ),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
+        ),
+        render_config=RenderConfig(
+            select=[f"tag:{tag}"], load_method=LoadMode.AUTOMATIC, test_behavior=TestBehavior.BUILD
+        ),
+        operator_args={
+            "pool": WAREHOUSE_POOL,
+            "install_deps": False,
+            "vars": {
+                "as_of_start": AS_OF,
+                "as_of_end": AS_OF,
+                "max_quarantine_share": str(CFG.max_quarantine_share),
+            },
+        },
+        default_args={"outlets": outlets},
+    )
+
+
+@dag(
+    dag_id="shop_daily",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["shop", "warehouse", "ml", "daily"],
+    params={
+        "run_date": Param(None, type=["null", "string"], format="date",
+                          description="Business day to (re)build; default: the data interval's start."),
+        "source": Param("simulate", enum=["simulate", "inbox"],
+                        description="simulate: synthesise a missing day; inbox: require the exported file."),
+        "force_train": Param(False, type="boolean", description="Retrain even if not the weekly training day."),
+    },
+)
+def shop_daily():
+    @task
+    def land_day(**context) -> dict:
+        from ml.pipeline import business_date, land
+
+        return land(business_date(context), source=context["params"]["source"])
+
+    @task
+    def train(**context) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from ml.pipeline import as_of_from, train_if_due
+
+        result = train_if_due(as_of_from(context), force=context["params"]["force_train"])
+        if result is None:
+            raise AirflowSkipException("not a training day and both models have a champion")
+        return result
+
+    @task(trigger_rule="none_failed", outlets=[SCORES])
+    def score(**context) -> dict:
+        from ml.pipeline import as_of_from
+        from ml.score import score_day
+
+        return score_day(as_of_from(context))
+
+    @task(outlets=[ANALYST_SNAPSHOT])
+    def publish() -> str:
+        from ml.warehouse import publish_snapshot
+
+        return str(publish_snapshot())
+
+    landed = land_day()
+    features = dbt_group("features", "features", [USER_FEATURES])
+    # ---- ML: train (weekly / no champion) -> score -> targeting marts ----
+    trained = train()
+    scored = score()
+    targeting = dbt_group("targeting", "targeting", [TARGETING])
+    landed >> features >> trained >> scored >> targeting >> publish()
+
+
+shop_daily()

@@ -1,0 +1,43 @@
+-- One row per session. Events without a session id (e.g. a purchase-only log) form a session of their own.
+with
+
+events as (
+    select * from {{ ref('int_events_checked') }}
+    where quarantine_reason is null
+),
+
+keyed as (
+    select
+        *,
+        coalesce(session_id, 'order:' || order_id, 'event:' || event_id) as session_key,
+    from events
+),
+
+sessions as (
+    select
+        user_id,
+        session_key,
+        min(event_at) as started_at,
+        cast(min(event_at) as date) as session_date,
+        count(*) filter (where event_type = 'view') as count_views,
+        count(*) filter (where event_type = 'cart') as count_carts,
+        count(*) filter (where event_type = 'remove_from_cart') as count_removes,
+        count(distinct coalesce(order_id, event_id)) filter (where event_type = 'purchase') as count_orders,
+        coalesce(sum(unit_price * quantity) filter (where event_type = 'purchase'), 0) as sum_revenue,
+        count(distinct coalesce(order_id, event_id)) filter (
+            where event_type = 'purchase' and coupon_code is not null
+        ) as count_coupon_orders,
+        list_distinct(list(category) filter (where category is not null)) as categories,
+    from keyed
+    group by 1, 2
+),
+
+flagged as (
+    select
+        *,
+        count_carts > 0 as has_cart,
+        count_orders > 0 as has_purchase,
+    from sessions
+)
+
+select * from flagged

@@ -1,0 +1,41 @@
+-- One row per user per day with any clean event, with lifetime totals up to and including that day
+-- (the features take them with an as-of join on days strictly before the as-of date).
+with
+
+sessions as (
+    select * from {{ ref('int_sessions_aggregated') }}
+),
+
+daily as (
+    select
+        user_id,
+        session_date as activity_date,
+        count(*) as count_sessions,
+        sum(count_views) as count_views,
+        sum(count_carts) as count_carts,
+        sum(count_removes) as count_removes,
+        sum(count_orders) as count_orders,
+        sum(sum_revenue) as sum_revenue,
+        sum(count_coupon_orders) as count_coupon_orders,
+        count(*) filter (where has_cart) as count_cart_sessions,
+        count(*) filter (where has_cart and not has_purchase) as count_abandoned_cart_sessions,
+        list_distinct(flatten(list(categories))) as categories,
+    from sessions
+    group by 1, 2
+),
+
+with_lifetime as (
+    select
+        *,
+        sum(count_orders) over lifetime as lifetime_orders,
+        sum(sum_revenue) over lifetime as lifetime_revenue,
+        sum(count_coupon_orders) over lifetime as lifetime_coupon_orders,
+        min(activity_date) over lifetime as first_activity_date,
+        max(case when count_views > 0 then activity_date end) over lifetime as last_view_date,
+        max(case when count_carts > 0 then activity_date end) over lifetime as last_cart_date,
+        max(case when count_orders > 0 then activity_date end) over lifetime as last_purchase_date,
+    from daily
+    window lifetime as (partition by user_id order by activity_date rows between unbounded preceding and current row)
+)
+
+select * from with_lifetime

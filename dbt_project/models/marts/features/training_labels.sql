@@ -1,0 +1,53 @@
+-- One row per user per as_of_date whose 30-day label window [T, T + 30) has fully landed.
+-- purchase_30d: any clean purchase in the window.
+-- churn_30d: for users active in the 30 days before T only (null otherwise): no activity in the window.
+with
+
+features as (
+    select user_id, as_of_date, days_since_last_activity
+    from {{ ref('user_features') }}
+),
+
+user_days as (
+    select user_id, activity_date, count_orders
+    from {{ ref('int_user_days_aggregated') }}
+),
+
+landed as (
+    select max(event_date) as newest_event_date
+    from {{ ref('stg_landing__events') }}
+),
+
+matured as (
+    select features.*
+    from features
+    cross join landed
+    where features.as_of_date + {{ var('label_horizon_days') }} <= landed.newest_event_date + 1
+),
+
+outcomes as (
+    select
+        matured.user_id,
+        matured.as_of_date,
+        coalesce(matured.days_since_last_activity <= 30, false) as is_recently_active,
+        count(user_days.activity_date) > 0 as is_active_in_window,
+        coalesce(sum(user_days.count_orders), 0) > 0 as has_purchase_in_window,
+    from matured
+    left join user_days
+        on matured.user_id = user_days.user_id
+        and user_days.activity_date >= matured.as_of_date
+        and user_days.activity_date < matured.as_of_date + {{ var('label_horizon_days') }}
+    group by 1, 2, 3
+),
+
+labels as (
+    select
+        user_id,
+        as_of_date,
+        is_recently_active,
+        cast(has_purchase_in_window as integer) as purchase_30d,
+        case when is_recently_active then cast(not is_active_in_window as integer) end as churn_30d,
+    from outcomes
+)
+
+select * from labels

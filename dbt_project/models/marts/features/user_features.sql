@@ -1,0 +1,154 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='as_of_date',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+-- One row per user per as_of_date for every user who signed up before that date.
+-- Point in time: every feature for as_of_date T uses only events with event_at < T.
+with
+
+as_of_dates as (
+    select as_of_date from {{ ref('int_as_of_dates') }}
+),
+
+users as (
+    select user_id, signup_at, signup_date, country, device, has_marketing_consent
+    from {{ ref('stg_landing__users') }}
+),
+
+user_days as (
+    select * from {{ ref('int_user_days_aggregated') }}
+),
+
+treatment_sends as (
+    select user_id, send_date
+    from {{ ref('stg_landing__coupon_sends') }}
+    where is_treatment
+),
+
+user_spine as (
+    select
+        users.user_id,
+        as_of_dates.as_of_date,
+        users.signup_date,
+        users.country,
+        users.device,
+        users.has_marketing_consent,
+    from users
+    cross join as_of_dates
+    where users.signup_at < as_of_dates.as_of_date
+),
+
+windowed_activity as (
+    select
+        user_spine.user_id,
+        user_spine.as_of_date,
+        {%- for days in [7, 30, 90] %}
+        coalesce(sum(count_sessions) filter (where activity_date >= user_spine.as_of_date - {{ days }}), 0) as count_sessions_{{ days }}d,
+        coalesce(sum(count_views) filter (where activity_date >= user_spine.as_of_date - {{ days }}), 0) as count_views_{{ days }}d,
+        coalesce(sum(count_carts) filter (where activity_date >= user_spine.as_of_date - {{ days }}), 0) as count_carts_{{ days }}d,
+        coalesce(sum(count_orders) filter (where activity_date >= user_spine.as_of_date - {{ days }}), 0) as count_purchases_{{ days }}d,
+        coalesce(sum(sum_revenue) filter (where activity_date >= user_spine.as_of_date - {{ days }}), 0) as sum_revenue_{{ days }}d,
+        {%- endfor %}
+        count(activity_date) filter (where activity_date >= user_spine.as_of_date - 30) as count_active_days_30d,
+        count(activity_date) as count_active_days_90d,
+        coalesce(sum(count_cart_sessions), 0) as count_cart_sessions_90d,
+        coalesce(sum(count_abandoned_cart_sessions), 0) as count_abandoned_cart_sessions_90d,
+        coalesce(len(list_distinct(flatten(list(categories)))), 0) as count_distinct_categories_90d,
+    from user_spine
+    left join user_days
+        on user_spine.user_id = user_days.user_id
+        and user_days.activity_date < user_spine.as_of_date
+        and user_days.activity_date >= user_spine.as_of_date - 90
+    group by 1, 2
+),
+
+lifetime_activity as (
+    -- The newest user-day strictly before the as-of date carries the running lifetime totals.
+    select
+        user_spine.user_id,
+        user_spine.as_of_date,
+        coalesce(user_days.lifetime_orders, 0) as count_purchases_lifetime,
+        coalesce(user_days.lifetime_revenue, 0) as sum_revenue_lifetime,
+        coalesce(user_days.lifetime_coupon_orders, 0) as count_coupon_redemptions_lifetime,
+        user_days.activity_date as last_activity_date,
+        user_days.last_view_date,
+        user_days.last_cart_date,
+        user_days.last_purchase_date,
+    from user_spine
+    asof left join user_days
+        on user_spine.user_id = user_days.user_id
+        and user_spine.as_of_date > user_days.activity_date
+),
+
+coupon_history as (
+    select
+        user_spine.user_id,
+        user_spine.as_of_date,
+        count(treatment_sends.send_date) as count_coupons_received_lifetime,
+        count(treatment_sends.send_date) filter (where send_date >= user_spine.as_of_date - 90) as count_coupons_received_90d,
+        max(treatment_sends.send_date) as last_coupon_date,
+    from user_spine
+    left join treatment_sends
+        on user_spine.user_id = treatment_sends.user_id
+        and treatment_sends.send_date < user_spine.as_of_date
+    group by 1, 2
+),
+
+features as (
+    select
+        user_spine.user_id,
+        user_spine.as_of_date,
+        user_spine.country,
+        user_spine.device,
+        user_spine.has_marketing_consent,
+        cast(user_spine.as_of_date - user_spine.signup_date as integer) as tenure_days,
+        cast(user_spine.as_of_date - lifetime_activity.last_activity_date as integer) as days_since_last_activity,
+        cast(user_spine.as_of_date - lifetime_activity.last_view_date as integer) as days_since_last_view,
+        cast(user_spine.as_of_date - lifetime_activity.last_cart_date as integer) as days_since_last_cart,
+        cast(user_spine.as_of_date - lifetime_activity.last_purchase_date as integer) as days_since_last_purchase,
+        {%- for days in [7, 30, 90] %}
+        cast(windowed_activity.count_sessions_{{ days }}d as integer) as count_sessions_{{ days }}d,
+        cast(windowed_activity.count_views_{{ days }}d as integer) as count_views_{{ days }}d,
+        cast(windowed_activity.count_carts_{{ days }}d as integer) as count_carts_{{ days }}d,
+        cast(windowed_activity.count_purchases_{{ days }}d as integer) as count_purchases_{{ days }}d,
+        cast(windowed_activity.sum_revenue_{{ days }}d as double) as sum_revenue_{{ days }}d,
+        {%- endfor %}
+        cast(windowed_activity.count_active_days_30d as integer) as count_active_days_30d,
+        cast(windowed_activity.count_active_days_90d as integer) as count_active_days_90d,
+        cast(windowed_activity.count_distinct_categories_90d as integer) as count_distinct_categories_90d,
+        cast(
+            windowed_activity.count_abandoned_cart_sessions_90d
+            / nullif(windowed_activity.count_cart_sessions_90d, 0) as double
+        ) as cart_abandonment_rate_90d,
+        cast(
+            windowed_activity.count_purchases_90d / nullif(windowed_activity.count_views_90d, 0) as double
+        ) as view_to_purchase_rate_90d,
+        cast(lifetime_activity.count_purchases_lifetime as integer) as count_purchases_lifetime,
+        cast(lifetime_activity.sum_revenue_lifetime as double) as sum_revenue_lifetime,
+        cast(
+            lifetime_activity.sum_revenue_lifetime / nullif(lifetime_activity.count_purchases_lifetime, 0) as double
+        ) as avg_order_value_lifetime,
+        cast(coupon_history.count_coupons_received_90d as integer) as count_coupons_received_90d,
+        cast(coupon_history.count_coupons_received_lifetime as integer) as count_coupons_received_lifetime,
+        cast(lifetime_activity.count_coupon_redemptions_lifetime as integer) as count_coupon_redemptions_lifetime,
+        cast(user_spine.as_of_date - coupon_history.last_coupon_date as integer) as days_since_last_coupon,
+        -- Trend: the last week's daily session rate against the last quarter's (1 = steady, >1 = rising).
+        cast(
+            (windowed_activity.count_sessions_7d / 7.0) / nullif(windowed_activity.count_sessions_90d / 90.0, 0)
+            as double
+        ) as trend_sessions_7d_vs_90d,
+        cast(
+            (windowed_activity.sum_revenue_30d / 30.0) / nullif(windowed_activity.sum_revenue_90d / 90.0, 0)
+            as double
+        ) as trend_revenue_30d_vs_90d,
+    from user_spine
+    inner join windowed_activity using (user_id, as_of_date)
+    inner join lifetime_activity using (user_id, as_of_date)
+    inner join coupon_history using (user_id, as_of_date)
+)
+
+select * from features

@@ -1,0 +1,18 @@
+-- One row per landed event day: how many events arrived, how many were quarantined and why.
+with
+
+checked as (
+    select * from {{ ref('int_events_checked') }}
+),
+
+daily as (
+    select
+        event_date,
+        count(*) as count_events,
+        count(*) filter (where quarantine_reason is not null) as count_quarantined,
+        count(*) filter (where quarantine_reason is not null) / count(*) as quarantined_share,
+    from checked
+    group by 1
+)
+
+select * from daily

@@ -1,0 +1,20 @@
+-- PII never leaves staging in clear text: email is hashed (for joins with other systems), phone dropped.
+with
+
+source as (
+    select * from {{ source('landing', 'users') }}
+),
+
+renamed as (
+    select
+        cast(user_id as bigint) as user_id,
+        cast(signup_at as timestamp) as signup_at,
+        cast(signup_at as date) as signup_date,
+        coalesce(cast(country as varchar), 'unknown') as country,
+        coalesce(cast(device as varchar), 'unknown') as device,
+        coalesce(cast(marketing_consent as boolean), false) as has_marketing_consent,
+        sha256(lower(trim(cast(email as varchar)))) as email_sha256,
+    from source
+)
+
+select * from renamed

@@ -1,0 +1,183 @@
+"""Command line: `python -m ml COMMAND`. Every pipeline step the DAG runs can be run from here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return value
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from ml.simulate import ShopSpec, simulate
+
+    spec = ShopSpec(seed=args.seed, users=args.users, days=args.days, start=args.start)
+    print(json.dumps(simulate(spec)))
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from ml.landing import ingest
+
+    print(json.dumps(ingest(args.events, args.users, args.products, args.coupon_sends)))
+
+
+def cmd_land_day(args: argparse.Namespace) -> None:
+    from ml.landing import land_day
+
+    print(json.dumps(land_day(args.date, simulate_missing=args.simulate_missing)))
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from ml.warehouse import build_features, build_targeting
+
+    if args.targeting:
+        build_targeting(args.as_of_start)
+    else:
+        build_features(args.as_of_start, args.as_of_end)
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from ml.warehouse import publish_snapshot
+
+    print(publish_snapshot())
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from ml.summary import print_summary
+
+    print_summary()
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from ml.train import train_all
+
+    for line in train_all(tasks=args.task, as_of=args.as_of):
+        print(json.dumps(line))
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from ml.score import score_day
+
+    print(json.dumps(score_day(args.as_of)))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from ml.evaluate import evaluate_against_truth
+
+    if not args.against_truth:
+        raise SystemExit("evaluate: only --against-truth is implemented; model metrics are in MLflow")
+    for line in evaluate_against_truth(args.as_of):
+        print(json.dumps(line))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from ml import registry
+
+    if args.action == "list":
+        for row in registry.list_versions():
+            print(json.dumps(row))
+    elif args.action == "promote":
+        print(json.dumps(registry.promote(args.name, args.version, reason=args.reason)))
+    elif args.action == "rollback":
+        print(json.dumps(registry.rollback(args.name, reason=args.reason)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="write a synthetic shop's exports to the inbox and its truth aside")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--users", type=_positive, default=20_000)
+    p.add_argument("--days", type=_positive, default=180)
+    p.add_argument("--start", type=_date, default=date(2026, 1, 1))
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("ingest", help="land your own event files (CSV/Parquet), one partition per day")
+    p.add_argument("--events", required=True, help="a file, a folder or a glob")
+    p.add_argument("--users", help="user table (user_id, signup_at, ...)")
+    p.add_argument("--products", help="product table (product_id, category, price, ...)")
+    p.add_argument("--coupon-sends", help="campaign sends (campaign_id, user_id, sent_at, group_name, ...)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("land-day", help="land one day from the inbox (what the DAG's first task does)")
+    p.add_argument("date", type=_date)
+    p.add_argument("--simulate-missing", action="store_true", help="simulate the day if the inbox lacks it")
+    p.set_defaults(func=cmd_land_day)
+
+    p = sub.add_parser("build", help="dbt build of the feature marts for as-of dates (or targeting)")
+    p.add_argument("--as-of-start", type=_date)
+    p.add_argument("--as-of-end", type=_date)
+    p.add_argument("--targeting", action="store_true", help="build the targeting marts for --as-of-start")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("publish", help="publish the analyst snapshot (atomic replace)")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("summary", help="print rows per mart, quarantine counts, models and targeting")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("train", help="train XGBoost and logistic models, log to MLflow, register, gate")
+    p.add_argument("--task", action="append", choices=["purchase_30d", "churn_30d"], help="default: both")
+    p.add_argument("--as-of", type=_date, help="test on this matured as-of date (default: the newest)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="score users as of a date with the @champion models")
+    p.add_argument("as_of", type=_date)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("evaluate", help="compare champion models with the simulator's truth")
+    p.add_argument("--against-truth", action="store_true")
+    p.add_argument("--as-of", type=_date)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("models", help="list, promote or roll back registered model versions")
+    p.add_argument("action", choices=["list", "promote", "rollback"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("version", nargs="?")
+    p.add_argument("--reason", default="")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "models":
+        if args.action in ("promote", "rollback") and not args.name:
+            parser.error(f"models {args.action} needs a model NAME")
+        if args.action == "promote" and not args.version:
+            parser.error("models promote needs NAME VERSION")
+        if args.action in ("promote", "rollback") and not args.reason.strip():
+            parser.error(f"models {args.action} needs --reason TEXT (it goes into the audit table)")
+    from ml.errors import UserFacingError
+
+    try:
+        args.func(args)
+    except UserFacingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Every path and URI the pipeline uses, read from environment variables with working defaults.
+
+`.env.example` lists the same variables. Nothing here touches the disk: callers create what they need.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _path(name: str, default: Path) -> Path:
+    return Path(os.environ.get(name, str(default))).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A resolved view of the environment; build a fresh one with `settings()` after changing env vars."""
+
+    data_dir: Path
+    inbox_dir: Path
+    landing_dir: Path
+    warehouse_path: Path
+    snapshot_path: Path
+    scores_dir: Path
+    audit_dir: Path
+    truth_dir: Path
+    dbt_project_dir: Path
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: Path
+    seed: int
+    max_quarantine_share: float
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.mlflow_artifact_root.parent
+
+
+def settings() -> Settings:
+    data_dir = _path("SHOP_DATA_DIR", PROJECT_ROOT / "data")
+    mlflow_dir = _path("SHOP_MLFLOW_DIR", PROJECT_ROOT / "mlflow")
+    return Settings(
+        data_dir=data_dir,
+        inbox_dir=_path("SHOP_INBOX_DIR", data_dir / "inbox"),
+        landing_dir=_path("SHOP_LANDING_DIR", data_dir / "landing"),
+        warehouse_path=_path("SHOP_WAREHOUSE_PATH", data_dir / "warehouse.duckdb"),
+        snapshot_path=_path("SHOP_SNAPSHOT_PATH", data_dir / "analyst" / "warehouse_snapshot.duckdb"),
+        scores_dir=_path("SHOP_SCORES_DIR", data_dir / "scores"),
+        audit_dir=_path("SHOP_AUDIT_DIR", data_dir / "audit"),
+        truth_dir=_path("SHOP_TRUTH_DIR", data_dir / "truth"),
+        dbt_project_dir=_path("SHOP_DBT_PROJECT_DIR", PROJECT_ROOT / "dbt_project"),
+        mlflow_tracking_uri=os.environ.get(
+            "MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+        ),
+        mlflow_artifact_root=_path("SHOP_MLFLOW_ARTIFACT_ROOT", mlflow_dir / "artifacts"),
+        seed=_int_env("SHOP_SEED", 42),
+        max_quarantine_share=_float_env("SHOP_MAX_QUARANTINE_SHARE", 0.05),
+    )
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, got {value}")
+    return value

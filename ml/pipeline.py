@@ -1,0 +1,51 @@
+"""What the DAG's tasks call: a business day resolved from the run, and the steps for that day.
+
+The run for business day D lands D's events and builds everything as of D + 1 (events before D + 1).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from ml.errors import UserFacingError
+
+TRAIN_WEEKDAY = 0  # Monday
+
+
+def business_date(context: dict[str, Any]) -> date:
+    """The `run_date` param if given, else the start of the run's data interval."""
+    override = (context.get("params") or {}).get("run_date")
+    if override:
+        try:
+            return date.fromisoformat(str(override))
+        except ValueError:
+            raise UserFacingError(f"run_date param must be a date (YYYY-MM-DD), got {override!r}") from None
+    start = context.get("data_interval_start")
+    if start is None:
+        raise UserFacingError("this run has no data interval (asset-triggered?): pass the run_date param")
+    return start.date()
+
+
+def land(day: date, source: str = "inbox") -> dict[str, Any]:
+    from ml.landing import land_day
+
+    summary = land_day(day, simulate_missing=source == "simulate")
+    summary["business_date"] = str(day)
+    summary["as_of_date"] = str(day + timedelta(days=1))
+    return summary
+
+
+def as_of_from(context: dict[str, Any]) -> date:
+    return business_date(context) + timedelta(days=1)
+
+
+def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
+    """Train on the weekly training day, when forced, or when a model has no champion; else None."""
+    from ml.registry import MODEL_NAMES, champion_version
+    from ml.train import train_all
+
+    missing = [name for name in MODEL_NAMES.values() if champion_version(name) is None]
+    if not (force or missing or as_of.weekday() == TRAIN_WEEKDAY):
+        return None
+    return {"results": train_all(as_of=None)}

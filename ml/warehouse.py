@@ -1,0 +1,96 @@
+"""Runs dbt (the only writer of the warehouse) and publishes the analyst snapshot.
+
+dbt runs as a subprocess with the project's environment: every path is passed explicitly and
+absolute, so a build does the same thing from the CLI, `make`, a test or an Airflow task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from datetime import date
+from pathlib import Path
+
+from ml.config import Settings, settings
+from ml.errors import DbtError
+
+
+def dbt_env(cfg: Settings | None = None) -> dict[str, str]:
+    cfg = cfg or settings()
+    env = dict(os.environ)
+    env.update(
+        {
+            "SHOP_WAREHOUSE_PATH": str(cfg.warehouse_path),
+            "SHOP_LANDING_DIR": str(cfg.landing_dir),
+            "SHOP_SCORES_DIR": str(cfg.scores_dir),
+            "SHOP_AUDIT_DIR": str(cfg.audit_dir),
+            "DBT_PROFILES_DIR": str(cfg.dbt_project_dir),
+            "DBT_PROJECT_DIR": str(cfg.dbt_project_dir),
+            "DO_NOT_TRACK": "1",
+            "DBT_USE_COLORS": "false",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        }
+    )
+    return env
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).parent / "dbt"
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def run_dbt(args: list[str], dbt_vars: dict[str, object] | None = None, cfg: Settings | None = None) -> str:
+    """Run `dbt ARGS` in the project; raise DbtError with the failing part of the log."""
+    cfg = cfg or settings()
+    cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [dbt_executable(), *args, "--project-dir", str(cfg.dbt_project_dir)]
+    if dbt_vars:
+        command += ["--vars", json.dumps(dbt_vars, default=str)]
+    result = subprocess.run(command, env=dbt_env(cfg), capture_output=True, text=True, cwd=cfg.dbt_project_dir)
+    print(result.stdout, end="", file=sys.stderr)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+        raise DbtError(f"dbt {' '.join(args)} failed (exit {result.returncode}):\n{tail}")
+    return result.stdout
+
+
+def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Settings | None = None) -> dict:
+    cfg = cfg or settings()
+    dbt_vars: dict[str, object] = {"max_quarantine_share": cfg.max_quarantine_share}
+    if as_of_start:
+        dbt_vars["as_of_start"] = str(as_of_start)
+        dbt_vars["as_of_end"] = str(as_of_end or as_of_start)
+    return dbt_vars
+
+
+def build_features(as_of_start: date | None = None, as_of_end: date | None = None) -> str:
+    """`dbt build` of staging, intermediate, quality and feature marts for the given as-of dates."""
+    return run_dbt(["build", "--select", "tag:features"], as_of_vars(as_of_start, as_of_end))
+
+
+def build_targeting(as_of: date) -> str:
+    """`dbt build` of the seeds and targeting marts for one as-of date (scores must exist)."""
+    return run_dbt(["build", "--select", "tag:targeting"], as_of_vars(as_of))
+
+
+def publish_snapshot(cfg: Settings | None = None) -> Path:
+    """Copy the warehouse to a new file, then rename it over the analyst snapshot.
+
+    Analysts with the old snapshot open keep reading it (the old inode lives until they close it);
+    new connections see the new file whole. Never a half-written table.
+    """
+    cfg = cfg or settings()
+    if not cfg.warehouse_path.exists():
+        raise FileNotFoundError(f"{cfg.warehouse_path}: no warehouse to publish; build it first")
+    cfg.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cfg.snapshot_path.with_name(f".{cfg.snapshot_path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        shutil.copyfile(cfg.warehouse_path, tmp)
+        os.replace(tmp, cfg.snapshot_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return cfg.snapshot_path
