@@ -54,6 +54,13 @@ def cmd_build(args: argparse.Namespace) -> None:
         build_features(args.as_of_start, args.as_of_end)
 
 
+def cmd_history(args: argparse.Namespace) -> None:
+    from ml.history import build_history
+
+    # stdout carries only the remaining days, one per line, for `make run` to loop over.
+    print("\n".join(str(d) for d in build_history(args.keep_last)))
+
+
 def cmd_publish(args: argparse.Namespace) -> None:
     from ml.warehouse import publish_snapshot
 
@@ -128,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of-end", type=_date)
     p.add_argument("--targeting", action="store_true", help="build the targeting marts for --as-of-start")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("history", help="land and build all inbox days but the last N; print those N days")
+    p.add_argument("--keep-last", type=int, default=3)
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("publish", help="publish the analyst snapshot (atomic replace)")
     p.set_defaults(func=cmd_publish)

@@ -108,12 +108,15 @@ def make_users(spec: ShopSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, 
         {
             "user_id": user_id,
             "signup_day": signup_day,
-            "visit_rate": np.clip(rng.lognormal(np.log(0.09), 1.0, n), 0.003, 1.5),
-            "purchase_intent": 1 / (1 + np.exp(-rng.normal(-2.9, 1.1, n))),
+            "visit_rate": np.clip(rng.lognormal(np.log(0.25), 0.8, n), 0.003, 2.0),
+            # Engagement fades with tenure at a personal pace: visible in the activity trend.
+            "engagement_decay": np.clip(rng.lognormal(np.log(0.002), 0.8, n), 0.0001, 0.05),
+            "purchase_intent": 1 / (1 + np.exp(-rng.normal(-3.8, 1.3, n))),
             "price_sensitivity": rng.beta(2, 2, n),
             "coupon_segment": segment,
             "coupon_effect": coupon_effect,
-            "churn_hazard": np.clip(rng.lognormal(np.log(0.006), 0.9, n), 0.0005, 0.08),
+            # Leaving for good: sudden and unseen, so kept rare; most decline shows as fading engagement.
+            "churn_hazard": np.clip(rng.lognormal(np.log(0.0008), 0.8, n), 0.0001, 0.03),
         }
     )
     tastes = rng.dirichlet(np.full(len(CATEGORIES), 0.4), n)
@@ -133,13 +136,18 @@ def calendar_rates(day: date) -> tuple[float, float]:
     return WEEKDAY_FACTOR[day.weekday()] * (1.1 if promo > 1 else 1.0), promo
 
 
-def true_probabilities(traits: pd.DataFrame, alive: np.ndarray, as_of: date) -> pd.DataFrame:
+def visit_rates(traits: pd.DataFrame, day_index: int) -> np.ndarray:
+    """Each user's expected sessions per day on `day_index` (before calendar effects)."""
+    tenure = np.maximum(day_index - traits["signup_day"].to_numpy(), 0)
+    return traits["visit_rate"].to_numpy() * np.exp(-traits["engagement_decay"].to_numpy() * tenure)
+
+
+def true_probabilities(traits: pd.DataFrame, alive: np.ndarray, as_of: date, day_index: int) -> pd.DataFrame:
     """Each user's true P(purchase in [T, T+30)) and P(no visit in [T, T+30)) given the hidden state.
 
     Exact for the organic process (a user alive at T may churn each day before visiting); the effect of
     coupons that are sent later is left out, so this is the best score a model without them could reach.
     """
-    rate = traits["visit_rate"].to_numpy()
     intent = traits["purchase_intent"].to_numpy()
     hazard = traits["churn_hazard"].to_numpy()
     alive_no_buy = alive.astype(float)
@@ -148,6 +156,7 @@ def true_probabilities(traits: pd.DataFrame, alive: np.ndarray, as_of: date) -> 
     gone_no_visit = 1.0 - alive.astype(float)
     for offset in range(LABEL_HORIZON_DAYS):
         visit_mult, buy_mult = calendar_rates(as_of + timedelta(days=offset))
+        rate = visit_rates(traits, day_index + offset)
         gone_no_buy += alive_no_buy * hazard
         alive_no_buy *= (1 - hazard) * np.exp(-rate * visit_mult * np.minimum(intent * buy_mult, 0.95))
         gone_no_visit += alive_no_visit * hazard
@@ -190,7 +199,7 @@ def simulate_day(
     sends = _run_campaign(spec, day_index, day, users, signed_up, state, rng)
 
     visit_mult, buy_mult = calendar_rates(day)
-    n_sessions = rng.poisson(traits["visit_rate"].to_numpy() * visit_mult) * alive
+    n_sessions = rng.poisson(visit_rates(traits, day_index) * visit_mult) * alive
     session_user = np.repeat(np.arange(n), n_sessions)
     s = len(session_user)
     has_coupon = state.coupon_until[session_user] >= day_index
@@ -202,7 +211,9 @@ def simulate_day(
     )
     p_buy = np.minimum(traits["purchase_intent"].to_numpy()[session_user] * buy_mult * coupon_mult, 0.95)
     buys = rng.random(s) < p_buy
-    n_views = 1 + rng.poisson(2.5 + 6 * traits["purchase_intent"].to_numpy()[session_user])
+    # Intent shows before it converts: keen shoppers browse deeper and cart more.
+    session_intent = traits["purchase_intent"].to_numpy()[session_user]
+    n_views = 1 + rng.poisson(2.5 + 25 * session_intent)
 
     # Views: pick a category by taste, then a product in it.
     view_session = np.repeat(np.arange(s), n_views)
@@ -214,7 +225,8 @@ def simulate_day(
     counts = np.bincount(products["category"].map(CATEGORIES.index), minlength=len(CATEGORIES))
     first = np.cumsum(counts) - counts
     product_row = order[first[category] + (rng.random(len(category)) * counts[category]).astype(int)]
-    carted = rng.random(len(view_session)) < 0.12 + 0.5 * buys[view_session]
+    cart_rate = np.minimum(0.03 + 1.5 * session_intent, 0.5)[view_session]
+    carted = rng.random(len(view_session)) < np.where(buys[view_session], 0.5, cart_rate)
     last_view = np.r_[view_session[1:] != view_session[:-1], True]
     carted |= last_view & buys[view_session]  # a buying session carts at least its last view
 
@@ -322,7 +334,7 @@ def simulate(spec: ShopSpec, through: date | None = None) -> dict[str, float]:
     for day_index in progress(range(n_days), "simulating days", total=n_days):
         day = spec.start + timedelta(days=day_index)
         signed_up = traits["signup_day"].to_numpy() <= day_index
-        probs = true_probabilities(traits, signed_up & ~state.churned, day)
+        probs = true_probabilities(traits, signed_up & ~state.churned, day, day_index)
         write_parquet_atomic(probs[signed_up], truth / "probabilities" / f"as_of_date={day}" / "part-0.parquet")
         if day_index == reference:
             ref_active = day_index - last_visit <= LABEL_HORIZON_DAYS

@@ -71,6 +71,9 @@ lifetime_activity as (
     select
         user_spine.user_id,
         user_spine.as_of_date,
+        coalesce(user_days.lifetime_sessions, 0) as count_sessions_lifetime,
+        coalesce(user_days.lifetime_views, 0) as count_views_lifetime,
+        coalesce(user_days.lifetime_carts, 0) as count_carts_lifetime,
         coalesce(user_days.lifetime_orders, 0) as count_purchases_lifetime,
         coalesce(user_days.lifetime_revenue, 0) as sum_revenue_lifetime,
         coalesce(user_days.lifetime_coupon_orders, 0) as count_coupon_redemptions_lifetime,
@@ -127,6 +130,13 @@ features as (
         cast(
             windowed_activity.count_purchases_90d / nullif(windowed_activity.count_views_90d, 0) as double
         ) as view_to_purchase_rate_90d,
+        cast(
+            windowed_activity.count_carts_90d / nullif(windowed_activity.count_views_90d, 0) as double
+        ) as view_to_cart_rate_90d,
+        cast(lifetime_activity.count_sessions_lifetime as integer) as count_sessions_lifetime,
+        cast(
+            lifetime_activity.count_carts_lifetime / nullif(lifetime_activity.count_views_lifetime, 0) as double
+        ) as view_to_cart_rate_lifetime,
         cast(lifetime_activity.count_purchases_lifetime as integer) as count_purchases_lifetime,
         cast(lifetime_activity.sum_revenue_lifetime as double) as sum_revenue_lifetime,
         cast(

@@ -27,6 +27,9 @@ daily as (
 with_lifetime as (
     select
         *,
+        sum(count_sessions) over lifetime as lifetime_sessions,
+        sum(count_carts) over lifetime as lifetime_carts,
+        sum(count_views) over lifetime as lifetime_views,
         sum(count_orders) over lifetime as lifetime_orders,
         sum(sum_revenue) over lifetime as lifetime_revenue,
         sum(count_coupon_orders) over lifetime as lifetime_coupon_orders,

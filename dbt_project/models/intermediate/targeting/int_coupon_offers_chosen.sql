@@ -1,0 +1,76 @@
+-- THE TARGETING POLICY, in one replaceable place: which coupon each scored user would get and why,
+-- with its expected cost and value. Eligibility (consent, contact cap), holdout and budget are
+-- applied downstream in coupon_targets, so a new policy only has to replace this model.
+--
+-- This first policy ranks by propensity and segment:
+--   at_risk / hibernating with churn tier high or medium -> winback (SAVE15)
+--   new                                                   -> welcome (WELCOME10)
+--   loyal                                                 -> loyalty (FREESHIP)
+--   active with propensity decile 4..8 (undecided)        -> nudge (EUR5OFF)
+with
+
+segments as (
+    select * from {{ ref('user_segments') }}
+    where is_scored
+),
+
+catalogue as (
+    select * from {{ ref('coupon_catalogue') }}
+),
+
+average_order as (
+    select coalesce(avg(avg_order_value_lifetime), 50.0) as fallback_order_value
+    from segments
+),
+
+offer_types as (
+    select
+        *,
+        case
+            when lifecycle_segment in ('at_risk', 'hibernating') and churn_risk_tier in ('high', 'medium')
+                then 'winback'
+            when lifecycle_segment = 'new' then 'welcome'
+            when lifecycle_segment = 'loyal' then 'loyalty'
+            when lifecycle_segment = 'active' and propensity_decile between 4 and 8 then 'nudge'
+        end as coupon_type,
+    from segments
+),
+
+priced as (
+    select
+        offer_types.as_of_date,
+        offer_types.user_id,
+        offer_types.lifecycle_segment,
+        offer_types.propensity_decile,
+        offer_types.churn_risk_tier,
+        offer_types.p_purchase_30d,
+        offer_types.p_churn_30d,
+        offer_types.purchase_model_version,
+        catalogue.coupon_code,
+        catalogue.coupon_type,
+        catalogue.description as coupon_description,
+        greatest(coalesce(offer_types.avg_order_value_lifetime, average_order.fallback_order_value),
+                 catalogue.min_order_value) as expected_order_value,
+        catalogue.discount_type,
+        catalogue.discount_value,
+        catalogue.redemption_rate,
+        catalogue.assumed_uplift,
+    from offer_types
+    inner join catalogue on offer_types.coupon_type = catalogue.coupon_type
+    cross join average_order
+),
+
+valued as (
+    select
+        *,
+        round(redemption_rate * case
+            when discount_type = 'percent' then expected_order_value * discount_value / 100
+            else discount_value
+        end, 2) as expected_cost,
+        round(assumed_uplift * expected_order_value * (1 + p_churn_30d), 2) as expected_value,
+        coupon_type || ' coupon: ' || lifecycle_segment || ' shopper, purchase propensity decile '
+            || propensity_decile || ', churn risk ' || churn_risk_tier as reason,
+    from priced
+)
+
+select * from valued

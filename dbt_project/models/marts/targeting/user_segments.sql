@@ -1,0 +1,83 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='as_of_date',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+-- One row per user per as_of_date: lifecycle segment (rules in user_segments.yml), purchase-propensity
+-- decile and churn-risk tier from that day's scores. Users not scored (inactive for 180+ days) are 'lost'.
+{% set as_of_start = var('as_of_start') %}
+{% set as_of_end = var('as_of_end') or as_of_start %}
+with
+
+features as (
+    select
+        user_id,
+        as_of_date,
+        has_marketing_consent,
+        tenure_days,
+        days_since_last_activity,
+        days_since_last_purchase,
+        count_purchases_90d,
+        avg_order_value_lifetime,
+    from {{ ref('user_features') }}
+    {% if as_of_start %}
+    where as_of_date between date '{{ as_of_start }}' and date '{{ as_of_end }}'
+    {% endif %}
+),
+
+scores as (
+    select * from {{ ref('stg_ml__scores') }}
+),
+
+joined as (
+    select
+        features.*,
+        scores.p_purchase_30d,
+        scores.p_churn_30d,
+        scores.purchase_model_version,
+        scores.churn_model_version,
+        scores.user_id is not null as is_scored,
+    from features
+    inner join (select distinct as_of_date from scores) as scored_dates using (as_of_date)
+    left join scores using (user_id, as_of_date)
+),
+
+segmented as (
+    select
+        as_of_date,
+        user_id,
+        case
+            when days_since_last_activity is null or days_since_last_activity > 180 then 'lost'
+            when tenure_days < 30 then 'new'
+            when count_purchases_90d >= 3 and days_since_last_purchase <= 30 then 'loyal'
+            when days_since_last_activity <= 30 then 'active'
+            when days_since_last_activity <= 90 then 'at_risk'
+            else 'hibernating'
+        end as lifecycle_segment,
+        case when is_scored then ntile(10) over (
+            partition by as_of_date, is_scored order by p_purchase_30d, user_id
+        ) end as propensity_decile,
+        case
+            when not is_scored then null
+            when p_churn_30d >= 0.6 then 'high'
+            when p_churn_30d >= 0.3 then 'medium'
+            else 'low'
+        end as churn_risk_tier,
+        p_purchase_30d,
+        p_churn_30d,
+        purchase_model_version,
+        churn_model_version,
+        is_scored,
+        has_marketing_consent,
+        tenure_days,
+        days_since_last_activity,
+        days_since_last_purchase,
+        count_purchases_90d,
+        avg_order_value_lifetime,
+    from joined
+)
+
+select * from segmented

@@ -1,0 +1,130 @@
+"""Reads features and labels from the warehouse (read-only) and splits them out of time.
+
+Training rows are `user_features` joined to `training_labels` over several as-of dates. The split is by
+date, never by user: train on older snapshots, stop early on a newer one, test on the newest matured
+one, with a label horizon between them so no training label window overlaps a later window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import duckdb
+import pandas as pd
+
+from ml.config import settings
+from ml.errors import ModelError
+
+LABEL_HORIZON_DAYS = 30
+SCORING_LOOKBACK_DAYS = 180
+TRAIN_SNAPSHOTS = 8
+TRAIN_EVERY_DAYS = 7
+CATEGORICAL_FEATURES = ["country", "device"]
+ID_COLUMNS = ["user_id", "as_of_date"]
+# Columns of user_features that are not model inputs.
+NOT_FEATURES = {*ID_COLUMNS, "has_marketing_consent"}
+# Each task: its label column and the population it is defined on.
+TASKS = {
+    "purchase_30d": {"label": "purchase_30d", "population": "days_since_last_activity <= 180"},
+    "churn_30d": {"label": "churn_30d", "population": "churn_30d is not null"},
+}
+
+
+def connect_read_only(path=None) -> duckdb.DuckDBPyConnection:
+    path = path or settings().warehouse_path
+    if not path.exists():
+        raise ModelError(f"{path}: warehouse not found; build it first (make run, or python -m ml history)")
+    return duckdb.connect(str(path), read_only=True)
+
+
+def feature_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    names = [row[0] for row in con.execute("describe user_features").fetchall()]
+    return [n for n in names if n not in NOT_FEATURES]
+
+
+def matured_dates(con: duckdb.DuckDBPyConnection) -> list[date]:
+    rows = con.execute("select distinct as_of_date from training_labels order by 1").fetchall()
+    return [r[0] for r in rows]
+
+
+@dataclass(frozen=True)
+class Split:
+    train_dates: list[date]
+    validation_date: date
+    test_date: date
+
+    def as_params(self) -> dict[str, str]:
+        return {
+            "train_dates": ",".join(str(d) for d in self.train_dates),
+            "validation_date": str(self.validation_date),
+            "test_date": str(self.test_date),
+        }
+
+
+def choose_split(available: list[date], test_date: date | None = None) -> Split:
+    """Test on `test_date` (default: newest matured), validate one horizon earlier, train before that."""
+    if not available:
+        raise ModelError("training_labels is empty: no as-of date has a closed 30-day label window yet")
+    if test_date is None:
+        test_date = available[-1]
+    elif test_date not in available:
+        raise ModelError(f"--as-of {test_date} has no matured labels; matured dates run {available[0]}..{available[-1]}")
+    have = set(available)
+    validation = _latest_on_or_before(have, test_date - timedelta(days=LABEL_HORIZON_DAYS))
+    newest_train = validation and _latest_on_or_before(have, validation - timedelta(days=LABEL_HORIZON_DAYS))
+    if validation is None or newest_train is None:
+        raise ModelError(
+            f"not enough history to test on {test_date}: need matured as-of dates {2 * LABEL_HORIZON_DAYS} days "
+            f"earlier (have {available[0]}..{available[-1]})"
+        )
+    train = [newest_train - timedelta(days=TRAIN_EVERY_DAYS * k) for k in range(TRAIN_SNAPSHOTS)]
+    train = sorted(d for d in train if d in have)
+    return Split(train_dates=train, validation_date=validation, test_date=test_date)
+
+
+def _latest_on_or_before(have: set[date], limit: date) -> date | None:
+    candidates = [d for d in have if d <= limit]
+    return max(candidates) if candidates else None
+
+
+def load_labelled(con: duckdb.DuckDBPyConnection, task: str, dates: list[date]) -> pd.DataFrame:
+    """Features and the task's label for the given as-of dates, on the task's population."""
+    spec = TASKS[task]
+    return con.execute(
+        f"""
+        select f.*, l.{spec['label']} as label
+        from user_features as f
+        join training_labels as l using (user_id, as_of_date)
+        where f.as_of_date in (select unnest(?::date[]))
+          and f.days_since_last_activity <= {SCORING_LOOKBACK_DAYS}
+          and {spec['population'].replace('churn_30d', 'l.churn_30d')}
+        order by f.as_of_date, f.user_id
+        """,
+        [dates],
+    ).df()
+
+
+def load_scoring_population(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """Every user active in the 180 days before `as_of`, with their features."""
+    frame = con.execute(
+        f"""
+        select * from user_features
+        where as_of_date = ? and days_since_last_activity <= {SCORING_LOOKBACK_DAYS}
+        order by user_id
+        """,
+        [as_of],
+    ).df()
+    return frame
+
+
+def model_inputs(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The model's input frame: numeric features as float (nulls stay NaN), categoricals as strings."""
+    out = frame[columns].copy()
+    for column in columns:
+        if column in CATEGORICAL_FEATURES:
+            # object dtype, not pandas' string or category dtype: MLflow signatures round-trip it.
+            out[column] = out[column].astype(object).where(out[column].notna(), "unknown").map(str).astype(object)
+        else:
+            out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
+    return out

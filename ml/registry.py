@@ -1,0 +1,187 @@
+"""The MLflow model registry: aliases, the promotion gate, manual promote/rollback and their audit trail.
+
+`@champion` is what scoring loads; `@challenger` marks the newest version that did not win. MLflow 3
+replaced stages with aliases: `champion` plays the old "Production" role, `challenger` the old "Staging".
+Every alias change is written as a row to the audit folder, which dbt loads as `model_promotions`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from ml.config import settings
+from ml.errors import ModelError
+from ml.landing import write_parquet_atomic
+
+MODEL_NAMES = {"purchase_30d": "purchase_propensity", "churn_30d": "churn_risk"}
+CHAMPION, CHALLENGER = "champion", "challenger"
+# Absolute floors on the test window: a model below these is never promoted, whatever it replaces.
+AUC_FLOOR = {"purchase_propensity": 0.65, "churn_risk": 0.60}
+HISTORY_TAG = "champion_history"
+
+
+def configure_mlflow() -> str:
+    """Point MLflow at the configured store; the local default keeps its artifacts beside the database."""
+    import mlflow
+
+    cfg = settings()
+    os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
+    if cfg.mlflow_tracking_uri.startswith("sqlite:///"):
+        cfg.mlflow_dir.mkdir(parents=True, exist_ok=True)
+        cfg.mlflow_artifact_root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(cfg.mlflow_tracking_uri)
+    return cfg.mlflow_tracking_uri
+
+
+def client():
+    from mlflow import MlflowClient
+
+    configure_mlflow()
+    return MlflowClient()
+
+
+def champion_version(name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client().get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def load_champion(name: str):
+    """Load `models:/<name>@champion` as a pyfunc; a clear error when there is none."""
+    import mlflow
+
+    version = champion_version(name)
+    if version is None:
+        raise ModelError(f"{name} has no @champion version: train first (python -m ml train)")
+    return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}"), version
+
+
+def _actor() -> str:
+    try:
+        return os.environ.get("SHOP_ACTOR") or getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def record_audit(name: str, action: str, from_version: str | None, to_version: str | None, reason: str,
+                 metrics: dict[str, Any] | None = None, actor: str | None = None) -> dict[str, Any]:
+    """Append one audit row (one small Parquet file, written atomically) for an alias change."""
+    row = {
+        "event_id": uuid.uuid4().hex,
+        "changed_at": datetime.now(UTC).replace(tzinfo=None),
+        "model_name": name,
+        "action": action,
+        "from_version": from_version,
+        "to_version": to_version,
+        "changed_by": actor or _actor(),
+        "reason": reason,
+        "metrics_json": json.dumps(metrics or {}, sort_keys=True),
+    }
+    target = settings().audit_dir / "model_promotions" / f"{row['changed_at']:%Y%m%dT%H%M%S%f}-{row['event_id'][:8]}.parquet"
+    write_parquet_atomic(pd.DataFrame([row]).astype({"from_version": object, "to_version": object}), target)
+    return {**row, "changed_at": row["changed_at"].isoformat()}
+
+
+def _history(name: str) -> list[str]:
+    model = client().get_registered_model(name)
+    return json.loads(model.tags.get(HISTORY_TAG, "[]"))
+
+
+def _set_champion(name: str, version: str, action: str, reason: str, metrics: dict | None,
+                  actor: str | None = None) -> dict[str, Any]:
+    mlflow_client = client()
+    previous = champion_version(name)
+    mlflow_client.set_registered_model_alias(name, CHAMPION, version)
+    history = [v for v in _history(name) if v != version] + [version]
+    mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-20:]))
+    mlflow_client.set_model_version_tag(name, version, "promoted_at", datetime.now(UTC).isoformat())
+    return record_audit(name, action, previous, version, reason, metrics, actor)
+
+
+def promote(name: str, version: str, reason: str, metrics: dict | None = None,
+            action: str = "promote", actor: str | None = None) -> dict[str, Any]:
+    """Make `version` the champion (a person's decision from the CLI, or the gate's)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client().get_model_version(name, str(version))
+    except MlflowException:
+        raise ModelError(f"{name} has no version {version}: see `python -m ml models list`") from None
+    metrics = metrics or {k: v for k, v in found.tags.items() if k.startswith("test_")}
+    return _set_champion(name, str(version), action, reason, metrics, actor)
+
+
+def rollback(name: str, reason: str) -> dict[str, Any]:
+    """Put back the champion before the current one."""
+    current = champion_version(name)
+    if current is None:
+        raise ModelError(f"{name} has no @champion to roll back")
+    earlier = [v for v in _history(name) if v != current]
+    if not earlier:
+        raise ModelError(f"{name}: version {current} is the only champion it has had; nothing to roll back to")
+    target = earlier[-1]
+    mlflow_client = client()
+    mlflow_client.set_registered_model_alias(name, CHAMPION, target)
+    mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(earlier))
+    return record_audit(name, "rollback", current, target, reason)
+
+
+def set_challenger(name: str, version: str) -> None:
+    client().set_registered_model_alias(name, CHALLENGER, version)
+
+
+def list_versions() -> list[dict[str, Any]]:
+    """Every version of the project's registered models, newest first, with aliases and test metrics."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client()
+    rows = []
+    for name in MODEL_NAMES.values():
+        try:
+            model = mlflow_client.get_registered_model(name)
+        except MlflowException:
+            continue
+        aliases_by_version: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases_by_version.setdefault(str(version), []).append(alias)
+        for version in mlflow_client.search_model_versions(f"name = '{name}'"):
+            rows.append(
+                {
+                    "model": name,
+                    "version": version.version,
+                    "aliases": sorted(aliases_by_version.get(str(version.version), [])),
+                    "flavour": version.tags.get("flavour"),
+                    "test_roc_auc": version.tags.get("test_roc_auc"),
+                    "test_date": version.tags.get("test_date"),
+                    "created": datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).isoformat(),
+                }
+            )
+    return sorted(rows, key=lambda r: (r["model"], -int(r["version"])))
+
+
+def reconcile_ui_changes() -> list[dict[str, Any]]:
+    """Record alias moves made outside the CLI (e.g. in the MLflow UI) so the audit stays complete."""
+    recorded = []
+    for name in MODEL_NAMES.values():
+        current = champion_version(name)
+        if current is None:
+            continue
+        history = _history(name)
+        if not history or history[-1] != current:
+            client().set_registered_model_tag(name, HISTORY_TAG, json.dumps(([*history, current])[-20:]))
+            recorded.append(
+                record_audit(name, "alias_moved_outside_cli", history[-1] if history else None, current,
+                             "champion alias changed in the MLflow UI or API", actor="mlflow-ui")
+            )
+    return recorded

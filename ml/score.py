@@ -1,0 +1,68 @@
+"""Daily scoring: every recently active user, as of a date, with the `@champion` models.
+
+Writes one Parquet partition per as-of date (replaced whole on rerun) that dbt reads as a source.
+If a champion's signature does not match the features, it stops with a clear error and writes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.config import settings
+from ml.data import connect_read_only, load_scoring_population, model_inputs
+from ml.errors import ModelError
+from ml.landing import write_parquet_atomic
+from ml.registry import MODEL_NAMES, load_champion
+
+OUTPUT_COLUMNS = {"purchase_30d": ("p_purchase_30d", "purchase_model_version"),
+                  "churn_30d": ("p_churn_30d", "churn_model_version")}
+
+
+def check_signature(model, frame: pd.DataFrame, name: str, version: str) -> list[str]:
+    """The model's input columns; ModelError naming what is missing or mistyped."""
+    schema = model.metadata.get_input_schema()
+    if schema is None:
+        raise ModelError(f"{name} v{version} was logged without a signature; it cannot be checked, so it is not used")
+    expected = {c.name: c.type.name for c in schema.inputs}
+    missing = sorted(set(expected) - set(frame.columns))
+    if missing:
+        raise ModelError(
+            f"{name}@champion v{version} expects features that user_features lacks: {', '.join(missing)}. "
+            "Retrain (python -m ml train) or roll back to a matching version; no scores were written."
+        )
+    for column, kind in expected.items():
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        if (kind == "string") == numeric and not frame[column].isna().all():
+            raise ModelError(
+                f"{name}@champion v{version} expects {column} as {kind}, user_features has "
+                f"{frame[column].dtype}; no scores were written."
+            )
+    return list(expected)
+
+
+def score_day(as_of: date) -> dict[str, Any]:
+    """Score the population as of `as_of` and write `scores/as_of_date=<as_of>/part-0.parquet`."""
+    with connect_read_only() as con:
+        population = load_scoring_population(con, as_of)
+    if population.empty:
+        raise ModelError(f"no users to score as of {as_of}: user_features has no rows for that date")
+    out = pd.DataFrame({"user_id": population["user_id"].astype("int64")})
+    versions = {}
+    # Check every champion before writing anything.
+    loaded = {}
+    for task, name in MODEL_NAMES.items():
+        model, version = load_champion(name)
+        columns = check_signature(model, population, name, version)
+        loaded[task] = (model, version, columns)
+    for task, (model, version, columns) in loaded.items():
+        probability, version_column = OUTPUT_COLUMNS[task]
+        out[probability] = np.asarray(model.predict(model_inputs(population, columns)))[:, 1].astype(float)
+        out[version_column] = str(version)
+        versions[MODEL_NAMES[task]] = version
+    target = settings().scores_dir / f"as_of_date={as_of}" / "part-0.parquet"
+    write_parquet_atomic(out, target)
+    return {"as_of_date": str(as_of), "users_scored": len(out), "model_versions": versions, "path": str(target)}

@@ -1,0 +1,210 @@
+"""Train both tasks as XGBoost and logistic models, track them in MLflow, register and gate them.
+
+For each task (purchase_30d, churn_30d): both flavours are fitted on the same out-of-time split,
+logged as MLflow runs (parameters, data window, feature list and hash, code version, validation and
+test metrics, plots, the model with signature and input example) and registered as versions of
+`purchase_propensity` / `churn_risk`. The better new version is promoted to `@champion` only if it
+beats the current champion re-scored on the same test window and clears the AUC floor; otherwise it
+becomes `@challenger`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+from datetime import date
+from importlib.metadata import version as package_version
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.config import PROJECT_ROOT, settings
+from ml.data import (
+    TASKS,
+    Split,
+    choose_split,
+    connect_read_only,
+    feature_columns,
+    load_labelled,
+    matured_dates,
+    model_inputs,
+)
+from ml.errors import ModelError
+from ml.evaluate import best_f1_threshold, classification_metrics, quality_figures
+from ml.models import FLAVOURS, feature_importance, fit_logistic, fit_xgboost
+from ml.registry import (
+    AUC_FLOOR,
+    MODEL_NAMES,
+    champion_version,
+    configure_mlflow,
+    load_champion,
+    promote,
+    reconcile_ui_changes,
+    record_audit,
+    set_challenger,
+)
+
+log = logging.getLogger(__name__)
+EXPERIMENT = "shop_behaviour_models"
+# Models are saved with skops (no arbitrary pickle); these are the types our pipelines add to sklearn's own.
+SKOPS_TRUSTED_TYPES = ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier", "numpy.arcsinh", "numpy.dtype"]
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ml", "dbt_project"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return f"{sha}{'-dirty' if dirty else ''}"
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _experiment_id() -> str:
+    import mlflow
+
+    cfg = settings()
+    existing = mlflow.get_experiment_by_name(EXPERIMENT)
+    if existing is not None:
+        return existing.experiment_id
+    location = cfg.mlflow_artifact_root.as_uri() if cfg.mlflow_tracking_uri.startswith("sqlite:") else None
+    return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+
+
+def _requirements() -> list[str]:
+    # Explicit, so MLflow does not spend a subprocess inferring them from the whole environment.
+    return [f"{p}=={package_version(p)}" for p in ("scikit-learn", "xgboost-cpu", "pandas", "numpy")]
+
+
+def train_all(tasks: list[str] | None = None, as_of: date | None = None) -> list[dict[str, Any]]:
+    """Train, log, register and gate every task; return one summary per task."""
+    configure_mlflow()
+    reconcile_ui_changes()
+    with connect_read_only() as con:
+        split = choose_split(matured_dates(con), as_of)
+        columns = feature_columns(con)
+        frames = {
+            task: {part: load_labelled(con, task, dates) for part, dates in
+                   (("train", split.train_dates), ("valid", [split.validation_date]), ("test", [split.test_date]))}
+            for task in (tasks or list(TASKS))
+        }
+    return [train_task(task, parts, split, columns) for task, parts in frames.items()]
+
+
+def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns: list[str]) -> dict[str, Any]:
+    import mlflow
+
+    name = MODEL_NAMES[task]
+    seed = settings().seed
+    for part, frame in parts.items():
+        if frame.empty or frame["label"].nunique() < 2:
+            raise ModelError(
+                f"{task}: the {part} window has {len(frame)} rows and {frame['label'].nunique()} label value(s); "
+                "it needs both classes. Build more history (python -m ml history)."
+            )
+    x = {part: model_inputs(frame, columns) for part, frame in parts.items()}
+    y = {part: frame["label"].to_numpy(dtype=int) for part, frame in parts.items()}
+    feature_hash = hashlib.sha256(",".join(columns).encode()).hexdigest()[:12]
+    experiment_id = _experiment_id()
+    candidates = []
+    for flavour in FLAVOURS:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-{flavour}-{split.test_date}") as run:
+            if flavour == "xgboost":
+                pipeline, params = fit_xgboost(x["train"], y["train"], x["valid"], y["valid"], seed)
+            else:
+                pipeline = fit_logistic(x["train"], y["train"], seed)
+                params = {"C": 0.5, "max_iter": 2000, "preprocessing": "median impute + arcsinh + standardise"}
+            proba = {part: pipeline.predict_proba(x[part])[:, 1] for part in ("valid", "test")}
+            threshold = best_f1_threshold(y["valid"], proba["valid"])
+            metrics = {
+                **classification_metrics(y["valid"], proba["valid"], threshold, "valid"),
+                **classification_metrics(y["test"], proba["test"], threshold, "test"),
+                "threshold": threshold,
+            }
+            mlflow.set_tags({"task": task, "flavour": flavour, "model_name": name, "code_version": code_version(),
+                             "feature_hash": feature_hash})
+            mlflow.log_params({
+                **{f"model_{k}": v for k, v in params.items()}, **split.as_params(), "task": task,
+                "flavour": flavour, "seed": seed, "n_features": len(columns), "feature_hash": feature_hash,
+                "train_rows": len(y["train"]), "train_positive_rate": round(float(y["train"].mean()), 4),
+            })
+            mlflow.log_metrics(metrics)
+            mlflow.log_dict({"features": columns, "feature_hash": feature_hash}, "features.json")
+            importance = feature_importance(pipeline)
+            for filename, figure in quality_figures(y["test"], proba["test"], importance,
+                                                    f"{name} ({flavour}), test {split.test_date}").items():
+                mlflow.log_figure(figure, f"plots/{filename}")
+            _close_figures()
+            signature = mlflow.models.infer_signature(x["test"].head(200), pipeline.predict_proba(x["test"].head(200)))
+            info = mlflow.sklearn.log_model(
+                pipeline, name="model", signature=signature, input_example=x["test"].head(5),
+                registered_model_name=name, pyfunc_predict_fn="predict_proba", pip_requirements=_requirements(),
+                skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            )
+            version = str(info.registered_model_version)
+            _tag_version(name, version, flavour, metrics, split, run.info.run_id)
+            candidates.append({"version": version, "flavour": flavour, "test_roc_auc": metrics["test_roc_auc"],
+                               "run_id": run.info.run_id})
+    return gate(name, candidates, x["test"], y["test"], split.test_date)
+
+
+def _tag_version(name, version, flavour, metrics, split: Split, run_id) -> None:
+    from ml.registry import client
+
+    mlflow_client = client()
+    tags = {"flavour": flavour, "test_date": str(split.test_date), "run_id": run_id,
+            **{k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("test_") and not k.endswith("_rows")}}
+    for key, value in tags.items():
+        mlflow_client.set_model_version_tag(name, version, key, value)
+
+
+def champion_auc_on(name: str, x_test: pd.DataFrame, y_test: np.ndarray) -> tuple[str | None, float | None]:
+    """Re-score the current champion on this test window; (None, None) when there is none."""
+    from sklearn.metrics import roc_auc_score
+
+    if champion_version(name) is None:
+        return None, None
+    model, version = load_champion(name)
+    expected = [c.name for c in model.metadata.get_input_schema().inputs]
+    missing = [c for c in expected if c not in x_test.columns]
+    if missing:
+        log.warning("%s@champion v%s expects features that no longer exist (%s): it cannot defend", name,
+                    version, ", ".join(missing))
+        return version, float("nan")
+    return version, float(roc_auc_score(y_test, np.asarray(model.predict(x_test[expected]))[:, 1]))
+
+
+def gate(name: str, candidates: list[dict], x_test: pd.DataFrame, y_test: np.ndarray, test_date: date) -> dict:
+    """Promote the best new version if it beats the champion on the same window and clears the floor."""
+    best = max(candidates, key=lambda c: c["test_roc_auc"])
+    champion, champion_auc = champion_auc_on(name, x_test, y_test)
+    floor = AUC_FLOOR[name]
+    metrics = {"test_roc_auc": round(best["test_roc_auc"], 4), "test_date": str(test_date),
+               "champion_version": champion,
+               "champion_test_roc_auc": None if champion_auc is None else round(champion_auc, 4)}
+    beats = champion_auc is None or np.isnan(champion_auc) or best["test_roc_auc"] > champion_auc
+    if best["test_roc_auc"] >= floor and beats:
+        against = "no champion yet" if champion is None else f"champion v{champion} AUC {champion_auc:.4f}"
+        reason = f"{best['flavour']} test AUC {best['test_roc_auc']:.4f} on {test_date} beats {against}"
+        promote(name, best["version"], reason, metrics, action="auto_promote", actor="training-gate")
+        decision = "promoted"
+    else:
+        why = (f"below the floor {floor}" if best["test_roc_auc"] < floor
+               else f"does not beat champion v{champion} AUC {champion_auc:.4f}")
+        set_challenger(name, best["version"])
+        record_audit(name, "challenger", champion, best["version"],
+                     f"{best['flavour']} test AUC {best['test_roc_auc']:.4f} {why}", metrics, actor="training-gate")
+        decision = "challenger"
+    return {"model": name, "decision": decision, "candidate_version": best["version"], "flavour": best["flavour"],
+            "test_roc_auc": round(best["test_roc_auc"], 4), "champion_before": champion,
+            "champion_before_auc": metrics["champion_test_roc_auc"], "champion_after": champion_version(name),
+            "versions": {c["flavour"]: c["version"] for c in candidates}}
+
+
+def _close_figures() -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
