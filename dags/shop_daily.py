@@ -29,7 +29,7 @@ from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavi
 
 from assets import ANALYST_SNAPSHOT, SCORES, TARGETING, USER_FEATURES
 from ml.config import settings
-from ml.warehouse import dbt_env
+from ml.warehouse import as_of_vars, dbt_env
 
 WAREHOUSE_POOL = "warehouse"
 CFG = settings()
@@ -67,11 +67,7 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup:
         operator_args={
             "pool": WAREHOUSE_POOL,
             "install_deps": False,
-            "vars": {
-                "as_of_start": AS_OF,
-                "as_of_end": AS_OF,
-                "max_quarantine_share": str(CFG.max_quarantine_share),
-            },
+            "vars": {**as_of_vars(None, cfg=CFG), "as_of_start": AS_OF, "as_of_end": AS_OF},
         },
         default_args={"outlets": outlets},
     )

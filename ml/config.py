@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ml.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,6 +35,9 @@ class Settings:
     mlflow_artifact_root: Path
     seed: int
     max_quarantine_share: float
+    daily_coupon_budget: float
+    contact_cap_days: int
+    holdout_share: float
 
     @property
     def mlflow_dir(self) -> Path:
@@ -58,6 +63,9 @@ def settings() -> Settings:
         mlflow_artifact_root=_path("SHOP_MLFLOW_ARTIFACT_ROOT", mlflow_dir / "artifacts"),
         seed=_int_env("SHOP_SEED", 42),
         max_quarantine_share=_float_env("SHOP_MAX_QUARANTINE_SHARE", 0.05),
+        daily_coupon_budget=_float_env("SHOP_DAILY_COUPON_BUDGET", 2500.0, upper=None),
+        contact_cap_days=_int_env("SHOP_CONTACT_CAP_DAYS", 14),
+        holdout_share=_float_env("SHOP_HOLDOUT_SHARE", 0.1),
     )
 
 
@@ -68,17 +76,17 @@ def _int_env(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
-def _float_env(name: str, default: float) -> float:
+def _float_env(name: str, default: float, upper: float | None = 1.0) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0 or (upper is not None and value > upper):
+        raise ConfigError(f"{name} must be between 0 and {upper or 'any positive number'}, got {value}")
     return value

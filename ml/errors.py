@@ -15,3 +15,7 @@ class DbtError(UserFacingError, RuntimeError):
 
 class ModelError(UserFacingError, RuntimeError):
     """A model cannot be trained, registered, promoted or used as asked."""
+
+
+class ConfigError(UserFacingError, ValueError):
+    """An environment setting with a value the pipeline cannot use."""

@@ -60,7 +60,12 @@ def run_dbt(args: list[str], dbt_vars: dict[str, object] | None = None, cfg: Set
 
 def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Settings | None = None) -> dict:
     cfg = cfg or settings()
-    dbt_vars: dict[str, object] = {"max_quarantine_share": cfg.max_quarantine_share}
+    dbt_vars: dict[str, object] = {
+        "max_quarantine_share": cfg.max_quarantine_share,
+        "daily_coupon_budget": cfg.daily_coupon_budget,
+        "contact_cap_days": cfg.contact_cap_days,
+        "holdout_share": cfg.holdout_share,
+    }
     if as_of_start:
         dbt_vars["as_of_start"] = str(as_of_start)
         dbt_vars["as_of_end"] = str(as_of_end or as_of_start)
