@@ -165,7 +165,6 @@ def true_probabilities(traits: pd.DataFrame, alive: np.ndarray, as_of: date, day
     return pd.DataFrame(
         {
             "user_id": traits["user_id"].to_numpy(),
-            "as_of_date": as_of,
             "is_alive": alive,
             "p_purchase_30d": 1.0 - p_no_buy,
             "p_no_visit_30d": alive_no_visit + gone_no_visit,

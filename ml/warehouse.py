@@ -32,6 +32,9 @@ def dbt_env(cfg: Settings | None = None) -> dict[str, str]:
             "DBT_PROJECT_DIR": str(cfg.dbt_project_dir),
             "DO_NOT_TRACK": "1",
             "DBT_USE_COLORS": "false",
+            # A test runs when its models are built (or are upstream of what is built): a test that
+            # joins features to targeting must not run in a features-only build.
+            "DBT_INDIRECT_SELECTION": "buildable",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         }
     )

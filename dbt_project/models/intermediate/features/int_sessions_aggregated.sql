@@ -23,7 +23,9 @@ sessions as (
         count(*) filter (where event_type = 'cart') as count_carts,
         count(*) filter (where event_type = 'remove_from_cart') as count_removes,
         count(distinct coalesce(order_id, event_id)) filter (where event_type = 'purchase') as count_orders,
-        coalesce(sum(unit_price * quantity) filter (where event_type = 'purchase'), 0) as sum_revenue,
+        -- Money as exact decimals: float sums depend on summation order, and a rerun must give identical rows.
+        coalesce(sum(cast(unit_price * quantity as decimal(18, 2))) filter (where event_type = 'purchase'), 0)
+            as sum_revenue,
         count(distinct coalesce(order_id, event_id)) filter (
             where event_type = 'purchase' and coupon_code is not null
         ) as count_coupon_orders,

@@ -1,0 +1,24 @@
+"""Order-independent content checksums of warehouse tables, for rerun and idempotence tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+
+def table_checksums(warehouse: Path, tables: list[str]) -> dict[str, tuple[int, str]]:
+    """(row count, hash of all rows) per table; equal checksums mean identical content."""
+    out = {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for table in tables:
+            count, digest = con.execute(
+                f"select count(*), coalesce(sum(hash(t)), 0)::varchar from {table} as t"
+            ).fetchone()
+            out[table] = (count, digest)
+    return out
+
+
+def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()

@@ -1,0 +1,111 @@
+"""Shared fixtures: small simulated shops built once per session with the real pipeline.
+
+Every test points the pipeline at its own folder through the same environment variables a user
+would set (SHOP_DATA_DIR, SHOP_MLFLOW_DIR), so nothing touches ./data or ./mlflow.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Airflow reads its configuration when first imported: set it before any test imports airflow.
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow"))
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] = "False"
+os.environ["DO_NOT_TRACK"] = "true"
+os.environ["MLFLOW_UV_AUTO_DETECT"] = "false"
+os.environ["MLFLOW_LOG_UV_FILES"] = "false"
+os.environ["SHOP_TASK_RETRIES"] = "0"
+for _name in [n for n in os.environ if n.startswith("SHOP_") and n != "SHOP_TASK_RETRIES"] + ["MLFLOW_TRACKING_URI"]:
+    os.environ.pop(_name, None)
+
+SMALL_SHOP = {"seed": 7, "users": 1500, "days": 120, "start": date(2026, 1, 1)}
+
+
+@dataclass(frozen=True)
+class Shop:
+    root: Path
+    remaining_days: list[date]
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.data / "warehouse.duckdb"
+
+
+def point_env_at(mp: pytest.MonkeyPatch, root: Path) -> None:
+    mp.setenv("SHOP_DATA_DIR", str(root / "data"))
+    mp.setenv("SHOP_MLFLOW_DIR", str(root / "mlflow"))
+
+
+def copy_shop(shop: Shop, target: Path) -> Shop:
+    shutil.copytree(shop.root, target)
+    return Shop(target, shop.remaining_days)
+
+
+@pytest.fixture(scope="session")
+def built_shop(tmp_path_factory) -> Shop:
+    """A 1,500-user, 120-day shop: simulated, landed and built except its last 3 days."""
+    from ml.history import build_history
+    from ml.simulate import ShopSpec, simulate
+
+    root = tmp_path_factory.mktemp("built_shop")
+    with pytest.MonkeyPatch.context() as mp:
+        point_env_at(mp, root)
+        simulate(ShopSpec(**SMALL_SHOP))
+        remaining = build_history(keep_last=3)
+    return Shop(root, remaining)
+
+
+@pytest.fixture(scope="session")
+def trained_shop(built_shop, tmp_path_factory) -> Shop:
+    """The built shop with both models trained, registered and promoted."""
+    from ml.train import train_all
+
+    shop = copy_shop(built_shop, tmp_path_factory.mktemp("trained") / "shop")
+    with pytest.MonkeyPatch.context() as mp:
+        point_env_at(mp, shop.root)
+        train_all()
+    return shop
+
+
+@pytest.fixture
+def shop_copy(tmp_path, monkeypatch):
+    """Copy a session shop into this test's folder and point the pipeline at the copy."""
+
+    def make(shop: Shop) -> Shop:
+        copy = copy_shop(shop, tmp_path / "shop")
+        point_env_at(monkeypatch, copy.root)
+        return copy
+
+    return make
+
+
+@pytest.fixture
+def empty_env(tmp_path, monkeypatch) -> Path:
+    point_env_at(monkeypatch, tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """The Airflow metadata database and the warehouse pool (what `make airflow-init` creates)."""
+    airflow = str(Path(sys.executable).parent / "airflow")
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True)
+    subprocess.run([airflow, "pools", "set", "warehouse", "1", "warehouse writers"], check=True, capture_output=True)
+    return home
