@@ -2,7 +2,8 @@
 
 Training rows are `user_features` joined to `training_labels` over several as-of dates. The split is by
 date, never by user: train on older snapshots, stop early on a newer one, test on the newest matured
-one, with a label horizon between them so no training label window overlaps a later window.
+one. Validation sits one label horizon before test, so no training or validation label window overlaps
+the test window; training snapshots end a week before validation.
 """
 
 from __future__ import annotations
@@ -72,10 +73,12 @@ def choose_split(available: list[date], test_date: date | None = None) -> Split:
         raise ModelError(f"--as-of {test_date} has no matured labels; matured dates run {available[0]}..{available[-1]}")
     have = set(available)
     validation = _latest_on_or_before(have, test_date - timedelta(days=LABEL_HORIZON_DAYS))
-    newest_train = validation and _latest_on_or_before(have, validation - timedelta(days=LABEL_HORIZON_DAYS))
+    # Training labels may overlap the validation window (it only steers early stopping) but never the test one.
+    newest_train = validation and _latest_on_or_before(have, validation - timedelta(days=TRAIN_EVERY_DAYS))
     if validation is None or newest_train is None:
         raise ModelError(
-            f"not enough history to test on {test_date}: need matured as-of dates {2 * LABEL_HORIZON_DAYS} days "
+            f"not enough history to test on {test_date}: need matured as-of dates "
+            f"{LABEL_HORIZON_DAYS + TRAIN_EVERY_DAYS} days "
             f"earlier (have {available[0]}..{available[-1]})"
         )
     train = [newest_train - timedelta(days=TRAIN_EVERY_DAYS * k) for k in range(TRAIN_SNAPSHOTS)]

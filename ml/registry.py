@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from ml.config import settings
 from ml.errors import ModelError
@@ -25,6 +26,11 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 # Absolute floors on the test window: a model below these is never promoted, whatever it replaces.
 AUC_FLOOR = {"purchase_propensity": 0.65, "churn_risk": 0.60}
 HISTORY_TAG = "champion_history"
+AUDIT_SCHEMA = pa.schema(
+    [("event_id", pa.string()), ("changed_at", pa.timestamp("us")), ("model_name", pa.string()),
+     ("action", pa.string()), ("from_version", pa.string()), ("to_version", pa.string()),
+     ("changed_by", pa.string()), ("reason", pa.string()), ("metrics_json", pa.string())]
+)
 
 
 def configure_mlflow() -> str:
@@ -37,7 +43,12 @@ def configure_mlflow() -> str:
     if cfg.mlflow_tracking_uri.startswith("sqlite:///"):
         cfg.mlflow_dir.mkdir(parents=True, exist_ok=True)
         cfg.mlflow_artifact_root.mkdir(parents=True, exist_ok=True)
+    user_setting = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(cfg.mlflow_tracking_uri)
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI; undo that so a later change of SHOP_MLFLOW_DIR
+    # (another shop in the same process) is still honoured, while a user's own setting stays.
+    if user_setting is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     return cfg.mlflow_tracking_uri
 
 
@@ -89,7 +100,7 @@ def record_audit(name: str, action: str, from_version: str | None, to_version: s
         "metrics_json": json.dumps(metrics or {}, sort_keys=True),
     }
     target = settings().audit_dir / "model_promotions" / f"{row['changed_at']:%Y%m%dT%H%M%S%f}-{row['event_id'][:8]}.parquet"
-    write_parquet_atomic(pd.DataFrame([row]).astype({"from_version": object, "to_version": object}), target)
+    write_parquet_atomic(pd.DataFrame([row]), target, schema=AUDIT_SCHEMA)
     return {**row, "changed_at": row["changed_at"].isoformat()}
 
 
@@ -159,7 +170,7 @@ def list_versions() -> list[dict[str, Any]]:
             rows.append(
                 {
                     "model": name,
-                    "version": version.version,
+                    "version": str(version.version),
                     "aliases": sorted(aliases_by_version.get(str(version.version), [])),
                     "flavour": version.tags.get("flavour"),
                     "test_roc_auc": version.tags.get("test_roc_auc"),

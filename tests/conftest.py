@@ -87,8 +87,11 @@ def shop_copy(tmp_path, monkeypatch):
     """Copy a session shop into this test's folder and point the pipeline at the copy."""
 
     def make(shop: Shop) -> Shop:
+        from ml.registry import configure_mlflow
+
         copy = copy_shop(shop, tmp_path / "shop")
         point_env_at(monkeypatch, copy.root)
+        configure_mlflow()  # MLflow keeps its tracking URI process-wide: re-point it at the copy
         return copy
 
     return make
@@ -96,7 +99,10 @@ def shop_copy(tmp_path, monkeypatch):
 
 @pytest.fixture
 def empty_env(tmp_path, monkeypatch) -> Path:
+    from ml.registry import configure_mlflow
+
     point_env_at(monkeypatch, tmp_path)
+    configure_mlflow()
     return tmp_path
 
 

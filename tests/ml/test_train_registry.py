@@ -1,0 +1,182 @@
+"""Training, registration, the promotion gate, manual promote/rollback and scoring, on real MLflow stores."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.errors import ModelError
+from ml.registry import MODEL_NAMES, champion_version, client, list_versions
+
+EXPECTED_METRICS = ["roc_auc", "pr_auc", "log_loss", "brier", "lift_top_decile", "capture_top_decile",
+                    "precision", "recall", "f1"]
+EXPECTED_PLOTS = ["roc_curve.png", "precision_recall_curve.png", "calibration.png", "gains_by_decile.png",
+                  "feature_importance.png"]
+
+
+def _audit(shop) -> pd.DataFrame:
+    return pd.read_parquet(shop.data / "audit" / "model_promotions").sort_values("changed_at")
+
+
+def test_training_logs_runs_registers_both_flavours_and_crowns_a_champion(trained_shop, shop_copy):
+    import mlflow
+
+    shop = shop_copy(trained_shop)
+    rows = list_versions()
+    for name in MODEL_NAMES.values():
+        versions = [r for r in rows if r["model"] == name]
+        assert {r["flavour"] for r in versions} == {"xgboost", "logistic"}
+        champion = [r for r in versions if "champion" in r["aliases"]]
+        assert len(champion) == 1 and float(champion[0]["test_roc_auc"]) >= 0.65
+    runs = mlflow.search_runs(experiment_names=["shop_behaviour_models"])
+    assert len(runs) == 4
+    for prefix in ("valid", "test"):
+        for metric in EXPECTED_METRICS:
+            assert runs[f"metrics.{prefix}_{metric}"].notna().all(), metric
+    run_id = runs.iloc[0]["run_id"]
+    assert runs.iloc[0]["params.test_date"] > runs.iloc[0]["params.validation_date"] > runs.iloc[0]["params.train_dates"][-10:]
+    artifacts = {a.path for a in client().list_artifacts(run_id, "plots")}
+    assert artifacts == {f"plots/{p}" for p in EXPECTED_PLOTS}
+    model = mlflow.pyfunc.load_model(f"models:/purchase_propensity@champion")
+    assert model.metadata.signature is not None and model.metadata.saved_input_example_info is not None
+    audit = _audit(shop)
+    assert set(audit["action"]) >= {"auto_promote"} and set(audit["changed_by"]) == {"training-gate"}
+
+
+def test_a_deliberately_worse_model_is_registered_but_not_promoted(trained_shop, shop_copy):
+    from ml.data import choose_split, connect_read_only, feature_columns, load_labelled, matured_dates
+    from ml.train import train_task
+
+    shop = shop_copy(trained_shop)
+    champion_before = champion_version("purchase_propensity")
+    with connect_read_only() as con:
+        split = choose_split(matured_dates(con))
+        columns = feature_columns(con)
+        parts = {part: load_labelled(con, "purchase_30d", dates) for part, dates in
+                 (("train", split.train_dates), ("valid", [split.validation_date]), ("test", [split.test_date]))}
+    # Shuffled training labels: the model learns noise.
+    parts["train"]["label"] = np.random.default_rng(0).permutation(parts["train"]["label"].to_numpy())
+    result = train_task("purchase_30d", parts, split, columns)
+    assert result["decision"] == "challenger"
+    assert champion_version("purchase_propensity") == champion_before
+    challenger = client().get_model_version_by_alias("purchase_propensity", "challenger")
+    assert str(challenger.version) == result["candidate_version"]
+    last = _audit(shop).iloc[-1]
+    assert last["action"] == "challenger" and last["to_version"] == result["candidate_version"]
+
+
+def test_promote_and_rollback_from_the_cli_move_the_alias_and_write_audit_rows(trained_shop, shop_copy, capsys):
+    from ml.__main__ import main
+
+    shop = shop_copy(trained_shop)
+    first = champion_version("churn_risk")
+    other = next(r["version"] for r in list_versions() if r["model"] == "churn_risk" and r["version"] != first)
+    assert main(["models", "promote", "churn_risk", other, "--reason", "campaign review"]) == 0
+    assert champion_version("churn_risk") == other
+    assert main(["models", "rollback", "churn_risk", "--reason", "worse calibration"]) == 0
+    assert champion_version("churn_risk") == first
+    audit = _audit(shop)
+    manual = audit[audit["action"].isin(["promote", "rollback"])]
+    assert manual[["action", "from_version", "to_version", "reason"]].values.tolist() == [
+        ["promote", first, other, "campaign review"],
+        ["rollback", other, first, "worse calibration"],
+    ]
+    assert json.loads(manual.iloc[0]["metrics_json"])  # the version's test metrics travel with the decision
+    capsys.readouterr()
+    assert main(["models", "rollback", "churn_risk", "--reason", "again"]) == 2
+    assert "nothing to roll back to" in capsys.readouterr().err
+    assert main(["models", "promote", "churn_risk", "99", "--reason", "typo"]) == 2
+    assert "has no version 99" in capsys.readouterr().err
+
+
+def test_promote_needs_a_reason(capsys):
+    from ml.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["models", "promote", "churn_risk", "1"])
+    assert "needs --reason" in capsys.readouterr().err
+
+
+def test_an_alias_moved_in_the_ui_is_recorded_at_the_next_cli_call(trained_shop, shop_copy):
+    from ml.registry import reconcile_ui_changes
+
+    shop = shop_copy(trained_shop)
+    current = champion_version("purchase_propensity")
+    other = next(r["version"] for r in list_versions() if r["model"] == "purchase_propensity" and r["version"] != current)
+    client().set_registered_model_alias("purchase_propensity", "champion", other)  # what the UI does
+    recorded = reconcile_ui_changes()
+    assert [(r["action"], r["from_version"], r["to_version"]) for r in recorded] == [
+        ("alias_moved_outside_cli", current, other)]
+    assert reconcile_ui_changes() == []
+
+
+def test_scoring_writes_one_partition_per_day_and_a_rerun_replaces_it(trained_shop, shop_copy):
+    from ml.score import score_day
+
+    shop = shop_copy(trained_shop)
+    as_of = shop.remaining_days[0]
+    first = score_day(as_of)
+    second = score_day(as_of)
+    files = list((shop.data / "scores").rglob("*.parquet"))
+    assert len(files) == 1 and first["users_scored"] == second["users_scored"] > 500
+    scores = pd.read_parquet(files[0])
+    assert scores["user_id"].is_unique and scores["p_purchase_30d"].between(0, 1).all()
+    assert set(scores["purchase_model_version"]) == {champion_version("purchase_propensity")}
+
+
+def test_scoring_refuses_a_champion_whose_signature_does_not_match_and_writes_nothing(trained_shop, shop_copy):
+    import mlflow
+    from sklearn.dummy import DummyClassifier
+
+    from ml.registry import promote
+    from ml.score import score_day
+
+    shop = shop_copy(trained_shop)
+    inputs = pd.DataFrame({"count_views_7d": [1.0, 2.0], "feature_from_the_future": [0.0, 1.0]})
+    model = DummyClassifier(strategy="prior").fit(inputs, [0, 1])
+    from ml.train import _experiment_id
+
+    with mlflow.start_run(experiment_id=_experiment_id()):
+        info = mlflow.sklearn.log_model(model, name="model", input_example=inputs,
+                                        registered_model_name="purchase_propensity",
+                                        pyfunc_predict_fn="predict_proba")
+    promote("purchase_propensity", str(info.registered_model_version), reason="test a bad model")
+    with pytest.raises(ModelError, match="expects features that user_features lacks: feature_from_the_future"):
+        score_day(shop.remaining_days[0])
+    assert not (shop.data / "scores").exists()
+
+
+def test_evaluate_against_truth_prints_one_json_line_per_model(trained_shop, shop_copy, capsys):
+    from ml.__main__ import main
+
+    shop_copy(trained_shop)
+    assert main(["evaluate", "--against-truth"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["model"] for line in lines] == list(MODEL_NAMES.values())
+    for line in lines:
+        assert {"model", "version", "as_of_date", "n_users", "positive_rate", "auc", "oracle_auc", "pr_auc"} <= set(line)
+        assert 0.5 < line["auc"] <= line["oracle_auc"] + 0.05 and line["n_users"] > 100
+
+
+def test_evaluate_on_own_data_says_there_is_no_truth(trained_shop, shop_copy, capsys):
+    import shutil
+
+    from ml.__main__ import main
+
+    shop = shop_copy(trained_shop)
+    shutil.rmtree(shop.data / "truth")
+    assert main(["evaluate", "--against-truth"]) == 2
+    assert "there is no truth to compare with" in capsys.readouterr().err
+
+
+def test_training_without_enough_history_is_a_clear_error(built_shop, shop_copy):
+    from ml.train import train_all
+
+    shop = shop_copy(built_shop)
+    newest = shop.remaining_days[0] - timedelta(days=30)
+    with pytest.raises(ModelError, match="not enough history to test on"):
+        train_all(as_of=newest - timedelta(days=40))
