@@ -27,7 +27,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
-from assets import ANALYST_SNAPSHOT, SCORES, TARGETING, USER_FEATURES
+from shop_assets import ANALYST_SNAPSHOT, SCORES, TARGETING, USER_FEATURES
 from ml.config import settings
 from ml.warehouse import as_of_vars, dbt_env
 

@@ -29,6 +29,9 @@ os.environ["SHOP_TASK_RETRIES"] = "0"
 for _name in [n for n in os.environ if n.startswith("SHOP_") and n != "SHOP_TASK_RETRIES"] + ["MLFLOW_TRACKING_URI"]:
     os.environ.pop(_name, None)
 
+# Airflow puts the DAG folder on sys.path when it parses DAGs; tests that load a DagBag need the same.
+sys.path.insert(0, str(ROOT / "dags"))
+
 SMALL_SHOP = {"seed": 7, "users": 1500, "days": 120, "start": date(2026, 1, 1)}
 
 

@@ -1,0 +1,71 @@
+"""The DAG file: imports cleanly without side effects, and declares the schedule, pool and graph we rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+@pytest.fixture
+def parse_root(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "never_written"
+    monkeypatch.setenv("SHOP_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("SHOP_MLFLOW_DIR", str(root / "mlflow"))
+    monkeypatch.delenv("SHOP_TASK_RETRIES", raising=False)  # judge the production defaults
+    return root
+
+
+@pytest.fixture
+def dag_bag(parse_root):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_dag_files_import_without_errors_or_side_effects(dag_bag, parse_root):
+    assert dag_bag.import_errors == {}
+    assert set(dag_bag.dag_ids) == {"shop_daily"}
+    assert not parse_root.exists()  # parsing wrote nothing: no data, no MLflow store
+
+
+def test_shop_daily_is_a_daily_partitioned_backfillable_dag(dag_bag):
+    dag = dag_bag.get_dag("shop_daily")
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert {"shop", "warehouse", "ml", "daily"} <= set(dag.tags)
+    assert dag.doc_md and "business day" in dag.doc_md
+    assert set(dag.params) >= {"run_date", "source", "force_train"}
+
+
+def test_every_task_retries_and_runs_in_the_single_slot_warehouse_pool(dag_bag):
+    for task in dag_bag.get_dag("shop_daily").tasks:
+        assert task.retries >= 1, task.task_id
+        assert task.pool == "warehouse", task.task_id
+
+
+def test_task_graph_runs_land_features_train_score_targeting_publish_in_order(dag_bag):
+    dag = dag_bag.get_dag("shop_daily")
+    ids = set(dag.task_ids)
+    dbt_models = {i.split(".")[1].removesuffix("_model_build") for i in ids if "." in i}
+    assert {"user_features", "training_labels", "events_quarantine", "user_segments", "coupon_targets"} <= dbt_models
+
+    def upstream(task_id: str) -> set[str]:
+        seen, todo = set(), [task_id]
+        while todo:
+            for parent in dag.get_task(todo.pop()).upstream_task_ids:
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    assert dag.get_task("land_day").upstream_task_ids == set()
+    assert "features.user_features_model_build" in upstream("train")
+    assert "land_day" in upstream("features.user_features_model_build")
+    assert dag.get_task("score").upstream_task_ids == {"train"}
+    assert "score" in upstream("targeting.coupon_targets_model_build")
+    assert {"targeting.coupon_targets_model_build", "targeting.user_segments_model_build", "score", "train",
+            "land_day"} <= upstream("publish")
+    assert dag.get_task("publish").downstream_task_ids == set()
