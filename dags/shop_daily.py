@@ -26,8 +26,8 @@ from pathlib import Path
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
-
 from shop_assets import ANALYST_SNAPSHOT, SCORES, TARGETING, USER_FEATURES
+
 from ml.config import settings
 from ml.warehouse import as_of_vars, dbt_env
 
@@ -83,10 +83,17 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup:
     doc_md=__doc__,
     tags=["shop", "warehouse", "ml", "daily"],
     params={
-        "run_date": Param(None, type=["null", "string"], format="date",
-                          description="Business day to (re)build; default: the data interval's start."),
-        "source": Param("simulate", enum=["simulate", "inbox"],
-                        description="simulate: synthesise a missing day; inbox: require the exported file."),
+        "run_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Business day to (re)build; default: the data interval's start.",
+        ),
+        "source": Param(
+            "simulate",
+            enum=["simulate", "inbox"],
+            description="simulate: synthesise a missing day; inbox: require the exported file.",
+        ),
         "force_train": Param(False, type="boolean", description="Retrain even if not the weekly training day."),
     },
 )

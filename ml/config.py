@@ -57,9 +57,7 @@ def settings() -> Settings:
         audit_dir=_path("SHOP_AUDIT_DIR", data_dir / "audit"),
         truth_dir=_path("SHOP_TRUTH_DIR", data_dir / "truth"),
         dbt_project_dir=_path("SHOP_DBT_PROJECT_DIR", PROJECT_ROOT / "dbt_project"),
-        mlflow_tracking_uri=os.environ.get(
-            "MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}"
-        ),
+        mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}"),
         mlflow_artifact_root=_path("SHOP_MLFLOW_ARTIFACT_ROOT", mlflow_dir / "artifacts"),
         seed=_int_env("SHOP_SEED", 42),
         max_quarantine_share=_float_env("SHOP_MAX_QUARANTINE_SHARE", 0.05),

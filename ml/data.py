@@ -70,7 +70,9 @@ def choose_split(available: list[date], test_date: date | None = None) -> Split:
     if test_date is None:
         test_date = available[-1]
     elif test_date not in available:
-        raise ModelError(f"--as-of {test_date} has no matured labels; matured dates run {available[0]}..{available[-1]}")
+        raise ModelError(
+            f"--as-of {test_date} has no matured labels; matured dates run {available[0]}..{available[-1]}"
+        )
     have = set(available)
     validation = _latest_on_or_before(have, test_date - timedelta(days=LABEL_HORIZON_DAYS))
     # Training labels may overlap the validation window (it only steers early stopping) but never the test one.
@@ -96,12 +98,12 @@ def load_labelled(con: duckdb.DuckDBPyConnection, task: str, dates: list[date]) 
     spec = TASKS[task]
     return con.execute(
         f"""
-        select f.*, l.{spec['label']} as label
+        select f.*, l.{spec["label"]} as label
         from user_features as f
         join training_labels as l using (user_id, as_of_date)
         where f.as_of_date in (select unnest(?::date[]))
           and f.days_since_last_activity <= {SCORING_LOOKBACK_DAYS}
-          and {spec['population'].replace('churn_30d', 'l.churn_30d')}
+          and {spec["population"].replace("churn_30d", "l.churn_30d")}
         order by f.as_of_date, f.user_id
         """,
         [dates],

@@ -45,4 +45,4 @@ def build_history(keep_last: int = 3) -> list[date]:
         land_coupon_sends(sends)
     land_events([days[d] for d in history])
     build_features(history[0] + timedelta(days=WARM_UP_DAYS), history[-1] + timedelta(days=1))
-    return ordered[len(history):]
+    return ordered[len(history) :]

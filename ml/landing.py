@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from ml.config import settings
 from ml.errors import LandingError
+from ml.progress import progress
 
 EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase")
 EVENT_SCHEMA = pa.schema(
@@ -185,7 +186,7 @@ def land_events(files: list[Path], landing_dir: Path | None = None) -> dict[str,
     """
     landing_dir = landing_dir or settings().landing_dir
     frames = []
-    for path in files:
+    for path in progress(files, "reading event files", total=len(files)):
         raw = read_table(path, "events")
         events = normalise_events(raw, path.name)
         named = DATE_IN_NAME.search(path.name)
@@ -223,13 +224,17 @@ def _require_parsed(frame: pd.DataFrame, column: str, parsed: pd.Series, path: P
     bad = frame[column].notna() & parsed.isna()
     if bad.any() or parsed.isna().any():
         example = frame.loc[bad | parsed.isna(), column].head(3).tolist()
-        raise LandingError(f"{path}: column {column} has {int((bad | parsed.isna()).sum())} unreadable value(s), e.g. {example}")
+        raise LandingError(
+            f"{path}: column {column} has {int((bad | parsed.isna()).sum())} unreadable value(s), e.g. {example}"
+        )
     return parsed
 
 
 def _cast_users(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     out = frame.copy()
-    out["user_id"] = _require_parsed(frame, "user_id", pd.to_numeric(frame["user_id"], errors="coerce"), path).astype("int64")
+    out["user_id"] = _require_parsed(frame, "user_id", pd.to_numeric(frame["user_id"], errors="coerce"), path).astype(
+        "int64"
+    )
     signup = pd.to_datetime(frame["signup_at"], errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
     out["signup_at"] = _require_parsed(frame, "signup_at", signup, path)
     if out["user_id"].duplicated().any():
@@ -244,10 +249,14 @@ def _cast_users(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 def _cast_products(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     out = pd.DataFrame(
         {
-            "product_id": _require_parsed(frame, "product_id", pd.to_numeric(frame["product_id"], errors="coerce"), path).astype("int64"),
+            "product_id": _require_parsed(
+                frame, "product_id", pd.to_numeric(frame["product_id"], errors="coerce"), path
+            ).astype("int64"),
             "category": frame["category"].astype(str),
             "brand": frame["brand"].astype(object) if "brand" in frame.columns else None,
-            "price": _require_parsed(frame, "price", pd.to_numeric(frame["price"], errors="coerce"), path).astype(float),
+            "price": _require_parsed(frame, "price", pd.to_numeric(frame["price"], errors="coerce"), path).astype(
+                float
+            ),
         }
     )
     return out
@@ -264,7 +273,9 @@ def land_coupon_sends(files: list[Path], landing_dir: Path | None = None) -> int
             pd.DataFrame(
                 {
                     "campaign_id": frame["campaign_id"].astype(str),
-                    "user_id": _require_parsed(frame, "user_id", pd.to_numeric(frame["user_id"], errors="coerce"), path).astype("int64"),
+                    "user_id": _require_parsed(
+                        frame, "user_id", pd.to_numeric(frame["user_id"], errors="coerce"), path
+                    ).astype("int64"),
                     "sent_at": _require_parsed(frame, "sent_at", sent, path),
                     "group_name": frame["group_name"].astype(str),
                     "coupon_code": frame["coupon_code"].astype(object) if "coupon_code" in frame.columns else None,
@@ -277,8 +288,9 @@ def land_coupon_sends(files: list[Path], landing_dir: Path | None = None) -> int
     return len(combined)
 
 
-def ingest(events: str, users: str | None = None, products: str | None = None,
-           coupon_sends: str | None = None) -> dict[str, object]:
+def ingest(
+    events: str, users: str | None = None, products: str | None = None, coupon_sends: str | None = None
+) -> dict[str, object]:
     """`python -m ml ingest`: land your own files (or the simulator's exports) in one go."""
     summary: dict[str, object] = {}
     if users:

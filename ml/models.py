@@ -26,37 +26,54 @@ def _preprocessor(columns: list[str], scale: bool) -> ColumnTransformer:
     categorical = [c for c in columns if c in CATEGORICAL_FEATURES]
     if scale:
         numeric_steps = Pipeline(
-            [("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-             # arcsinh: a log for heavy-tailed counts and revenue that is defined at 0.
-             ("log", FunctionTransformer(np.arcsinh, feature_names_out="one-to-one")), ("scale", StandardScaler())]
+            [
+                ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+                # arcsinh: a log for heavy-tailed counts and revenue that is defined at 0.
+                ("log", FunctionTransformer(np.arcsinh, feature_names_out="one-to-one")),
+                ("scale", StandardScaler()),
+            ]
         )
     else:
         numeric_steps = "passthrough"  # XGBoost learns its own split for missing values
     return ColumnTransformer(
-        [("numeric", numeric_steps, numeric),
-         ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
+        [
+            ("numeric", numeric_steps, numeric),
+            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
+        ],
         verbose_feature_names_out=False,
     )
 
 
 def fit_logistic(x_train: pd.DataFrame, y_train: pd.Series, seed: int) -> Pipeline:
     pipeline = Pipeline(
-        [("prep", _preprocessor(list(x_train.columns), scale=True)),
-         ("model", LogisticRegression(C=0.5, max_iter=2000, random_state=seed))]
+        [
+            ("prep", _preprocessor(list(x_train.columns), scale=True)),
+            ("model", LogisticRegression(C=0.5, max_iter=2000, random_state=seed)),
+        ]
     )
     return pipeline.fit(x_train, y_train)
 
 
-def fit_xgboost(x_train: pd.DataFrame, y_train: pd.Series, x_valid: pd.DataFrame, y_valid: pd.Series,
-                seed: int) -> tuple[Pipeline, dict]:
+def fit_xgboost(
+    x_train: pd.DataFrame, y_train: pd.Series, x_valid: pd.DataFrame, y_valid: pd.Series, seed: int
+) -> tuple[Pipeline, dict]:
     """Fit with early stopping on the validation snapshot; return the pipeline and its parameters."""
     from xgboost import XGBClassifier
 
     prep = _preprocessor(list(x_train.columns), scale=False).fit(x_train)
     params = {
-        "n_estimators": 600, "learning_rate": 0.05, "max_depth": 4, "min_child_weight": 20,
-        "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 5.0, "tree_method": "hist",
-        "eval_metric": "logloss", "early_stopping_rounds": 40, "random_state": seed, "n_jobs": 2,
+        "n_estimators": 600,
+        "learning_rate": 0.05,
+        "max_depth": 4,
+        "min_child_weight": 20,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 5.0,
+        "tree_method": "hist",
+        "eval_metric": "logloss",
+        "early_stopping_rounds": 40,
+        "random_state": seed,
+        "n_jobs": 2,
     }
     model = XGBClassifier(**params)
     model.fit(prep.transform(x_train), y_train, eval_set=[(prep.transform(x_valid), y_valid)], verbose=False)

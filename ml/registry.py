@@ -27,9 +27,17 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 AUC_FLOOR = {"purchase_propensity": 0.65, "churn_risk": 0.60}
 HISTORY_TAG = "champion_history"
 AUDIT_SCHEMA = pa.schema(
-    [("event_id", pa.string()), ("changed_at", pa.timestamp("us")), ("model_name", pa.string()),
-     ("action", pa.string()), ("from_version", pa.string()), ("to_version", pa.string()),
-     ("changed_by", pa.string()), ("reason", pa.string()), ("metrics_json", pa.string())]
+    [
+        ("event_id", pa.string()),
+        ("changed_at", pa.timestamp("us")),
+        ("model_name", pa.string()),
+        ("action", pa.string()),
+        ("from_version", pa.string()),
+        ("to_version", pa.string()),
+        ("changed_by", pa.string()),
+        ("reason", pa.string()),
+        ("metrics_json", pa.string()),
+    ]
 )
 
 
@@ -85,8 +93,15 @@ def _actor() -> str:
         return "unknown"
 
 
-def record_audit(name: str, action: str, from_version: str | None, to_version: str | None, reason: str,
-                 metrics: dict[str, Any] | None = None, actor: str | None = None) -> dict[str, Any]:
+def record_audit(
+    name: str,
+    action: str,
+    from_version: str | None,
+    to_version: str | None,
+    reason: str,
+    metrics: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> dict[str, Any]:
     """Append one audit row (one small Parquet file, written atomically) for an alias change."""
     row = {
         "event_id": uuid.uuid4().hex,
@@ -99,7 +114,9 @@ def record_audit(name: str, action: str, from_version: str | None, to_version: s
         "reason": reason,
         "metrics_json": json.dumps(metrics or {}, sort_keys=True),
     }
-    target = settings().audit_dir / "model_promotions" / f"{row['changed_at']:%Y%m%dT%H%M%S%f}-{row['event_id'][:8]}.parquet"
+    target = (
+        settings().audit_dir / "model_promotions" / f"{row['changed_at']:%Y%m%dT%H%M%S%f}-{row['event_id'][:8]}.parquet"
+    )
     write_parquet_atomic(pd.DataFrame([row]), target, schema=AUDIT_SCHEMA)
     return {**row, "changed_at": row["changed_at"].isoformat()}
 
@@ -109,8 +126,9 @@ def _history(name: str) -> list[str]:
     return json.loads(model.tags.get(HISTORY_TAG, "[]"))
 
 
-def _set_champion(name: str, version: str, action: str, reason: str, metrics: dict | None,
-                  actor: str | None = None) -> dict[str, Any]:
+def _set_champion(
+    name: str, version: str, action: str, reason: str, metrics: dict | None, actor: str | None = None
+) -> dict[str, Any]:
     mlflow_client = client()
     previous = champion_version(name)
     mlflow_client.set_registered_model_alias(name, CHAMPION, version)
@@ -120,8 +138,9 @@ def _set_champion(name: str, version: str, action: str, reason: str, metrics: di
     return record_audit(name, action, previous, version, reason, metrics, actor)
 
 
-def promote(name: str, version: str, reason: str, metrics: dict | None = None,
-            action: str = "promote", actor: str | None = None) -> dict[str, Any]:
+def promote(
+    name: str, version: str, reason: str, metrics: dict | None = None, action: str = "promote", actor: str | None = None
+) -> dict[str, Any]:
     """Make `version` the champion (a person's decision from the CLI, or the gate's)."""
     from mlflow.exceptions import MlflowException
 
@@ -192,7 +211,13 @@ def reconcile_ui_changes() -> list[dict[str, Any]]:
         if not history or history[-1] != current:
             client().set_registered_model_tag(name, HISTORY_TAG, json.dumps(([*history, current])[-20:]))
             recorded.append(
-                record_audit(name, "alias_moved_outside_cli", history[-1] if history else None, current,
-                             "champion alias changed in the MLflow UI or API", actor="mlflow-ui")
+                record_audit(
+                    name,
+                    "alias_moved_outside_cli",
+                    history[-1] if history else None,
+                    current,
+                    "champion alias changed in the MLflow UI or API",
+                    actor="mlflow-ui",
+                )
             )
     return recorded

@@ -18,8 +18,10 @@ from ml.errors import ModelError
 from ml.landing import write_parquet_atomic
 from ml.registry import MODEL_NAMES, load_champion
 
-OUTPUT_COLUMNS = {"purchase_30d": ("p_purchase_30d", "purchase_model_version"),
-                  "churn_30d": ("p_churn_30d", "churn_model_version")}
+OUTPUT_COLUMNS = {
+    "purchase_30d": ("p_purchase_30d", "purchase_model_version"),
+    "churn_30d": ("p_churn_30d", "churn_model_version"),
+}
 
 
 def check_signature(model, frame: pd.DataFrame, name: str, version: str) -> list[str]:

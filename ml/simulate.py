@@ -96,9 +96,7 @@ def make_users(spec: ShopSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, 
             "phone": [f"+49{rng_digits}" for rng_digits in rng.integers(10**9, 10**10, n)],
         }
     )
-    segment = rng.choice(
-        ["persuadable", "sure_thing", "lost_cause", "sleeping_dog"], n, p=[0.35, 0.3, 0.25, 0.1]
-    )
+    segment = rng.choice(["persuadable", "sure_thing", "lost_cause", "sleeping_dog"], n, p=[0.35, 0.3, 0.25, 0.1])
     coupon_effect = np.select(
         [segment == "persuadable", segment == "sleeping_dog"],
         [rng.uniform(1.8, 3.0, n), rng.uniform(0.3, 0.6, n)],
@@ -184,7 +182,11 @@ class ShopState:
 
 
 def simulate_day(
-    spec: ShopSpec, day_index: int, users: pd.DataFrame, traits: pd.DataFrame, products: pd.DataFrame,
+    spec: ShopSpec,
+    day_index: int,
+    users: pd.DataFrame,
+    traits: pd.DataFrame,
+    products: pd.DataFrame,
     state: ShopState,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Advance the shop one day; return (events, coupon sends) for that day."""
@@ -241,18 +243,41 @@ def simulate_day(
     frames = [_events(day, "view", view_session, view_at, product_row, session_user, session_ids, products)]
     cart_rows = np.flatnonzero(carted)
     frames.append(
-        _events(day, "cart", view_session[cart_rows], view_at[cart_rows] + 10, product_row[cart_rows],
-                session_user, session_ids, products)
+        _events(
+            day,
+            "cart",
+            view_session[cart_rows],
+            view_at[cart_rows] + 10,
+            product_row[cart_rows],
+            session_user,
+            session_ids,
+            products,
+        )
     )
     removed = cart_rows[(~buys[view_session[cart_rows]]) & (rng.random(len(cart_rows)) < 0.3)]
     frames.append(
-        _events(day, "remove_from_cart", view_session[removed], view_at[removed] + 20, product_row[removed],
-                session_user, session_ids, products)
+        _events(
+            day,
+            "remove_from_cart",
+            view_session[removed],
+            view_at[removed] + 20,
+            product_row[removed],
+            session_user,
+            session_ids,
+            products,
+        )
     )
     bought = cart_rows[buys[view_session[cart_rows]]]
-    purchase = _events(day, "purchase", view_session[bought], start_second[view_session[bought]] + 45
-                       * n_views[view_session[bought]] + 60, product_row[bought], session_user, session_ids,
-                       products)
+    purchase = _events(
+        day,
+        "purchase",
+        view_session[bought],
+        start_second[view_session[bought]] + 45 * n_views[view_session[bought]] + 60,
+        product_row[bought],
+        session_user,
+        session_ids,
+        products,
+    )
     purchase["quantity"] = rng.integers(1, 4, len(bought)) * (rng.random(len(bought)) < 0.3) + 1
     purchase["quantity"] = purchase["quantity"].clip(upper=3)
     purchase["order_id"] = order_ids[view_session[bought]]
@@ -328,7 +353,7 @@ def simulate(spec: ShopSpec, through: date | None = None) -> dict[str, float]:
     )
     inbox, truth = cfg.inbox_dir, cfg.truth_dir
     reference = n_days - 1 - LABEL_HORIZON_DAYS  # newest day index whose label window has closed
-    last_visit = np.full(spec.users, -10**6)
+    last_visit = np.full(spec.users, -(10**6))
     ref_active = ref_bought = ref_truth = None
     for day_index in progress(range(n_days), "simulating days", total=n_days):
         day = spec.start + timedelta(days=day_index)

@@ -6,8 +6,7 @@ import duckdb
 
 from ml.config import settings
 
-MARTS = ["user_features", "training_labels", "events_quarantine", "user_segments", "coupon_targets",
-         "model_promotions"]
+MARTS = ["user_features", "training_labels", "events_quarantine", "user_segments", "coupon_targets", "model_promotions"]
 
 
 def _table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -27,30 +26,36 @@ def summary_lines() -> list[str]:
                 lines.append(f"  {mart:<20} {count:>12,}")
         if "user_features" in tables:
             first, last, dates = con.execute(
-                "select min(as_of_date), max(as_of_date), count(distinct as_of_date) from user_features").fetchone()
+                "select min(as_of_date), max(as_of_date), count(distinct as_of_date) from user_features"
+            ).fetchone()
             lines.append(f"  user_features covers {dates} as-of dates, {first} .. {last}")
         if "events_quarantine" in tables:
             lines.append("\nQuarantined events by reason:")
-            rows = con.execute("select quarantine_reason, count(*) from events_quarantine group by 1 order by 2 desc").fetchall()
+            rows = con.execute(
+                "select quarantine_reason, count(*) from events_quarantine group by 1 order by 2 desc"
+            ).fetchall()
             lines += [f"  {reason:<40} {count:>8,}" for reason, count in rows] or ["  none"]
         if "user_segments" in tables:
             latest = con.execute("select max(as_of_date) from user_segments").fetchone()[0]
             lines.append(f"\nSegments as of {latest}:")
             rows = con.execute(
                 "select lifecycle_segment, count(*) from user_segments where as_of_date = ? group by 1 order by 2 desc",
-                [latest]).fetchall()
+                [latest],
+            ).fetchall()
             lines += [f"  {segment:<12} {count:>8,}" for segment, count in rows]
         if "coupon_targets" in tables:
             lines.append("\nCoupons by day and type (sent / holdout, expected spend against budget):")
             rows = con.execute(
                 """select as_of_date, coupon_code, count(*) filter (where not is_holdout),
                           count(*) filter (where is_holdout), sum(expected_cost) filter (where not is_holdout)
-                   from coupon_targets group by 1, 2 order by 1, 2""").fetchall()
+                   from coupon_targets group by 1, 2 order by 1, 2"""
+            ).fetchall()
             for as_of, code, sent, held, cost in rows:
                 lines.append(f"  {as_of} {code:<10} {sent:>6,} sent {held:>5,} holdout  spend {cost or 0:>9,.2f}")
             budget = con.execute(
                 "select as_of_date, sum(expected_cost) filter (where not is_holdout) from coupon_targets "
-                "group by 1 order by 1").fetchall()
+                "group by 1 order by 1"
+            ).fetchall()
             for as_of, spend in budget:
                 lines.append(f"  {as_of} total spend {spend or 0:,.2f} of budget {cfg.daily_coupon_budget:,.2f}")
     lines += _champion_lines()
@@ -61,7 +66,8 @@ def summary_lines() -> list[str]:
         "  make dbt-docs       # column docs and lineage",
         "  .venv/bin/python -m ml evaluate --against-truth",
         "  .venv/bin/python -m ml models list",
-        f"  duckdb -readonly {cfg.snapshot_path}   # or: python -c \"import duckdb; duckdb.connect(PATH, read_only=True)\"",
+        f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{cfg.snapshot_path}', read_only=True)"
+        ".sql('from coupon_targets limit 5'))\"",
     ]
     return lines
 
@@ -77,8 +83,10 @@ def _champion_lines() -> list[str]:
     for name in MODEL_NAMES.values():
         champion = next((r for r in rows if r["model"] == name and "champion" in r["aliases"]), None)
         if champion:
-            lines.append(f"  {name:<20} v{champion['version']} ({champion['flavour']}), test AUC "
-                         f"{champion['test_roc_auc']} on {champion['test_date']}")
+            lines.append(
+                f"  {name:<20} v{champion['version']} ({champion['flavour']}), test AUC "
+                f"{champion['test_roc_auc']} on {champion['test_date']}"
+            )
         else:
             lines.append(f"  {name:<20} no champion yet")
     return lines

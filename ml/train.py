@@ -54,10 +54,15 @@ SKOPS_TRUSTED_TYPES = ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier", 
 
 def code_version() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ml", "dbt_project"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "ml", "dbt_project"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return f"{sha}{'-dirty' if dirty else ''}"
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -87,8 +92,14 @@ def train_all(tasks: list[str] | None = None, as_of: date | None = None) -> list
         split = choose_split(matured_dates(con), as_of)
         columns = feature_columns(con)
         frames = {
-            task: {part: load_labelled(con, task, dates) for part, dates in
-                   (("train", split.train_dates), ("valid", [split.validation_date]), ("test", [split.test_date]))}
+            task: {
+                part: load_labelled(con, task, dates)
+                for part, dates in (
+                    ("train", split.train_dates),
+                    ("valid", [split.validation_date]),
+                    ("test", [split.test_date]),
+                )
+            }
             for task in (tasks or list(TASKS))
         }
     return [train_task(task, parts, split, columns) for task, parts in frames.items()]
@@ -124,30 +135,57 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
                 **classification_metrics(y["test"], proba["test"], threshold, "test"),
                 "threshold": threshold,
             }
-            mlflow.set_tags({"task": task, "flavour": flavour, "model_name": name, "code_version": code_version(),
-                             "feature_hash": feature_hash})
-            mlflow.log_params({
-                **{f"model_{k}": v for k, v in params.items()}, **split.as_params(), "task": task,
-                "flavour": flavour, "seed": seed, "n_features": len(columns), "feature_hash": feature_hash,
-                "train_rows": len(y["train"]), "train_positive_rate": round(float(y["train"].mean()), 4),
-            })
+            mlflow.set_tags(
+                {
+                    "task": task,
+                    "flavour": flavour,
+                    "model_name": name,
+                    "code_version": code_version(),
+                    "feature_hash": feature_hash,
+                }
+            )
+            mlflow.log_params(
+                {
+                    **{f"model_{k}": v for k, v in params.items()},
+                    **split.as_params(),
+                    "task": task,
+                    "flavour": flavour,
+                    "seed": seed,
+                    "n_features": len(columns),
+                    "feature_hash": feature_hash,
+                    "train_rows": len(y["train"]),
+                    "train_positive_rate": round(float(y["train"].mean()), 4),
+                }
+            )
             mlflow.log_metrics(metrics)
             mlflow.log_dict({"features": columns, "feature_hash": feature_hash}, "features.json")
             importance = feature_importance(pipeline)
-            for filename, figure in quality_figures(y["test"], proba["test"], importance,
-                                                    f"{name} ({flavour}), test {split.test_date}").items():
+            for filename, figure in quality_figures(
+                y["test"], proba["test"], importance, f"{name} ({flavour}), test {split.test_date}"
+            ).items():
                 mlflow.log_figure(figure, f"plots/{filename}")
             _close_figures()
             signature = mlflow.models.infer_signature(x["test"].head(200), pipeline.predict_proba(x["test"].head(200)))
             info = mlflow.sklearn.log_model(
-                pipeline, name="model", signature=signature, input_example=x["test"].head(5),
-                registered_model_name=name, pyfunc_predict_fn="predict_proba", pip_requirements=_requirements(),
+                pipeline,
+                name="model",
+                signature=signature,
+                input_example=x["test"].head(5),
+                registered_model_name=name,
+                pyfunc_predict_fn="predict_proba",
+                pip_requirements=_requirements(),
                 skops_trusted_types=SKOPS_TRUSTED_TYPES,
             )
             version = str(info.registered_model_version)
             _tag_version(name, version, flavour, metrics, split, run.info.run_id)
-            candidates.append({"version": version, "flavour": flavour, "test_roc_auc": metrics["test_roc_auc"],
-                               "run_id": run.info.run_id})
+            candidates.append(
+                {
+                    "version": version,
+                    "flavour": flavour,
+                    "test_roc_auc": metrics["test_roc_auc"],
+                    "run_id": run.info.run_id,
+                }
+            )
     return gate(name, candidates, x["test"], y["test"], split.test_date)
 
 
@@ -155,8 +193,12 @@ def _tag_version(name, version, flavour, metrics, split: Split, run_id) -> None:
     from ml.registry import client
 
     mlflow_client = client()
-    tags = {"flavour": flavour, "test_date": str(split.test_date), "run_id": run_id,
-            **{k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("test_") and not k.endswith("_rows")}}
+    tags = {
+        "flavour": flavour,
+        "test_date": str(split.test_date),
+        "run_id": run_id,
+        **{k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("test_") and not k.endswith("_rows")},
+    }
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, version, key, value)
 
@@ -171,8 +213,12 @@ def champion_auc_on(name: str, x_test: pd.DataFrame, y_test: np.ndarray) -> tupl
     expected = [c.name for c in model.metadata.get_input_schema().inputs]
     missing = [c for c in expected if c not in x_test.columns]
     if missing:
-        log.warning("%s@champion v%s expects features that no longer exist (%s): it cannot defend", name,
-                    version, ", ".join(missing))
+        log.warning(
+            "%s@champion v%s expects features that no longer exist (%s): it cannot defend",
+            name,
+            version,
+            ", ".join(missing),
+        )
         return version, float("nan")
     return version, float(roc_auc_score(y_test, np.asarray(model.predict(x_test[expected]))[:, 1]))
 
@@ -182,9 +228,12 @@ def gate(name: str, candidates: list[dict], x_test: pd.DataFrame, y_test: np.nda
     best = max(candidates, key=lambda c: c["test_roc_auc"])
     champion, champion_auc = champion_auc_on(name, x_test, y_test)
     floor = AUC_FLOOR[name]
-    metrics = {"test_roc_auc": round(best["test_roc_auc"], 4), "test_date": str(test_date),
-               "champion_version": champion,
-               "champion_test_roc_auc": None if champion_auc is None else round(champion_auc, 4)}
+    metrics = {
+        "test_roc_auc": round(best["test_roc_auc"], 4),
+        "test_date": str(test_date),
+        "champion_version": champion,
+        "champion_test_roc_auc": None if champion_auc is None else round(champion_auc, 4),
+    }
     beats = champion_auc is None or np.isnan(champion_auc) or best["test_roc_auc"] > champion_auc
     if best["test_roc_auc"] >= floor and beats:
         against = "no champion yet" if champion is None else f"champion v{champion} AUC {champion_auc:.4f}"
@@ -192,16 +241,33 @@ def gate(name: str, candidates: list[dict], x_test: pd.DataFrame, y_test: np.nda
         promote(name, best["version"], reason, metrics, action="auto_promote", actor="training-gate")
         decision = "promoted"
     else:
-        why = (f"below the floor {floor}" if best["test_roc_auc"] < floor
-               else f"does not beat champion v{champion} AUC {champion_auc:.4f}")
+        why = (
+            f"below the floor {floor}"
+            if best["test_roc_auc"] < floor
+            else f"does not beat champion v{champion} AUC {champion_auc:.4f}"
+        )
         set_challenger(name, best["version"])
-        record_audit(name, "challenger", champion, best["version"],
-                     f"{best['flavour']} test AUC {best['test_roc_auc']:.4f} {why}", metrics, actor="training-gate")
+        record_audit(
+            name,
+            "challenger",
+            champion,
+            best["version"],
+            f"{best['flavour']} test AUC {best['test_roc_auc']:.4f} {why}",
+            metrics,
+            actor="training-gate",
+        )
         decision = "challenger"
-    return {"model": name, "decision": decision, "candidate_version": best["version"], "flavour": best["flavour"],
-            "test_roc_auc": round(best["test_roc_auc"], 4), "champion_before": champion,
-            "champion_before_auc": metrics["champion_test_roc_auc"], "champion_after": champion_version(name),
-            "versions": {c["flavour"]: c["version"] for c in candidates}}
+    return {
+        "model": name,
+        "decision": decision,
+        "candidate_version": best["version"],
+        "flavour": best["flavour"],
+        "test_roc_auc": round(best["test_roc_auc"], 4),
+        "champion_before": champion,
+        "champion_before_auc": metrics["champion_test_roc_auc"],
+        "champion_after": champion_version(name),
+        "versions": {c["flavour"]: c["version"] for c in candidates},
+    }
 
 
 def _close_figures() -> None:

@@ -53,12 +53,19 @@ def run_dbt(args: list[str], dbt_vars: dict[str, object] | None = None, cfg: Set
     command = [dbt_executable(), *args, "--project-dir", str(cfg.dbt_project_dir)]
     if dbt_vars:
         command += ["--vars", json.dumps(dbt_vars, default=str)]
-    result = subprocess.run(command, env=dbt_env(cfg), capture_output=True, text=True, cwd=cfg.dbt_project_dir)
-    print(result.stdout, end="", file=sys.stderr)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
-        raise DbtError(f"dbt {' '.join(args)} failed (exit {result.returncode}):\n{tail}")
-    return result.stdout
+    # Stream dbt's log as it goes (a long build shows its progress), keep it for the error message.
+    lines: list[str] = []
+    with subprocess.Popen(
+        command, env=dbt_env(cfg), cwd=cfg.dbt_project_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        for line in process.stdout:
+            print(line, end="", file=sys.stderr, flush=True)
+            lines.append(line.rstrip("\n"))
+    if process.returncode != 0:
+        failing = [line for line in lines if "ERROR" in line or "FAIL" in line or "Error" in line]
+        tail = "\n".join((failing[-15:] or []) + ["..."] + lines[-15:])
+        raise DbtError(f"dbt {' '.join(args)} failed (exit {process.returncode}):\n{tail}")
+    return "\n".join(lines)
 
 
 def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Settings | None = None) -> dict:

@@ -66,6 +66,11 @@ def test_task_graph_runs_land_features_train_score_targeting_publish_in_order(da
     assert "land_day" in upstream("features.user_features_model_build")
     assert dag.get_task("score").upstream_task_ids == {"train"}
     assert "score" in upstream("targeting.coupon_targets_model_build")
-    assert {"targeting.coupon_targets_model_build", "targeting.user_segments_model_build", "score", "train",
-            "land_day"} <= upstream("publish")
+    assert {
+        "targeting.coupon_targets_model_build",
+        "targeting.user_segments_model_build",
+        "score",
+        "train",
+        "land_day",
+    } <= upstream("publish")
     assert dag.get_task("publish").downstream_task_ids == set()

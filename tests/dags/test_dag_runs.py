@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -11,14 +11,12 @@ import pytest
 from tests.checksums import query, table_checksums
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-MARTS = ["user_features", "training_labels", "events_quarantine", "user_segments", "coupon_targets",
-         "stg_ml__scores"]
+MARTS = ["user_features", "training_labels", "events_quarantine", "user_segments", "coupon_targets", "stg_ml__scores"]
 pytestmark = pytest.mark.slow
 
 
 def _run(dag, day) -> str:
-    run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=timezone.utc),
-                   run_conf={"run_date": str(day)})
+    run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC), run_conf={"run_date": str(day)})
     return str(run.state)
 
 
@@ -48,7 +46,10 @@ def test_two_days_then_a_rerun_of_the_first_are_identical_and_an_open_analyst_se
     assert {p.name: p.read_bytes() for p in (shop.data / "scores").rglob("*.parquet")}.keys() == scores_after.keys()
 
     per_day = dict(query(shop.warehouse, "select as_of_date, count(*) from coupon_targets group by 1"))
-    assert sorted(str(d) for d in per_day) == [str(first.replace(day=first.day + 1)), str(second.replace(day=second.day + 1))]
+    assert sorted(str(d) for d in per_day) == [
+        str(first.replace(day=first.day + 1)),
+        str(second.replace(day=second.day + 1)),
+    ]
     assert all(count > 0 for count in per_day.values())
     analyst.close()
     with duckdb.connect(str(snapshot), read_only=True) as fresh:

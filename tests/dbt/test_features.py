@@ -14,10 +14,13 @@ from tests.checksums import query, table_checksums
 
 
 def test_user_features_has_one_row_per_user_who_had_signed_up_per_as_of_date(built_shop):
-    rows = query(built_shop.warehouse, """
+    rows = query(
+        built_shop.warehouse,
+        """
         select f.as_of_date, count(*), count(distinct f.user_id),
                (select count(*) from stg_landing__users u where u.signup_at < f.as_of_date)
-        from user_features f group by 1 order by 1""")
+        from user_features f group by 1 order by 1""",
+    )
     assert len(rows) == 120 - 3 - 28 + 1  # from the warm-up day to the day after the last built day
     for _as_of, count, distinct_users, signed_up in rows:
         assert count == distinct_users == signed_up
@@ -29,11 +32,17 @@ def test_no_mart_carries_pii(built_shop):
 
 
 def test_labels_exist_only_where_the_window_has_closed(built_shop):
-    newest_event, newest_label = query(built_shop.warehouse, """
-        select (select max(event_date) from stg_landing__events), (select max(as_of_date) from training_labels)""")[0]
+    newest_event, newest_label = query(
+        built_shop.warehouse,
+        """
+        select (select max(event_date) from stg_landing__events), (select max(as_of_date) from training_labels)""",
+    )[0]
     assert newest_label + timedelta(days=30) == newest_event + timedelta(days=1)
-    rates = query(built_shop.warehouse, """
-        select avg(purchase_30d), avg(churn_30d), count(churn_30d) < count(*) from training_labels""")[0]
+    rates = query(
+        built_shop.warehouse,
+        """
+        select avg(purchase_30d), avg(churn_30d), count(churn_30d) < count(*) from training_labels""",
+    )[0]
     assert 0.02 < rates[0] < 0.5 and 0.05 < rates[1] < 0.6 and rates[2]
 
 
@@ -74,12 +83,25 @@ def test_bad_rows_are_quarantined_with_reasons_and_nothing_is_lost(built_shop, s
     frame.to_parquet(shop.data / "inbox" / "events" / f"events_{day}.parquet")
     landed = land_day(day)["events"]
     build_features(day + timedelta(days=1))
-    reasons = dict(query(shop.warehouse, f"""
-        select quarantine_reason, count(*) from events_quarantine where event_date = date '{day}' group by 1"""))
-    assert reasons == {"unknown event type": 2, "negative price": 2, "timestamp outside the partition day": 2,
-                       "unknown user": 2, "duplicate event_id": 2}
-    clean = query(shop.warehouse, f"""
-        select count(*) from int_events_checked where event_date = date '{day}' and quarantine_reason is null""")[0][0]
+    reasons = dict(
+        query(
+            shop.warehouse,
+            f"""
+        select quarantine_reason, count(*) from events_quarantine where event_date = date '{day}' group by 1""",
+        )
+    )
+    assert reasons == {
+        "unknown event type": 2,
+        "negative price": 2,
+        "timestamp outside the partition day": 2,
+        "unknown user": 2,
+        "duplicate event_id": 2,
+    }
+    clean = query(
+        shop.warehouse,
+        f"""
+        select count(*) from int_events_checked where event_date = date '{day}' and quarantine_reason is null""",
+    )[0][0]
     assert clean + sum(reasons.values()) == landed == len(frame)
 
 

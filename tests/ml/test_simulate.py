@@ -33,8 +33,7 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path, mon
 def test_a_day_does_not_depend_on_how_far_the_simulation_runs(tmp_path, monkeypatch):
     for run, days in (("short", 10), ("long", 15)):
         monkeypatch.setenv("SHOP_DATA_DIR", str(tmp_path / run))
-        simulate(ShopSpec(seed=5, users=300, days=15, start=date(2026, 3, 1)),
-                 through=date(2026, 3, 1 + days - 1))
+        simulate(ShopSpec(seed=5, users=300, days=15, start=date(2026, 3, 1)), through=date(2026, 3, 1 + days - 1))
     day = "events/events_2026-03-08.parquet"
     short = pd.read_parquet(tmp_path / "short" / "inbox" / day)
     long = pd.read_parquet(tmp_path / "long" / "inbox" / day)
@@ -68,10 +67,13 @@ def test_events_have_the_documented_schema_and_pii_stays_in_the_users_file(tmp_p
     assert not (tmp_path / "inbox" / "user_traits.parquet").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["simulate", "--users", "0"], "must be positive"),
-    (["simulate", "--start", "2026-13-01"], "not a date"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["simulate", "--users", "0"], "must be positive"),
+        (["simulate", "--start", "2026-13-01"], "not a date"),
+    ],
+)
 def test_bad_cli_arguments_are_clear_errors(argv, message, capsys):
     from ml.__main__ import main
 

@@ -12,10 +12,24 @@ import pytest
 from ml.errors import ModelError
 from ml.registry import MODEL_NAMES, champion_version, client, list_versions
 
-EXPECTED_METRICS = ["roc_auc", "pr_auc", "log_loss", "brier", "lift_top_decile", "capture_top_decile",
-                    "precision", "recall", "f1"]
-EXPECTED_PLOTS = ["roc_curve.png", "precision_recall_curve.png", "calibration.png", "gains_by_decile.png",
-                  "feature_importance.png"]
+EXPECTED_METRICS = [
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "lift_top_decile",
+    "capture_top_decile",
+    "precision",
+    "recall",
+    "f1",
+]
+EXPECTED_PLOTS = [
+    "roc_curve.png",
+    "precision_recall_curve.png",
+    "calibration.png",
+    "gains_by_decile.png",
+    "feature_importance.png",
+]
 
 
 def _audit(shop) -> pd.DataFrame:
@@ -38,10 +52,14 @@ def test_training_logs_runs_registers_both_flavours_and_crowns_a_champion(traine
         for metric in EXPECTED_METRICS:
             assert runs[f"metrics.{prefix}_{metric}"].notna().all(), metric
     run_id = runs.iloc[0]["run_id"]
-    assert runs.iloc[0]["params.test_date"] > runs.iloc[0]["params.validation_date"] > runs.iloc[0]["params.train_dates"][-10:]
+    assert (
+        runs.iloc[0]["params.test_date"]
+        > runs.iloc[0]["params.validation_date"]
+        > runs.iloc[0]["params.train_dates"][-10:]
+    )
     artifacts = {a.path for a in client().list_artifacts(run_id, "plots")}
     assert artifacts == {f"plots/{p}" for p in EXPECTED_PLOTS}
-    model = mlflow.pyfunc.load_model(f"models:/purchase_propensity@champion")
+    model = mlflow.pyfunc.load_model("models:/purchase_propensity@champion")
     assert model.metadata.signature is not None and model.metadata.saved_input_example_info is not None
     audit = _audit(shop)
     assert set(audit["action"]) >= {"auto_promote"} and set(audit["changed_by"]) == {"training-gate"}
@@ -56,8 +74,14 @@ def test_a_deliberately_worse_model_is_registered_but_not_promoted(trained_shop,
     with connect_read_only() as con:
         split = choose_split(matured_dates(con))
         columns = feature_columns(con)
-        parts = {part: load_labelled(con, "purchase_30d", dates) for part, dates in
-                 (("train", split.train_dates), ("valid", [split.validation_date]), ("test", [split.test_date]))}
+        parts = {
+            part: load_labelled(con, "purchase_30d", dates)
+            for part, dates in (
+                ("train", split.train_dates),
+                ("valid", [split.validation_date]),
+                ("test", [split.test_date]),
+            )
+        }
     # Shuffled training labels: the model learns noise.
     parts["train"]["label"] = np.random.default_rng(0).permutation(parts["train"]["label"].to_numpy())
     result = train_task("purchase_30d", parts, split, columns)
@@ -104,13 +128,16 @@ def test_promote_needs_a_reason(capsys):
 def test_an_alias_moved_in_the_ui_is_recorded_at_the_next_cli_call(trained_shop, shop_copy):
     from ml.registry import reconcile_ui_changes
 
-    shop = shop_copy(trained_shop)
+    shop_copy(trained_shop)
     current = champion_version("purchase_propensity")
-    other = next(r["version"] for r in list_versions() if r["model"] == "purchase_propensity" and r["version"] != current)
+    other = next(
+        r["version"] for r in list_versions() if r["model"] == "purchase_propensity" and r["version"] != current
+    )
     client().set_registered_model_alias("purchase_propensity", "champion", other)  # what the UI does
     recorded = reconcile_ui_changes()
     assert [(r["action"], r["from_version"], r["to_version"]) for r in recorded] == [
-        ("alias_moved_outside_cli", current, other)]
+        ("alias_moved_outside_cli", current, other)
+    ]
     assert reconcile_ui_changes() == []
 
 
@@ -129,9 +156,9 @@ def test_scoring_writes_one_partition_per_day_and_a_rerun_replaces_it(trained_sh
 
 
 def test_scoring_refuses_a_champion_whose_signature_does_not_match_and_writes_nothing(trained_shop, shop_copy):
-    import mlflow
     from sklearn.dummy import DummyClassifier
 
+    import mlflow
     from ml.registry import promote
     from ml.score import score_day
 
@@ -141,9 +168,13 @@ def test_scoring_refuses_a_champion_whose_signature_does_not_match_and_writes_no
     from ml.train import _experiment_id
 
     with mlflow.start_run(experiment_id=_experiment_id()):
-        info = mlflow.sklearn.log_model(model, name="model", input_example=inputs,
-                                        registered_model_name="purchase_propensity",
-                                        pyfunc_predict_fn="predict_proba")
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            input_example=inputs,
+            registered_model_name="purchase_propensity",
+            pyfunc_predict_fn="predict_proba",
+        )
     promote("purchase_propensity", str(info.registered_model_version), reason="test a bad model")
     with pytest.raises(ModelError, match="expects features that user_features lacks: feature_from_the_future"):
         score_day(shop.remaining_days[0])
@@ -158,7 +189,9 @@ def test_evaluate_against_truth_prints_one_json_line_per_model(trained_shop, sho
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["model"] for line in lines] == list(MODEL_NAMES.values())
     for line in lines:
-        assert {"model", "version", "as_of_date", "n_users", "positive_rate", "auc", "oracle_auc", "pr_auc"} <= set(line)
+        assert {"model", "version", "as_of_date", "n_users", "positive_rate", "auc", "oracle_auc", "pr_auc"} <= set(
+            line
+        )
         assert 0.5 < line["auc"] <= line["oracle_auc"] + 0.05 and line["n_users"] > 100
 
 
