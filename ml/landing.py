@@ -129,9 +129,12 @@ def normalise_events(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     errors = pd.Series("", index=frame.index, dtype=object)
 
     def parse(column: str, parsed: pd.Series) -> pd.Series:
-        raw = frame[column]
-        bad = raw.notna() & (raw.astype(str).str.strip() != "") & parsed.isna()
-        errors.loc[bad] += column + "=" + raw[bad].astype(str).str.slice(0, 60) + "; "
+        # Only rows that lost their value can be errors: look at their text alone (typed Parquet has none).
+        lost = frame[column].notna() & parsed.isna()
+        if lost.any():
+            text = frame.loc[lost, column].astype(str)
+            text = text[text.str.strip() != ""]
+            errors.loc[text.index] += column + "=" + text.str.slice(0, 60) + "; "
         return parsed
 
     for column in EVENT_SCHEMA.names:
@@ -142,20 +145,24 @@ def normalise_events(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             continue
         raw = frame[column]
         if column == "event_at":
-            parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
+            if pd.api.types.is_datetime64_any_dtype(raw):
+                parsed = raw.dt.tz_convert("UTC").dt.tz_localize(None) if raw.dt.tz is not None else raw
+            else:
+                parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
             out[column] = parse(column, parsed)
         elif column in ("user_id", "product_id", "quantity"):
-            numbers = pd.to_numeric(raw, errors="coerce")
+            numbers = raw if pd.api.types.is_integer_dtype(raw) else pd.to_numeric(raw, errors="coerce")
             whole = numbers.where(numbers == numbers.round())
             out[column] = parse(column, whole).astype("Int64")
         elif column == "price":
             out[column] = parse(column, pd.to_numeric(raw, errors="coerce").astype(float))
         else:
-            out[column] = raw.where(raw.notna(), None).astype(object)
-            out.loc[out[column].notna(), column] = out.loc[out[column].notna(), column].astype(str).str.strip()
+            out[column] = raw.astype("string").str.strip()
     out["event_type"] = out["event_type"].str.lower()
     out["quantity"] = out["quantity"].fillna(1)
-    out["parse_errors"] = errors.str.rstrip("; ").replace("", None)
+    noted = errors[errors != ""]
+    out["parse_errors"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+    out.loc[noted.index, "parse_errors"] = noted.str.rstrip("; ")
     out["source_file"] = source
     missing_id = out["event_id"].isna()
     if missing_id.any():

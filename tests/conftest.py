@@ -59,6 +59,20 @@ def copy_shop(shop: Shop, target: Path) -> Shop:
     return Shop(target, shop.remaining_days)
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """Put os.environ back after every test.
+
+    Cosmos copies the dbt env vars (SHOP_LANDING_DIR, SHOP_WAREHOUSE_PATH, ...) into os.environ for its
+    OpenLineage parsing and never removes them. A real task runs in its own process, but dag.test() runs
+    every task in the test process, so without this a DAG test would point later tests at its shop.
+    """
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def built_shop(tmp_path_factory) -> Shop:
     """A 1,500-user, 120-day shop: simulated, landed and built except its last 3 days."""
