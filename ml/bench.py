@@ -42,6 +42,7 @@ def main() -> None:
 
     from ml.evaluate import evaluate_against_truth
     from ml.history import build_history
+    from ml.pipeline import as_of_for
     from ml.score import score_day
     from ml.simulate import ShopSpec, simulate
     from ml.train import train_all
@@ -53,11 +54,8 @@ def main() -> None:
         build_history(keep_last=0)
     with step("train 2 tasks x 2 flavours, log, register, gate", results):
         trained = train_all()
-    as_of = ShopSpec().end
-    from datetime import timedelta
-
     with step("score one day with both champions", results):
-        scored = score_day(as_of + timedelta(days=1))
+        scored = score_day(as_of_for(ShopSpec().end))
     print(json.dumps({"simulator": stats}))
     print(json.dumps({"users_scored": scored["users_scored"], "trained": trained}))
     for line in evaluate_against_truth():

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from ml.config import settings
 from ml.errors import UserFacingError
 from ml.landing import DATE_IN_NAME, land_coupon_sends, land_events, land_table
+from ml.pipeline import as_of_for
 from ml.warehouse import build_features
 
 # The first as-of date is this many days after the first landed day: earlier snapshots see too little.
@@ -44,5 +45,5 @@ def build_history(keep_last: int = 3) -> list[date]:
     if sends:
         land_coupon_sends(sends)
     land_events([days[d] for d in history])
-    build_features(history[0] + timedelta(days=WARM_UP_DAYS), history[-1] + timedelta(days=1))
+    build_features(history[0] + timedelta(days=WARM_UP_DAYS), as_of_for(history[-1]))
     return ordered[len(history) :]

@@ -13,6 +13,11 @@ from ml.errors import UserFacingError
 TRAIN_WEEKDAY = 0  # Monday
 
 
+def as_of_for(day: date) -> date:
+    """The as-of date a business day's run builds: the next day, so features see all of `day` and nothing later."""
+    return day + timedelta(days=1)
+
+
 def business_date(context: dict[str, Any]) -> date:
     """The `run_date` param if given, else the start of the run's data interval."""
     override = (context.get("params") or {}).get("run_date")
@@ -32,12 +37,12 @@ def land(day: date, source: str = "inbox") -> dict[str, Any]:
 
     summary = land_day(day, simulate_missing=source == "simulate")
     summary["business_date"] = str(day)
-    summary["as_of_date"] = str(day + timedelta(days=1))
+    summary["as_of_date"] = str(as_of_for(day))
     return summary
 
 
 def as_of_from(context: dict[str, Any]) -> date:
-    return business_date(context) + timedelta(days=1)
+    return as_of_for(business_date(context))
 
 
 def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -47,8 +47,8 @@ def test_two_days_then_a_rerun_of_the_first_are_identical_and_an_open_analyst_se
 
     per_day = dict(query(shop.warehouse, "select as_of_date, count(*) from coupon_targets group by 1"))
     assert sorted(str(d) for d in per_day) == [
-        str(first.replace(day=first.day + 1)),
-        str(second.replace(day=second.day + 1)),
+        str(first + timedelta(days=1)),
+        str(second + timedelta(days=1)),
     ]
     assert all(count > 0 for count in per_day.values())
     analyst.close()
