@@ -18,9 +18,12 @@ catalogue as (
     select * from {{ ref('coupon_catalogue') }}
 ),
 
+-- Fallback order value for users without orders: that day's median, so a day's offers never depend on
+-- another day, and a median rather than a float mean, whose bits vary with DuckDB's thread scheduling.
 average_order as (
-    select coalesce(avg(avg_order_value_lifetime), 50.0) as fallback_order_value
+    select as_of_date, coalesce(median(avg_order_value_lifetime), 50.0) as fallback_order_value
     from segments
+    group by as_of_date
 ),
 
 offer_types as (
@@ -49,25 +52,26 @@ priced as (
         catalogue.coupon_code,
         catalogue.coupon_type,
         catalogue.description as coupon_description,
-        greatest(coalesce(offer_types.avg_order_value_lifetime, average_order.fallback_order_value),
-                 catalogue.min_order_value) as expected_order_value,
+        cast(greatest(coalesce(offer_types.avg_order_value_lifetime, average_order.fallback_order_value),
+                      catalogue.min_order_value) as decimal(12, 2)) as expected_order_value,
         catalogue.discount_type,
         catalogue.discount_value,
         catalogue.redemption_rate,
         catalogue.assumed_uplift,
     from offer_types
     inner join catalogue on offer_types.coupon_type = catalogue.coupon_type
-    cross join average_order
+    inner join average_order on offer_types.as_of_date = average_order.as_of_date
 ),
 
 valued as (
     select
         *,
-        round(redemption_rate * case
+        -- Money is DECIMAL so the budget's running sum is exact and reruns give identical rows.
+        cast(redemption_rate * case
             when discount_type = 'percent' then expected_order_value * discount_value / 100
             else discount_value
-        end, 2) as expected_cost,
-        round(assumed_uplift * expected_order_value * (1 + p_churn_30d), 2) as expected_value,
+        end as decimal(12, 2)) as expected_cost,
+        cast(assumed_uplift * expected_order_value * (1 + p_churn_30d) as decimal(12, 2)) as expected_value,
         coupon_type || ' coupon: ' || lifecycle_segment || ' shopper, purchase propensity decile '
             || propensity_decile || ', churn risk ' || churn_risk_tier as reason,
     from priced
