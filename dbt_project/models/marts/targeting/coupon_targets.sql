@@ -9,17 +9,13 @@
 -- One row per targeted user per as_of_date: who gets which coupon today. The offer comes from the
 -- policy (int_coupon_offers_chosen); here the house rules apply: marketing consent, a contact cap,
 -- one coupon per user per day, a daily budget, and a deterministic random holdout kept as control.
-{% set as_of_start = var('as_of_start') %}
-{% set as_of_end = var('as_of_end') or as_of_start %}
 with
 
 -- Only the dates being built: a rerun of one day never rewrites the coupons of another.
 offers as (
     select * from {{ ref('int_coupon_offers_chosen') }}
     where coupon_code is not null
-    {% if as_of_start %}
-      and as_of_date between date '{{ as_of_start }}' and date '{{ as_of_end }}'
-    {% endif %}
+      and {{ in_as_of_range() }}
 ),
 
 consent as (

@@ -8,8 +8,6 @@
 }}
 -- One row per user per as_of_date: lifecycle segment (rules in user_segments.yml), purchase-propensity
 -- decile and churn-risk tier from that day's scores. Users not scored (inactive for 180+ days) are 'lost'.
-{% set as_of_start = var('as_of_start') %}
-{% set as_of_end = var('as_of_end') or as_of_start %}
 with
 
 features as (
@@ -23,9 +21,7 @@ features as (
         count_purchases_90d,
         avg_order_value_lifetime,
     from {{ ref('user_features') }}
-    {% if as_of_start %}
-    where as_of_date between date '{{ as_of_start }}' and date '{{ as_of_end }}'
-    {% endif %}
+    where {{ in_as_of_range() }}
 ),
 
 scores as (
