@@ -36,13 +36,13 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 def cmd_ingest(args: argparse.Namespace) -> None:
     from ml.landing import ingest
 
-    print(json.dumps(ingest(args.events, args.users, args.products, args.coupon_sends)))
+    print(json.dumps(ingest(args.events, args.users, args.products, args.coupon_sends, replace=args.replace)))
 
 
 def cmd_land_day(args: argparse.Namespace) -> None:
-    from ml.landing import land_day
+    from ml.pipeline import land
 
-    print(json.dumps(land_day(args.date, simulate_missing=args.simulate_missing)))
+    print(json.dumps(land(args.date, source="simulate" if args.simulate_missing else "inbox")))
 
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -95,6 +95,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(json.dumps(line))
 
 
+def cmd_backtest(args: argparse.Namespace) -> None:
+    from ml.backtest import backtest
+
+    for line in backtest(args.as_of):
+        print(json.dumps(line))
+
+
+def cmd_check_leakage(args: argparse.Namespace) -> None:
+    from ml.leakage import check_point_in_time
+
+    print(json.dumps(check_point_in_time(args.as_of)))
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from ml import registry
 
@@ -119,10 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("ingest", help="land your own event files (CSV/Parquet), one partition per day")
-    p.add_argument("--events", required=True, help="a file, a folder or a glob")
+    p.add_argument("--events", help="event or purchase log: a file, a folder or a glob (CSV or Parquet)")
     p.add_argument("--users", help="user table (user_id, signup_at, ...)")
     p.add_argument("--products", help="product table (product_id, category, price, ...)")
     p.add_argument("--coupon-sends", help="campaign sends (campaign_id, user_id, sent_at, group_name, ...)")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace every day (and table) the files cover instead of merging by id",
+    )
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("land-day", help="land one day from the inbox (what the DAG's first task does)")
@@ -136,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targeting", action="store_true", help="build the targeting marts for --as-of-start")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("history", help="land and build all inbox days but the last N; print those N days")
-    p.add_argument("--keep-last", type=int, default=3)
+    p = sub.add_parser(
+        "history", help="land the inbox (but its last N days), build features over every landed day; print the N days"
+    )
+    p.add_argument("--keep-last", type=int, default=0, help="leave the newest N inbox days for the DAG")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("publish", help="publish the analyst snapshot (atomic replace)")
@@ -159,6 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against-truth", action="store_true")
     p.add_argument("--as-of", type=_date)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("backtest", help="models vs recency, frequency and BG/NBD on one date's labels (not registered)")
+    p.add_argument("--as-of", type=_date, required=True, help="test on this date's 30-day labels; train before it")
+    p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser(
+        "check-leakage", help="rebuild an older as-of date from past events only and compare every feature"
+    )
+    p.add_argument("--as-of", type=_date, help="the as-of date to check (default: the middle built one)")
+    p.set_defaults(func=cmd_check_leakage)
 
     p = sub.add_parser("models", help="list, promote or roll back registered model versions")
     p.add_argument("action", choices=["list", "promote", "rollback"])

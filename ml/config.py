@@ -38,6 +38,8 @@ class Settings:
     daily_coupon_budget: float
     contact_cap_days: int
     holdout_share: float
+    # None: score (and train on) every known customer; N: only users active in the N days before the as-of date.
+    scoring_lookback_days: int | None
 
     @property
     def mlflow_dir(self) -> Path:
@@ -64,6 +66,7 @@ def settings() -> Settings:
         daily_coupon_budget=_float_env("SHOP_DAILY_COUPON_BUDGET", 2500.0, upper=None),
         contact_cap_days=_int_env("SHOP_CONTACT_CAP_DAYS", 14),
         holdout_share=_float_env("SHOP_HOLDOUT_SHARE", 0.1),
+        scoring_lookback_days=_optional_positive_int_env("SHOP_SCORING_LOOKBACK_DAYS"),
     )
 
 
@@ -75,6 +78,16 @@ def _int_env(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _optional_positive_int_env(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return None
+    value = _int_env(name, 0)
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive number of days (or unset for no limit), got {raw!r}")
+    return value
 
 
 def _float_env(name: str, default: float, upper: float | None = 1.0) -> float:

@@ -4,6 +4,11 @@ Training rows are `user_features` joined to `training_labels` over several as-of
 date, never by user: train on older snapshots, stop early on a newer one, test on the newest matured
 one. Validation sits one label horizon before test, so no training or validation label window overlaps
 the test window; training snapshots end a week before validation.
+
+Each model is trained on the population it scores (`TASKS`): the purchase model on every known customer
+(a customer whose last order was 9 months ago is who a winback coupon is for), the churn model on users
+active in the 30 days before the as-of date, the only users for whom "no activity in the next 30 days"
+is a change. `SHOP_SCORING_LOOKBACK_DAYS` narrows both to users active within that many days.
 """
 
 from __future__ import annotations
@@ -18,17 +23,27 @@ from ml.config import settings
 from ml.errors import ModelError
 
 LABEL_HORIZON_DAYS = 30
-SCORING_LOOKBACK_DAYS = 180
 TRAIN_SNAPSHOTS = 8
 TRAIN_EVERY_DAYS = 7
 CATEGORICAL_FEATURES = ["country", "device"]
 ID_COLUMNS = ["user_id", "as_of_date"]
 # Columns of user_features that are not model inputs.
 NOT_FEATURES = {*ID_COLUMNS, "has_marketing_consent"}
-# Each task: its label column and the population it is defined on.
+# Each task: its label, the population it is trained on and scores (a SQL filter on user_features), and
+# both in words for the MLflow run and the docs.
 TASKS = {
-    "purchase_30d": {"label": "purchase_30d", "population": "days_since_last_activity <= 180"},
-    "churn_30d": {"label": "churn_30d", "population": "churn_30d is not null"},
+    "purchase_30d": {
+        "label": "purchase_30d",
+        "label_definition": "1 if any clean purchase in [as_of_date, as_of_date + 30 days), else 0",
+        "population": "true",
+        "population_definition": "every known user who signed up before the as-of date",
+    },
+    "churn_30d": {
+        "label": "churn_30d",
+        "label_definition": "1 if no activity at all in [as_of_date, as_of_date + 30 days), else 0",
+        "population": "days_since_last_activity <= 30",
+        "population_definition": "users with activity in the 30 days before the as-of date",
+    },
 }
 
 
@@ -93,17 +108,35 @@ def _latest_on_or_before(have: set[date], limit: date) -> date | None:
     return max(candidates) if candidates else None
 
 
+def lookback_filter() -> str:
+    """The configured scoring lookback as a SQL filter on user_features (true when unset)."""
+    days = settings().scoring_lookback_days
+    return "true" if days is None else f"days_since_last_activity <= {int(days)}"
+
+
+def population_filter(task: str) -> str:
+    return f"({TASKS[task]['population']}) and ({lookback_filter()})"
+
+
+def in_population(frame: pd.DataFrame, task: str) -> pd.Series:
+    """Which rows of a user_features frame belong to the task's population (the same rule as the SQL)."""
+    mask = pd.Series(True, index=frame.index)
+    if task == "churn_30d":
+        mask &= frame["days_since_last_activity"].le(30).fillna(False).astype(bool)
+    return mask
+
+
 def load_labelled(con: duckdb.DuckDBPyConnection, task: str, dates: list[date]) -> pd.DataFrame:
     """Features and the task's label for the given as-of dates, on the task's population."""
-    spec = TASKS[task]
+    label = TASKS[task]["label"]
     return con.execute(
         f"""
-        select f.*, l.{spec["label"]} as label
+        select f.*, l.{label} as label
         from user_features as f
         join training_labels as l using (user_id, as_of_date)
         where f.as_of_date in (select unnest(?::date[]))
-          and f.days_since_last_activity <= {SCORING_LOOKBACK_DAYS}
-          and {spec["population"].replace("churn_30d", "l.churn_30d")}
+          and {population_filter(task).replace("days_since_last_activity", "f.days_since_last_activity")}
+          and l.{label} is not null
         order by f.as_of_date, f.user_id
         """,
         [dates],
@@ -111,16 +144,10 @@ def load_labelled(con: duckdb.DuckDBPyConnection, task: str, dates: list[date]) 
 
 
 def load_scoring_population(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
-    """Every user active in the 180 days before `as_of`, with their features."""
-    frame = con.execute(
-        f"""
-        select * from user_features
-        where as_of_date = ? and days_since_last_activity <= {SCORING_LOOKBACK_DAYS}
-        order by user_id
-        """,
-        [as_of],
+    """Every known user as of `as_of` (or those within the configured lookback), with their features."""
+    return con.execute(
+        f"select * from user_features where as_of_date = ? and {lookback_filter()} order by user_id", [as_of]
     ).df()
-    return frame
 
 
 def model_inputs(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

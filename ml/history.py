@@ -1,6 +1,8 @@
-"""Build the history the models need: land every inbox day but the last few and build their features.
+"""Build the history the models need: land what the inbox holds, then build features over every landed day.
 
-The last days are left for the daily DAG, so `make run` shows real DAG runs on fresh data.
+Works the same for your own files (`ml ingest` first, nothing in the inbox) and for the simulated shop,
+whose exports wait in the inbox. `keep_last` leaves the newest inbox days unlanded for the daily DAG, so
+`make run` shows real DAG runs on fresh data.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from datetime import date, timedelta
 
 from ml.config import settings
 from ml.errors import UserFacingError
-from ml.landing import DATE_IN_NAME, land_coupon_sends, land_events, land_table
+from ml.landing import DATE_IN_NAME, LandingPlan, plan_coupon_sends, plan_events, plan_table
 from ml.pipeline import as_of_for
 from ml.warehouse import build_features
 
@@ -18,32 +20,56 @@ WARM_UP_DAYS = 28
 
 
 def inbox_days() -> dict[date, object]:
+    """The inbox's daily event exports by day (empty when there are none)."""
     folder = settings().inbox_dir / "events"
     files = sorted(folder.glob("events_*.parquet")) + sorted(folder.glob("events_*.csv"))
     days = {date.fromisoformat(DATE_IN_NAME.search(p.name).group(1)): p for p in files if DATE_IN_NAME.search(p.name)}
-    if not days:
-        raise UserFacingError(f"no event files in {folder}: run `python -m ml simulate` or drop exports there")
     return dict(sorted(days.items()))
 
 
-def build_history(keep_last: int = 3) -> list[date]:
-    """Land and build all inbox days except the last `keep_last`; return those remaining days."""
+def landed_days() -> list[date]:
+    folder = settings().landing_dir / "events"
+    names = (DATE_IN_NAME.search(p.name) for p in folder.glob("event_date=*") if any(p.glob("*.parquet")))
+    return sorted(date.fromisoformat(m.group(1)) for m in names if m)
+
+
+def land_inbox(keep_last: int) -> list[date]:
+    """Land every inbox day but the last `keep_last` (all or nothing); return the days left for the DAG."""
     cfg = settings()
     days = inbox_days()
     ordered = list(days)
-    if len(ordered) <= keep_last + WARM_UP_DAYS:
-        raise UserFacingError(
-            f"only {len(ordered)} days in the inbox: need more than {keep_last + WARM_UP_DAYS} to build history"
-        )
-    if keep_last < 0:
-        raise UserFacingError(f"--keep-last must be 0 or more, got {keep_last}")
-    history = ordered[: len(ordered) - keep_last]
-    land_table(cfg.inbox_dir / "users.parquet", "users")
-    land_table(cfg.inbox_dir / "products.parquet", "products")
+    history = ordered[: max(len(ordered) - keep_last, 0)]
+    if not history:
+        return ordered
+    plan = LandingPlan()
+    for kind in ("users", "products"):
+        if (cfg.inbox_dir / f"{kind}.parquet").exists():
+            plan_table(cfg.inbox_dir / f"{kind}.parquet", kind, plan, cfg.landing_dir)
     sends = sorted((cfg.inbox_dir / "coupon_sends").glob("coupon_sends_*"))
     sends = [p for p in sends if date.fromisoformat(DATE_IN_NAME.search(p.name).group(1)) <= history[-1]]
     if sends:
-        land_coupon_sends(sends)
-    land_events([days[d] for d in history])
-    build_features(history[0] + timedelta(days=WARM_UP_DAYS), as_of_for(history[-1]))
+        plan_coupon_sends(sends, plan, cfg.landing_dir)
+    plan_events([days[d] for d in history], plan, cfg.landing_dir)
+    plan.commit()
     return ordered[len(history) :]
+
+
+def build_history(keep_last: int = 0) -> list[date]:
+    """Land the inbox (but its last `keep_last` days), build features for all landed days; return the rest."""
+    if keep_last < 0:
+        raise UserFacingError(f"--keep-last must be 0 or more, got {keep_last}")
+    remaining = land_inbox(keep_last)
+    landed = landed_days()
+    if not landed:
+        raise UserFacingError(
+            f"no events landed in {settings().landing_dir / 'events'}: run `python -m ml ingest --events FILE` "
+            "for your own files, or `python -m ml simulate` for the synthetic shop"
+        )
+    span = (landed[-1] - landed[0]).days + 1
+    if span <= WARM_UP_DAYS:
+        raise UserFacingError(
+            f"the landed events cover {span} days ({landed[0]}..{landed[-1]}): need more than {WARM_UP_DAYS} "
+            "to build history"
+        )
+    build_features(landed[0] + timedelta(days=WARM_UP_DAYS), as_of_for(landed[-1]))
+    return remaining

@@ -1,31 +1,24 @@
-"""Landing: shop files (from the simulator or your own) become one Parquet partition per day.
+"""Landing: a shop's export files become Parquet partitions that dbt reads, and nothing landed is lost.
 
-Landing keeps every row. Values that cannot be parsed are kept as nulls with the original text in
-`parse_errors`, so dbt staging can send the row to quarantine with a reason. A file that cannot be read
-at all, or lacks a required column, is a `LandingError` naming the file; nothing is written for it.
+- Events land in the partition of their own day (`events/event_date=YYYY-MM-DD/part-0.parquet`). A file
+  named with a date (events_2026-03-01.csv) is that day's export: its late rows (earlier days) merge into
+  their own day; rows timestamped after the export's day, or unreadable, stay in the export's day, where
+  dbt quarantines them with a reason.
+- Landing merges by key: events by `event_id`, users by `user_id`, products by `product_id`, coupon sends
+  by (`campaign_id`, `user_id`). A row with a known key replaces the landed one (a correction); new keys
+  are added; nothing else changes. Landing the same file twice changes nothing. A day or a table is
+  replaced whole only when asked (`replace=True`, `ml ingest --replace`).
+- An ingest is all or nothing: every file is read and checked, every new partition is written aside,
+  and only then are they renamed into place. A refused file changes nothing.
 
-Event file schema (CSV or Parquet), one row per event:
-
-| column | required | meaning |
-|---|---|---|
-| event_at | yes | event time (UTC, or with an offset that is converted to UTC) |
-| event_type | yes | view, cart, remove_from_cart or purchase |
-| user_id | yes | integer user id |
-| product_id, category, price | no | the product seen, carted or bought; price per unit |
-| quantity | no | units bought (default 1) |
-| session_id, order_id, coupon_code, event_id | no | event_id defaults to a hash of the row |
-
-A purchase-only log (columns user_id, amount and one of order_date/date/purchased_at) is accepted too:
-each row becomes a purchase event.
+The file shapes accepted are described in `ml/exports.py`.
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
-import os
 import re
-import uuid
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -35,281 +28,240 @@ import pyarrow.parquet as pq
 
 from ml.config import settings
 from ml.errors import LandingError
+from ml.exports import SUFFIXES, content_signature, read_events, read_table
 from ml.progress import progress
+from ml.storage import EVENT_SCHEMA, as_table, write_parquet_files_atomic
 
-EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase")
-EVENT_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("event_at", pa.timestamp("us")),
-        ("event_type", pa.string()),
-        ("user_id", pa.int64()),
-        ("product_id", pa.int64()),
-        ("category", pa.string()),
-        ("price", pa.float64()),
-        ("quantity", pa.int64()),
-        ("session_id", pa.string()),
-        ("order_id", pa.string()),
-        ("coupon_code", pa.string()),
-        ("parse_errors", pa.string()),
-        ("source_file", pa.string()),
-    ]
-)
-REQUIRED = {
-    "events": ["event_at", "event_type", "user_id"],
-    "purchases": ["user_id", "amount"],
-    "users": ["user_id", "signup_at"],
-    "products": ["product_id", "category", "price"],
-    "coupon_sends": ["campaign_id", "user_id", "sent_at", "group_name"],
-}
-PURCHASE_DATE_COLUMNS = ("order_date", "date", "purchased_at")
 DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
+TABLE_KEYS = {"users": ["user_id"], "products": ["product_id"]}
+SEND_KEY = ["campaign_id", "user_id"]
 
 
-def write_parquet_atomic(frame: pd.DataFrame | pa.Table, path: Path, schema: pa.Schema | None = None) -> Path:
-    """Write to a temporary file beside `path`, then rename over it: readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+@dataclass
+class LandingPlan:
+    """The files an ingest will write and what each changes; `commit` writes them all or none."""
 
+    files: dict[Path, pa.Table] = field(default_factory=dict)
+    summary: dict[str, object] = field(default_factory=dict)
 
-def read_table(path: Path, kind: str) -> pd.DataFrame:
-    """Read a CSV or Parquet file as text-typed columns and check its required columns."""
-    if not path.exists():
-        raise LandingError(f"{path}: file not found")
-    try:
-        if path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        elif path.suffix.lower() in (".parquet", ".pq"):
-            frame = pq.read_table(path).to_pandas()
-        else:
-            raise LandingError(f"{path}: unsupported file type {path.suffix!r} (use .csv or .parquet)")
-    except LandingError:
-        raise
-    except Exception as exc:  # pyarrow and pandas raise many types for a damaged file
-        raise LandingError(f"{path}: cannot read as {path.suffix.lstrip('.')}: {exc}") from exc
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    if kind == "events" and "event_type" not in frame.columns and set(REQUIRED["purchases"]) <= set(frame.columns):
-        return _purchases_as_events(frame, path)
-    missing = [c for c in REQUIRED[kind] if c not in frame.columns]
-    if missing:
-        raise LandingError(
-            f"{path}: missing required column(s) {', '.join(missing)} for {kind}; "
-            f"found {', '.join(frame.columns) or 'no columns'}"
-        )
-    return frame
-
-
-def _purchases_as_events(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    date_column = next((c for c in PURCHASE_DATE_COLUMNS if c in frame.columns), None)
-    if date_column is None:
-        raise LandingError(f"{path}: a purchase log needs a date column ({', '.join(PURCHASE_DATE_COLUMNS)})")
-    out = pd.DataFrame(
-        {
-            "event_at": frame[date_column],
-            "event_type": "purchase",
-            "user_id": frame["user_id"],
-            "price": frame["amount"],
-            "quantity": "1",
-            "order_id": frame.get("order_id"),
-        }
-    )
-    return out
-
-
-def normalise_events(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Cast an events frame to the landing schema; unparseable values become nulls noted in parse_errors."""
-    out = pd.DataFrame(index=frame.index)
-    errors = pd.Series("", index=frame.index, dtype=object)
-
-    def parse(column: str, parsed: pd.Series) -> pd.Series:
-        # Only rows that lost their value can be errors: look at their text alone (typed Parquet has none).
-        lost = frame[column].notna() & parsed.isna()
-        if lost.any():
-            text = frame.loc[lost, column].astype(str)
-            text = text[text.str.strip() != ""]
-            errors.loc[text.index] += column + "=" + text.str.slice(0, 60) + "; "
-        return parsed
-
-    for column in EVENT_SCHEMA.names:
-        if column in ("parse_errors", "source_file"):
-            continue
-        if column not in frame.columns:
-            out[column] = None
-            continue
-        raw = frame[column]
-        if column == "event_at":
-            if pd.api.types.is_datetime64_any_dtype(raw):
-                parsed = raw.dt.tz_convert("UTC").dt.tz_localize(None) if raw.dt.tz is not None else raw
-            else:
-                parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
-            out[column] = parse(column, parsed)
-        elif column in ("user_id", "product_id", "quantity"):
-            numbers = raw if pd.api.types.is_integer_dtype(raw) else pd.to_numeric(raw, errors="coerce")
-            whole = numbers.where(numbers == numbers.round())
-            out[column] = parse(column, whole).astype("Int64")
-        elif column == "price":
-            out[column] = parse(column, pd.to_numeric(raw, errors="coerce").astype(float))
-        else:
-            out[column] = raw.astype("string").str.strip()
-    out["event_type"] = out["event_type"].str.lower()
-    out["quantity"] = out["quantity"].fillna(1)
-    noted = errors[errors != ""]
-    out["parse_errors"] = pd.Series(pd.NA, index=frame.index, dtype="string")
-    out.loc[noted.index, "parse_errors"] = noted.str.rstrip("; ")
-    out["source_file"] = source
-    missing_id = out["event_id"].isna()
-    if missing_id.any():
-        # A content hash: the same row ingested twice gets the same id and is caught as a duplicate.
-        content = frame.loc[missing_id].astype(str).agg("|".join, axis=1)
-        out.loc[missing_id, "event_id"] = content.map(lambda s: "h" + hashlib.sha1(s.encode()).hexdigest()[:20])
-    return out
+    def commit(self) -> dict[str, object]:
+        write_parquet_files_atomic(self.files)
+        return self.summary
 
 
 def expand(pattern: str) -> list[Path]:
     """Paths for a file, a folder of files or a glob; an empty match is an error naming the pattern."""
     path = Path(pattern)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".csv", ".parquet", ".pq"))
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES)
     else:
         files = [Path(p) for p in sorted(glob.glob(pattern))] or ([path] if path.exists() else [])
     if not files:
-        raise LandingError(f"{pattern}: no such file or no files match")
+        raise LandingError(f"{pattern}: no such file or no files match; check the path or quote the glob")
     return files
 
 
-def land_events(files: list[Path], landing_dir: Path | None = None) -> dict[str, int]:
-    """Land event files: rows are grouped by event day and each day's partition is replaced whole.
+def _event_days(events: pd.DataFrame, path: Path) -> pd.Series:
+    """The partition day of each row: its own day, except where the export's named day must hold it."""
+    own = events["event_at"].dt.date
+    named = DATE_IN_NAME.search(path.name)
+    if named:
+        export_day = date.fromisoformat(named.group(1))
+        keep_in_export = own.isna() | (own > export_day)
+        return own.where(~keep_in_export, export_day)
+    if own.isna().all():
+        raise LandingError(f"{path}: no row has a readable event_at, so the file has no day to land in")
+    # Rows without a readable time stay with the file's most common day (and are quarantined there).
+    return own.fillna(own.mode().iloc[0])
 
-    A file named with a date (events_2026-03-01.csv) is that day's export: all its rows land in that
-    day's partition, so rows timestamped outside the day reach quarantine instead of another day.
-    Every file is read and checked before anything is written.
-    """
-    landing_dir = landing_dir or settings().landing_dir
+
+def _merge(existing: pd.DataFrame | None, new: pd.DataFrame, key: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Upsert `new` into `existing` by key; rows whose content is unchanged keep their landed version."""
+    if existing is None or existing.empty:
+        return new, {"added": new[key].drop_duplicates().shape[0], "updated": 0, "unchanged": 0}
+    new_keys = new[key].drop_duplicates()
+    old_keys = existing[key].drop_duplicates()
+    both = new_keys.merge(old_keys, on=key)
+    unchanged = both.iloc[0:0]
+    if not both.empty:
+        columns = [c for c in new.columns if c in existing.columns and c != "source_file"]
+        same = _key_signature(existing.merge(both, on=key), columns, key).eq(
+            _key_signature(new.merge(both, on=key), columns, key)
+        )
+        unchanged = both.set_index(key).loc[same[same].index].reset_index() if same.any() else unchanged
+    replaced = both.merge(unchanged, on=key, how="left", indicator=True)
+    replaced = replaced[replaced["_merge"] == "left_only"][key]
+    keep_old = existing.merge(replaced, on=key, how="left", indicator=True)["_merge"].eq("left_only").to_numpy()
+    take_new = new.merge(unchanged, on=key, how="left", indicator=True)["_merge"].eq("left_only").to_numpy()
+    merged = pd.concat([existing[keep_old], new[take_new]], ignore_index=True)
+    counts = {"added": len(new_keys) - len(both), "updated": len(replaced), "unchanged": len(unchanged)}
+    return merged, counts
+
+
+def _key_signature(frame: pd.DataFrame, columns: list[str], key: list[str]) -> pd.Series:
+    """Per key, the sorted contents of its rows: equal when a re-sent row is the same as the landed one."""
+    rows = frame[columns].astype("string").fillna("").agg("|".join, axis=1)
+    return rows.groupby([frame[k] for k in key]).agg(lambda s: "\n".join(sorted(s)))
+
+
+def _read_landed(path: Path) -> pd.DataFrame | None:
+    return pq.read_table(path).to_pandas() if path.exists() else None
+
+
+def plan_events(files: list[Path], plan: LandingPlan, landing_dir: Path, replace: bool = False) -> dict[str, dict]:
+    """Add the event partitions these files change to `plan`; return per-day counts."""
     frames = []
     for path in progress(files, "reading event files", total=len(files)):
-        raw = read_table(path, "events")
-        events = normalise_events(raw, path.name)
-        named = DATE_IN_NAME.search(path.name)
-        if named:
-            day = pd.Series(date.fromisoformat(named.group(1)), index=events.index)
-        else:
-            day = events["event_at"].dt.date
-            # Rows without a readable time stay with the file's most common day.
-            day = day.fillna(day.mode().iloc[0] if day.notna().any() else None)
-            if day.isna().any():
-                raise LandingError(f"{path}: no row has a readable event_at, so the file has no day to land in")
-        frames.append(events.assign(_day=day))
+        events = read_events(path)
+        frames.append(events.assign(_day=_event_days(events, path)))
     combined = pd.concat(frames, ignore_index=True)
-    counts = {}
+    per_day: dict[str, dict] = {}
     for day, part in combined.groupby("_day", sort=True):
         target = landing_dir / "events" / f"event_date={day}" / "part-0.parquet"
-        write_parquet_atomic(part.drop(columns="_day"), target, schema=EVENT_SCHEMA)
-        counts[str(day)] = len(part)
+        new = part.drop(columns="_day")
+        existing = None if replace else _read_landed(target)
+        merged, counts = _merge(existing, new, ["event_id"])
+        # A stable order: the same events always give the same file.
+        merged = merged.assign(_content=content_signature(merged)).sort_values(
+            ["event_at", "event_id", "_content"], kind="mergesort", na_position="last"
+        )
+        plan.files[target] = as_table(merged.drop(columns="_content"), EVENT_SCHEMA)
+        per_day[str(day)] = {"rows": len(new), **counts, "partition_rows": len(merged)}
+    return per_day
+
+
+def land_events(files: list[Path], landing_dir: Path | None = None, replace: bool = False) -> dict[str, dict]:
+    """Land event files (merging by event id, or replacing their days whole); all files or none."""
+    plan = LandingPlan()
+    per_day = plan_events(files, plan, landing_dir or settings().landing_dir, replace)
+    plan.commit()
+    return per_day
+
+
+def plan_table(path: Path, kind: str, plan: LandingPlan, landing_dir: Path, replace: bool = False) -> dict:
+    """Add a users or products table to `plan`: merged into the landed one by its key (or replacing it)."""
+    frame = read_table(path, kind)
+    frame = _cast_users(frame, path) if kind == "users" else _cast_products(frame, path)
+    target = landing_dir / kind / f"{kind}.parquet"
+    merged, counts = _merge(None if replace else _read_landed(target), frame, TABLE_KEYS[kind])
+    merged = merged.sort_values(TABLE_KEYS[kind], kind="mergesort")
+    plan.files[target] = as_table(merged)
+    return {"rows": len(frame), **counts, "table_rows": len(merged)}
+
+
+def land_table(path: Path, kind: str, landing_dir: Path | None = None, replace: bool = False) -> dict:
+    plan = LandingPlan()
+    counts = plan_table(path, kind, plan, landing_dir or settings().landing_dir, replace)
+    plan.commit()
     return counts
 
 
-def land_table(path: Path, kind: str, landing_dir: Path | None = None) -> int:
-    """Land a whole-table snapshot (users, products): checked, then replaced atomically."""
-    landing_dir = landing_dir or settings().landing_dir
-    frame = read_table(path, kind)
-    if kind == "users":
-        frame = _cast_users(frame, path)
-    elif kind == "products":
-        frame = _cast_products(frame, path)
-    write_parquet_atomic(frame, landing_dir / kind / f"{kind}.parquet")
-    return len(frame)
-
-
 def _require_parsed(frame: pd.DataFrame, column: str, parsed: pd.Series, path: Path) -> pd.Series:
-    bad = frame[column].notna() & parsed.isna()
-    if bad.any() or parsed.isna().any():
-        example = frame.loc[bad | parsed.isna(), column].head(3).tolist()
+    bad = parsed.isna()
+    if bad.any():
+        example = frame.loc[bad, column].head(3).tolist()
         raise LandingError(
-            f"{path}: column {column} has {int((bad | parsed.isna()).sum())} unreadable value(s), e.g. {example}"
+            f"{path}: column {column} has {int(bad.sum())} unreadable value(s), e.g. {example}; "
+            "fix or remove those rows (nothing was landed)"
         )
     return parsed
 
 
 def _cast_users(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    out = frame.copy()
-    out["user_id"] = _require_parsed(frame, "user_id", pd.to_numeric(frame["user_id"], errors="coerce"), path).astype(
-        "int64"
-    )
+    out = pd.DataFrame(index=frame.index)
+    out["user_id"] = _require_parsed(frame, "user_id", pd.to_numeric(frame["user_id"], errors="coerce"), path)
+    out["user_id"] = out["user_id"].astype("int64")
     signup = pd.to_datetime(frame["signup_at"], errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
-    out["signup_at"] = _require_parsed(frame, "signup_at", signup, path)
+    out["signup_at"] = _require_parsed(frame, "signup_at", signup, path).astype("datetime64[us]")
     if out["user_id"].duplicated().any():
-        raise LandingError(f"{path}: user_id is not unique ({int(out['user_id'].duplicated().sum())} repeats)")
+        raise LandingError(
+            f"{path}: user_id is not unique ({int(out['user_id'].duplicated().sum())} repeats); keep one row per user"
+        )
+    for column in ("country", "device", "email", "phone"):
+        out[column] = frame[column].astype("string") if column in frame.columns else pd.Series(None, dtype="string")
     consent = frame.get("marketing_consent", pd.Series(False, index=frame.index))
     out["marketing_consent"] = consent.astype(str).str.lower().isin(["true", "1", "yes", "y"])
-    for column in ("country", "device", "email", "phone"):
-        out[column] = frame[column].astype(object) if column in frame.columns else None
     return out[["user_id", "signup_at", "country", "device", "marketing_consent", "email", "phone"]]
 
 
 def _cast_products(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    product_id = _require_parsed(frame, "product_id", pd.to_numeric(frame["product_id"], errors="coerce"), path)
+    price = _require_parsed(frame, "price", pd.to_numeric(frame["price"], errors="coerce"), path)
     out = pd.DataFrame(
         {
-            "product_id": _require_parsed(
-                frame, "product_id", pd.to_numeric(frame["product_id"], errors="coerce"), path
-            ).astype("int64"),
-            "category": frame["category"].astype(str),
-            "brand": frame["brand"].astype(object) if "brand" in frame.columns else None,
-            "price": _require_parsed(frame, "price", pd.to_numeric(frame["price"], errors="coerce"), path).astype(
-                float
-            ),
+            "product_id": product_id.astype("int64"),
+            "category": frame["category"].astype("string"),
+            "brand": frame["brand"].astype("string") if "brand" in frame.columns else None,
+            "price": price.astype(float),
         }
     )
+    if out["product_id"].duplicated().any():
+        raise LandingError(f"{path}: product_id is not unique; keep one row per product")
     return out
 
 
-def land_coupon_sends(files: list[Path], landing_dir: Path | None = None) -> int:
-    """Land campaign send files, one partition per send day."""
-    landing_dir = landing_dir or settings().landing_dir
+def plan_coupon_sends(files: list[Path], plan: LandingPlan, landing_dir: Path, replace: bool = False) -> dict:
+    """Add campaign send partitions (one per send day, merged by campaign and user) to `plan`."""
     frames = []
     for path in files:
         frame = read_table(path, "coupon_sends")
         sent = pd.to_datetime(frame["sent_at"], errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
+        user_id = _require_parsed(frame, "user_id", pd.to_numeric(frame["user_id"], errors="coerce"), path)
         frames.append(
             pd.DataFrame(
                 {
-                    "campaign_id": frame["campaign_id"].astype(str),
-                    "user_id": _require_parsed(
-                        frame, "user_id", pd.to_numeric(frame["user_id"], errors="coerce"), path
-                    ).astype("int64"),
-                    "sent_at": _require_parsed(frame, "sent_at", sent, path),
-                    "group_name": frame["group_name"].astype(str),
-                    "coupon_code": frame["coupon_code"].astype(object) if "coupon_code" in frame.columns else None,
+                    "campaign_id": frame["campaign_id"].astype("string"),
+                    "user_id": user_id.astype("int64"),
+                    "sent_at": _require_parsed(frame, "sent_at", sent, path).astype("datetime64[us]"),
+                    "group_name": frame["group_name"].astype("string"),
+                    "coupon_code": frame["coupon_code"].astype("string") if "coupon_code" in frame else None,
                 }
             )
         )
     combined = pd.concat(frames, ignore_index=True)
+    totals = {"rows": len(combined), "added": 0, "updated": 0, "unchanged": 0}
     for day, part in combined.groupby(combined["sent_at"].dt.date):
-        write_parquet_atomic(part, landing_dir / "coupon_sends" / f"send_date={day}" / "part-0.parquet")
-    return len(combined)
+        target = landing_dir / "coupon_sends" / f"send_date={day}" / "part-0.parquet"
+        merged, counts = _merge(None if replace else _read_landed(target), part, SEND_KEY)
+        plan.files[target] = as_table(merged.sort_values([*SEND_KEY, "sent_at"], kind="mergesort"))
+        for name, value in counts.items():
+            totals[name] += value
+    return totals
+
+
+def land_coupon_sends(files: list[Path], landing_dir: Path | None = None, replace: bool = False) -> dict:
+    plan = LandingPlan()
+    totals = plan_coupon_sends(files, plan, landing_dir or settings().landing_dir, replace)
+    plan.commit()
+    return totals
 
 
 def ingest(
-    events: str, users: str | None = None, products: str | None = None, coupon_sends: str | None = None
+    events: str | None = None,
+    users: str | None = None,
+    products: str | None = None,
+    coupon_sends: str | None = None,
+    replace: bool = False,
 ) -> dict[str, object]:
-    """`python -m ml ingest`: land your own files (or the simulator's exports) in one go."""
+    """`python -m ml ingest`: land your own files in one go; every file is checked before any is written."""
+    if not any((events, users, products, coupon_sends)):
+        raise LandingError("nothing to ingest: pass --events (and optionally --users, --products, --coupon-sends)")
+    landing_dir = settings().landing_dir
+    plan = LandingPlan()
     summary: dict[str, object] = {}
     if users:
-        summary["users"] = land_table(Path(users), "users")
+        summary["users"] = plan_table(Path(users), "users", plan, landing_dir, replace)
     if products:
-        summary["products"] = land_table(Path(products), "products")
+        summary["products"] = plan_table(Path(products), "products", plan, landing_dir, replace)
     if coupon_sends:
-        summary["coupon_sends"] = land_coupon_sends(expand(coupon_sends))
-    days = land_events(expand(events))
-    summary["event_days"] = len(days)
-    summary["events"] = sum(days.values())
-    summary["first_day"], summary["last_day"] = min(days), max(days)
+        summary["coupon_sends"] = plan_coupon_sends(expand(coupon_sends), plan, landing_dir, replace)
+    if events:
+        per_day = plan_events(expand(events), plan, landing_dir, replace)
+        summary["event_days"] = len(per_day)
+        for name in ("rows", "added", "updated", "unchanged"):
+            summary[f"events_{name}"] = sum(d[name] for d in per_day.values())
+        summary["first_day"], summary["last_day"] = min(per_day), max(per_day)
+    plan.commit()
     return summary
 
 
@@ -321,28 +273,25 @@ def inbox_file(folder: Path, stem: str, day: date) -> Path | None:
     return None
 
 
-def land_day(day: date, simulate_missing: bool = False) -> dict[str, object]:
-    """Land one day from the inbox (the DAG's first task). Simulates the day first if asked and missing."""
+def land_day(day: date) -> dict[str, object]:
+    """Land one day's export from the inbox (the DAG's first task): events, and any table snapshots sent."""
     cfg = settings()
     events = inbox_file(cfg.inbox_dir / "events", "events", day)
-    if events is None and simulate_missing:
-        from ml.simulate import extend_shop
-
-        extend_shop(day)
-        events = inbox_file(cfg.inbox_dir / "events", "events", day)
     if events is None:
         raise LandingError(
             f"no event file for {day}: expected {cfg.inbox_dir / 'events' / f'events_{day}.parquet'} (or .csv)"
         )
+    plan = LandingPlan()
     summary: dict[str, object] = {"day": str(day)}
     for kind in ("users", "products"):
         snapshot = cfg.inbox_dir / f"{kind}.parquet"
         if snapshot.exists():
-            summary[kind] = land_table(snapshot, kind)
-        elif not (cfg.landing_dir / kind / f"{kind}.parquet").exists():
-            raise LandingError(f"{snapshot}: file not found, and no {kind} table has been landed before")
+            summary[kind] = plan_table(snapshot, kind, plan, cfg.landing_dir)["table_rows"]
     sends = inbox_file(cfg.inbox_dir / "coupon_sends", "coupon_sends", day)
     if sends is not None:
-        summary["coupon_sends"] = land_coupon_sends([sends])
-    summary["events"] = land_events([events])[str(day)]
+        summary["coupon_sends"] = plan_coupon_sends([sends], plan, cfg.landing_dir)["rows"]
+    per_day = plan_events([events], plan, cfg.landing_dir)
+    plan.commit()
+    summary["events"] = per_day[str(day)]["rows"] if str(day) in per_day else 0
+    summary["late_events"] = sum(d["rows"] for d_str, d in per_day.items() if d_str != str(day))
     return summary

@@ -33,9 +33,15 @@ def business_date(context: dict[str, Any]) -> date:
 
 
 def land(day: date, source: str = "inbox") -> dict[str, Any]:
-    from ml.landing import land_day
+    """Land the business day's export; with source=simulate, the synthetic shop first writes a missing day."""
+    from ml.config import settings
+    from ml.landing import inbox_file, land_day
 
-    summary = land_day(day, simulate_missing=source == "simulate")
+    if source == "simulate" and inbox_file(settings().inbox_dir / "events", "events", day) is None:
+        from ml.simulate import extend_shop
+
+        extend_shop(day)
+    summary = land_day(day)
     summary["business_date"] = str(day)
     summary["as_of_date"] = str(as_of_for(day))
     return summary

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from ml.config import settings
 from ml.errors import ModelError
-from ml.landing import write_parquet_atomic
+from ml.storage import write_parquet_atomic
 
 MODEL_NAMES = {"purchase_30d": "purchase_propensity", "churn_30d": "churn_risk"}
 CHAMPION, CHALLENGER = "champion", "challenger"

@@ -1,4 +1,7 @@
-"""Daily scoring: every recently active user, as of a date, with the `@champion` models.
+"""Daily scoring: every known user, as of a date, with the `@champion` models.
+
+Each model scores its own population (ml.data.TASKS): purchase propensity for every known user, churn
+risk for users active in the last 30 days (null for the rest). `SHOP_SCORING_LOOKBACK_DAYS` narrows both.
 
 Writes one Parquet partition per as-of date (replaced whole on rerun) that dbt reads as a source.
 If a champion's signature does not match the features, it stops with a clear error and writes nothing.
@@ -13,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from ml.config import settings
-from ml.data import connect_read_only, load_scoring_population, model_inputs
+from ml.data import connect_read_only, in_population, load_scoring_population, model_inputs
 from ml.errors import ModelError
-from ml.landing import write_parquet_atomic
 from ml.registry import MODEL_NAMES, load_champion
+from ml.storage import write_parquet_atomic
 
 OUTPUT_COLUMNS = {
     "purchase_30d": ("p_purchase_30d", "purchase_model_version"),
@@ -62,7 +65,11 @@ def score_day(as_of: date) -> dict[str, Any]:
         loaded[task] = (model, version, columns)
     for task, (model, version, columns) in loaded.items():
         probability, version_column = OUTPUT_COLUMNS[task]
-        out[probability] = np.asarray(model.predict(model_inputs(population, columns)))[:, 1].astype(float)
+        members = in_population(population, task).to_numpy()
+        out[probability] = np.nan
+        if members.any():
+            inputs = model_inputs(population.loc[members], columns)
+            out.loc[members, probability] = np.asarray(model.predict(inputs))[:, 1].astype(float)
         out[version_column] = str(version)
         versions[MODEL_NAMES[task]] = version
     target = settings().scores_dir / f"as_of_date={as_of}" / "part-0.parquet"

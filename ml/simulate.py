@@ -16,11 +16,10 @@ from datetime import date, datetime, time, timedelta
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from ml.config import settings
-from ml.landing import EVENT_SCHEMA, write_parquet_atomic
 from ml.progress import progress
+from ml.storage import EXPORT_SCHEMA, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,6 @@ CAMPAIGN_EVERY_DAYS = 14
 COUPON_VALID_DAYS = 7
 LABEL_HORIZON_DAYS = 30
 N_PRODUCTS = 600
-# The shop exports what an own file may hold (landing adds parse_errors and source_file).
-EXPORT_SCHEMA = pa.schema([f for f in EVENT_SCHEMA if f.name not in ("parse_errors", "source_file")])
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from ml.data import (
     model_inputs,
 )
 from ml.errors import ModelError
+from ml.baselines import baseline_scores, roc_auc
 from ml.evaluate import best_f1_threshold, classification_metrics, quality_figures
 from ml.models import FLAVOURS, feature_importance, fit_logistic, fit_xgboost
 from ml.registry import (
@@ -88,6 +89,12 @@ def train_all(tasks: list[str] | None = None, as_of: date | None = None) -> list
     """Train, log, register and gate every task; return one summary per task."""
     configure_mlflow()
     reconcile_ui_changes()
+    split, columns, frames = load_split(tasks or list(TASKS), as_of)
+    return [train_task(task, parts, split, columns) for task, parts in frames.items()]
+
+
+def load_split(tasks: list[str], as_of: date | None) -> tuple[Split, list[str], dict[str, dict[str, pd.DataFrame]]]:
+    """The out-of-time split testing on `as_of` (default: newest matured) and each task's frames for it."""
     with connect_read_only() as con:
         split = choose_split(matured_dates(con), as_of)
         columns = feature_columns(con)
@@ -100,9 +107,24 @@ def train_all(tasks: list[str] | None = None, as_of: date | None = None) -> list
                     ("test", [split.test_date]),
                 )
             }
-            for task in (tasks or list(TASKS))
+            for task in tasks
         }
-    return [train_task(task, parts, split, columns) for task, parts in frames.items()]
+    for task, parts in frames.items():
+        for part, frame in parts.items():
+            if frame.empty or frame["label"].nunique() < 2:
+                raise ModelError(
+                    f"{task}: the {part} window has {len(frame)} rows and {frame['label'].nunique()} label "
+                    "value(s); it needs both classes. Build more history (python -m ml history)."
+                )
+    return split, columns, frames
+
+
+def fit_flavour(flavour: str, x: dict[str, pd.DataFrame], y: dict[str, np.ndarray], seed: int) -> tuple[Any, dict]:
+    """Fit one flavour on the train part (XGBoost stops early on the validation part)."""
+    if flavour == "xgboost":
+        return fit_xgboost(x["train"], y["train"], x["valid"], y["valid"], seed)
+    pipeline = fit_logistic(x["train"], y["train"], seed)
+    return pipeline, {"C": 0.5, "max_iter": 2000, "preprocessing": "median impute + arcsinh + standardise"}
 
 
 def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns: list[str]) -> dict[str, Any]:
@@ -110,24 +132,19 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
 
     name = MODEL_NAMES[task]
     seed = settings().seed
-    for part, frame in parts.items():
-        if frame.empty or frame["label"].nunique() < 2:
-            raise ModelError(
-                f"{task}: the {part} window has {len(frame)} rows and {frame['label'].nunique()} label value(s); "
-                "it needs both classes. Build more history (python -m ml history)."
-            )
     x = {part: model_inputs(frame, columns) for part, frame in parts.items()}
     y = {part: frame["label"].to_numpy(dtype=int) for part, frame in parts.items()}
     feature_hash = hashlib.sha256(",".join(columns).encode()).hexdigest()[:12]
     experiment_id = _experiment_id()
+    # The classic baselines on the same test rows, logged beside each model's metrics for comparison.
+    baselines = {
+        f"baseline_{scorer}_test_roc_auc": roc_auc(y["test"], scores)
+        for scorer, scores in baseline_scores(x["train"], x["test"]).items()
+    }
     candidates = []
     for flavour in FLAVOURS:
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-{flavour}-{split.test_date}") as run:
-            if flavour == "xgboost":
-                pipeline, params = fit_xgboost(x["train"], y["train"], x["valid"], y["valid"], seed)
-            else:
-                pipeline = fit_logistic(x["train"], y["train"], seed)
-                params = {"C": 0.5, "max_iter": 2000, "preprocessing": "median impute + arcsinh + standardise"}
+            pipeline, params = fit_flavour(flavour, x, y, seed)
             proba = {part: pipeline.predict_proba(x[part])[:, 1] for part in ("valid", "test")}
             threshold = best_f1_threshold(y["valid"], proba["valid"])
             metrics = {
@@ -149,6 +166,9 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
                     **{f"model_{k}": v for k, v in params.items()},
                     **split.as_params(),
                     "task": task,
+                    "label": TASKS[task]["label_definition"],
+                    "population": TASKS[task]["population_definition"],
+                    "lookback_days": settings().scoring_lookback_days,
                     "flavour": flavour,
                     "seed": seed,
                     "n_features": len(columns),
@@ -157,7 +177,7 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
                     "train_positive_rate": round(float(y["train"].mean()), 4),
                 }
             )
-            mlflow.log_metrics(metrics)
+            mlflow.log_metrics({**metrics, **baselines})
             mlflow.log_dict({"features": columns, "feature_hash": feature_hash}, "features.json")
             importance = feature_importance(pipeline)
             for filename, figure in quality_figures(

@@ -1,4 +1,4 @@
-"""Landing your own files: clear errors naming the file, and nothing lost."""
+"""Landing your own files: every shape lands, refusals are one clear line naming the file, nothing is lost."""
 
 from __future__ import annotations
 
@@ -23,16 +23,70 @@ def _partition(data_dir, day=DAY) -> pd.DataFrame:
     return pd.read_parquet(data_dir / "landing" / "events" / f"event_date={day}" / "part-0.parquet")
 
 
-def test_own_csv_lands_as_one_partition_per_day_and_replaces_it_whole(empty_env, tmp_path):
+def _landing_files(data_dir) -> dict[str, bytes]:
+    root = data_dir / "landing"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))} if root.exists() else {}
+
+
+def test_own_csv_lands_and_a_smaller_re_export_merges_instead_of_replacing(empty_env, tmp_path):
     source = tmp_path / "events_2026-03-02.csv"
     source.write_text(GOOD_CSV)
-    assert land_events([source]) == {"2026-03-02": 3}
-    source.write_text(GOOD_CSV.rsplit("\n", 2)[0] + "\n")  # the shop re-exports the day with 2 rows
-    land_events([source])
+    assert land_events([source])["2026-03-02"] == {
+        "rows": 3,
+        "added": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "partition_rows": 3,
+    }
+    late = tmp_path / "late_orders.csv"
+    late.write_text(GOOD_CSV.splitlines()[0] + "\n2026-03-02T18:00:00Z,purchase,2,11,toys,5.0,s9\n")
+    assert land_events([late])["2026-03-02"]["added"] == 1
     landed = _partition(empty_env / "data")
-    assert len(landed) == 2
+    assert len(landed) == 4  # the late order joined the day; the three landed events stayed
     assert landed["event_id"].str.startswith("h").all()  # ids derived from content when the file has none
-    assert list(landed["source_file"].unique()) == ["events_2026-03-02.csv"]
+    assert set(landed["source_file"]) == {"events_2026-03-02.csv", "late_orders.csv"}
+
+
+def test_landing_the_same_file_again_changes_nothing(empty_env, tmp_path):
+    source = tmp_path / "events_2026-03-02.csv"
+    source.write_text(GOOD_CSV)
+    land_events([source])
+    before = _landing_files(empty_env / "data")
+    counts = land_events([source])["2026-03-02"]
+    assert counts["unchanged"] == 3 and counts["added"] == counts["updated"] == 0
+    assert _landing_files(empty_env / "data") == before
+
+
+def test_a_corrected_event_replaces_the_landed_one_by_event_id(empty_env, tmp_path):
+    source = tmp_path / "events.csv"
+    source.write_text("event_id,event_at,event_type,user_id,price\ne1,2026-03-02T10:00:00Z,purchase,1,20.0\n")
+    land_events([source])
+    source.write_text("event_id,event_at,event_type,user_id,price\ne1,2026-03-02T10:00:00Z,purchase,1,18.5\n")
+    assert land_events([source])["2026-03-02"]["updated"] == 1
+    landed = _partition(empty_env / "data")
+    assert landed["price"].tolist() == [18.5]
+
+
+def test_replace_is_only_on_request(empty_env, tmp_path):
+    source = tmp_path / "events_2026-03-02.csv"
+    source.write_text(GOOD_CSV)
+    ingest(str(source))
+    source.write_text(GOOD_CSV.rsplit("\n", 2)[0] + "\n")  # the shop re-exports the day with 2 rows
+    ingest(str(source))
+    assert len(_partition(empty_env / "data")) == 3
+    ingest(str(source), replace=True)
+    assert len(_partition(empty_env / "data")) == 2
+
+
+def test_late_events_in_a_daily_export_land_in_their_own_day(empty_env, tmp_path):
+    export = tmp_path / "events_2026-03-02.csv"
+    export.write_text(
+        GOOD_CSV + "2026-03-01T23:59:00Z,purchase,1,10,home,20.0,s0\n2026-03-04T09:00:00Z,view,1,10,home,20.0,s1\n"
+    )
+    per_day = land_events([export])
+    assert per_day["2026-03-01"]["rows"] == 1  # a late event: its own day
+    # a timestamp after the export's day stays in the export's day, where dbt quarantines it
+    assert per_day["2026-03-02"]["rows"] == 4 and "2026-03-04" not in per_day
 
 
 def test_malformed_values_are_kept_with_their_original_text(empty_env, tmp_path):
@@ -41,17 +95,101 @@ def test_malformed_values_are_kept_with_their_original_text(empty_env, tmp_path)
     land_events([source])
     landed = _partition(empty_env / "data")
     assert len(landed) == 5
-    errors = landed["parse_errors"].dropna().tolist()
+    errors = sorted(landed["parse_errors"].dropna().tolist())
     assert errors == ["event_at=yesterday", "user_id=abc; price=cheap"]
 
 
-def test_purchase_only_crm_export_becomes_purchase_events(empty_env, tmp_path):
-    source = tmp_path / "crm.csv"
-    source.write_text("user_id,order_date,amount,order_id\n1,2026-03-01,19.99,A1\n2,2026-03-02,5.00,A2\n")
+def test_blank_cells_without_event_ids_land(empty_env, tmp_path):
+    source = tmp_path / "events.csv"
+    source.write_text(
+        "event_at,event_type,user_id,product_id,price,order_id\n"
+        "2026-03-02T10:00:00Z,view,1,10,20.0,\n"
+        "2026-03-02T10:05:00Z,purchase,1,10,20.0,o1\n"
+    )
+    assert land_events([source])["2026-03-02"]["rows"] == 2
+    assert _partition(empty_env / "data")["event_id"].notna().all()
+
+
+@pytest.mark.parametrize("order_ids", [True, False])
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_purchase_only_logs_become_purchase_events(empty_env, tmp_path, order_ids, file_format):
+    frame = pd.DataFrame(
+        {
+            "user_id": ["1", "2", "2", "2"],
+            "order_date": ["2026-03-01", "2026-03-02", "2026-03-02", "2026-03-02"],
+            "amount": ["19.99", "5.00", "5.00", "7.50"],
+        }
+    )
+    if order_ids:
+        frame["order_id"] = ["A1", "A2", "A3", "A4"]
+    source = tmp_path / f"orders.{file_format}"
+    frame.to_csv(source, index=False) if file_format == "csv" else frame.to_parquet(source)
     summary = ingest(str(source))
-    assert summary["events"] == 2 and summary["event_days"] == 2
-    landed = _partition(empty_env / "data", date(2026, 3, 1))
-    assert landed.loc[0, "event_type"] == "purchase" and landed.loc[0, "price"] == pytest.approx(19.99)
+    assert summary["events_rows"] == 4 and summary["event_days"] == 2
+    day_two = _partition(empty_env / "data", date(2026, 3, 2))
+    # two identical orders on one day stay two orders, with or without order ids
+    assert len(day_two) == 3 and day_two["event_id"].nunique() == 3
+    assert (day_two["event_type"] == "purchase").all() and sorted(day_two["price"]) == [5.0, 5.0, 7.5]
+    assert ingest(str(source))["events_unchanged"] == 4  # the same log again changes nothing
+
+
+def test_many_files_land_all_or_nothing(empty_env, tmp_path):
+    good = tmp_path / "events_2026-03-02.csv"
+    good.write_text(GOOD_CSV)
+    land_events([good])
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,signup_at\n1,2026-01-01\n2,2026-01-02\n")
+    ingest(str(good), users=str(users))
+    before = _landing_files(empty_env / "data")
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "events_2026-03-03.csv").write_text(GOOD_CSV.replace("2026-03-02", "2026-03-03"))
+    (tmp_path / "more" / "events_2026-03-04.csv").write_text("event_at,user_id\n2026-03-04,1\n")
+    few_users = tmp_path / "few_users.csv"
+    few_users.write_text("user_id,signup_at\n3,2026-02-01\n")
+    with pytest.raises(LandingError, match="events_2026-03-04.csv: missing required column"):
+        ingest(str(tmp_path / "more"), users=str(few_users))
+    assert _landing_files(empty_env / "data") == before  # neither the good day nor the users table changed
+
+
+def test_a_smaller_user_table_merges_into_the_landed_one(empty_env, tmp_path):
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,signup_at,marketing_consent\n" + "".join(f"{i},2026-01-01,yes\n" for i in range(1, 51)))
+    ingest(users=str(users))
+    users.write_text("user_id,signup_at,marketing_consent\n7,2026-01-01,no\n99,2026-02-01,yes\n")
+    assert ingest(users=str(users))["users"] == {"rows": 2, "added": 1, "updated": 1, "unchanged": 0, "table_rows": 51}
+    landed = pd.read_parquet(empty_env / "data" / "landing" / "users" / "users.parquet").set_index("user_id")
+    assert len(landed) == 51 and not landed.loc[7, "marketing_consent"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("user_id;order_date;amount\n1;2026-03-01;19,99\n", "looks semicolon-separated"),
+        ("event_at\tevent_type\tuser_id\n2026-03-01\tview\t1\n", "looks tab-separated"),
+        ("user_id,order_date,amount\n", "has a header but no rows"),
+        ("", "the file is empty"),
+        ("user_id,order_date,amount\nC-001,2026-03-01,10\nC-002,2026-03-01,12\n", "no value of user_id can be read"),
+        ("user_id,order_date,amount\n1,last tuesday,10\n", "no value of event_at can be read"),
+        ("customer,total\n1,10\n", "missing required column(s) event_at, event_type, user_id"),
+        ("user_id,amount\n1,10\n", "a purchase log needs a date column"),
+    ],
+)
+def test_a_refused_file_is_one_line_naming_the_file_and_the_fix_and_lands_nothing(
+    empty_env, tmp_path, capsys, content, message
+):
+    from ml.__main__ import main
+
+    good = tmp_path / "events_2026-03-02.csv"
+    good.write_text(GOOD_CSV)
+    land_events([good])
+    before = _landing_files(empty_env / "data")
+    bad = tmp_path / "export.csv"
+    bad.write_text(content)
+    capsys.readouterr()
+    assert main(["ingest", "--events", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err and message in err
+    assert _landing_files(empty_env / "data") == before
 
 
 @pytest.mark.parametrize(
@@ -61,7 +199,7 @@ def test_purchase_only_crm_export_becomes_purchase_events(empty_env, tmp_path):
         (None, "missing required column(s) event_type"),
     ],
 )
-def test_unreadable_or_incomplete_files_fail_naming_the_file_and_keep_what_was_landed(
+def test_unreadable_or_incomplete_parquet_fails_naming_the_file_and_keeps_what_was_landed(
     empty_env, tmp_path, content, message
 ):
     good = tmp_path / "events_2026-03-02.csv"

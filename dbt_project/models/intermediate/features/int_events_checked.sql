@@ -10,15 +10,27 @@ users as (
     select user_id from {{ ref('stg_landing__users') }}
 ),
 
+products as (
+    select product_id, category from {{ ref('stg_landing__products') }}
+),
+
+-- Without a user table every user id is known: a user's first event is their signup.
+user_table as (
+    select count(*) > 0 as is_landed from users
+),
+
 numbered as (
     select
-        events.*,
-        users.user_id is not null as is_known_user,
+        events.* exclude (category),
+        coalesce(events.category, products.category) as category,
+        users.user_id is not null or not user_table.is_landed as is_known_user,
         row_number() over (
             partition by events.event_id order by events.event_date, events.source_file, events.event_at
         ) as event_id_occurrence,
     from events
+    cross join user_table
     left join users on events.user_id = users.user_id
+    left join products on events.product_id = products.product_id
 ),
 
 checked as (

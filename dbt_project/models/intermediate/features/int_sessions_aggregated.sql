@@ -1,4 +1,6 @@
--- One row per session. Events without a session id (e.g. a purchase-only log) form a session of their own.
+-- One row per session per day it has clean events in. Events belong to the day of their own timestamp:
+-- a session running past midnight is split at midnight, so a feature as of a date never sees an event
+-- on or after it. Events without a session id (e.g. a purchase-only log) form a session of their own.
 with
 
 events as (
@@ -9,6 +11,7 @@ events as (
 keyed as (
     select
         *,
+        cast(event_at as date) as activity_date,
         coalesce(session_id, 'order:' || order_id, 'event:' || event_id) as session_key,
     from events
 ),
@@ -17,8 +20,8 @@ sessions as (
     select
         user_id,
         session_key,
+        activity_date,
         min(event_at) as started_at,
-        cast(min(event_at) as date) as session_date,
         count(*) filter (where event_type = 'view') as count_views,
         count(*) filter (where event_type = 'cart') as count_carts,
         count(*) filter (where event_type = 'remove_from_cart') as count_removes,
@@ -31,7 +34,7 @@ sessions as (
         ) as count_coupon_orders,
         list_distinct(list(category) filter (where category is not null)) as categories,
     from keyed
-    group by 1, 2
+    group by 1, 2, 3
 ),
 
 flagged as (

@@ -3,7 +3,8 @@
 -- applied downstream in coupon_targets, so a new policy only has to replace this model.
 --
 -- This first policy ranks by propensity and segment:
---   at_risk / hibernating with churn tier high or medium -> winback (SAVE15)
+--   lapsed (at_risk / hibernating / lost) in propensity deciles 4..10 -> winback (SAVE15); churn is
+--   not scored for them (its model only knows recently active users), so propensity to come back decides
 --   new                                                   -> welcome (WELCOME10)
 --   loyal                                                 -> loyalty (FREESHIP)
 --   active with propensity decile 4..8 (undecided)        -> nudge (EUR5OFF)
@@ -30,7 +31,7 @@ offer_types as (
     select
         *,
         case
-            when lifecycle_segment in ('at_risk', 'hibernating') and churn_risk_tier in ('high', 'medium')
+            when lifecycle_segment in ('at_risk', 'hibernating', 'lost') and propensity_decile >= 4
                 then 'winback'
             when lifecycle_segment = 'new' then 'welcome'
             when lifecycle_segment = 'loyal' then 'loyalty'
@@ -71,9 +72,11 @@ valued as (
             when discount_type = 'percent' then expected_order_value * discount_value / 100
             else discount_value
         end as decimal(12, 2)) as expected_cost,
-        cast(assumed_uplift * expected_order_value * (1 + p_churn_30d) as decimal(12, 2)) as expected_value,
+        -- A lapsed user has no churn score: they count as churned (weight 2, as p_churn_30d = 1 would give).
+        cast(assumed_uplift * expected_order_value * (1 + coalesce(p_churn_30d, 1.0)) as decimal(12, 2))
+            as expected_value,
         coupon_type || ' coupon: ' || lifecycle_segment || ' shopper, purchase propensity decile '
-            || propensity_decile || ', churn risk ' || churn_risk_tier as reason,
+            || propensity_decile || ', churn risk ' || coalesce(churn_risk_tier, 'not scored (lapsed)') as reason,
     from priced
 )
 

@@ -6,8 +6,8 @@
         on_schema_change='fail',
     )
 }}
--- One row per user per as_of_date for every user who signed up before that date.
--- Point in time: every feature for as_of_date T uses only events with event_at < T.
+-- One row per user per as_of_date for every known user who signed up before that date.
+-- Point in time: every feature for as_of_date T uses only events with event_at < T (docs: point_in_time).
 with
 
 as_of_dates as (
@@ -16,7 +16,7 @@ as_of_dates as (
 
 users as (
     select user_id, signup_at, signup_date, country, device, has_marketing_consent
-    from {{ ref('stg_landing__users') }}
+    from {{ ref('int_users_resolved') }}
 ),
 
 user_days as (
@@ -78,6 +78,10 @@ lifetime_activity as (
         coalesce(user_days.lifetime_revenue, 0) as sum_revenue_lifetime,
         coalesce(user_days.lifetime_coupon_orders, 0) as count_coupon_redemptions_lifetime,
         user_days.activity_date as last_activity_date,
+        user_days.lifetime_purchase_days,
+        user_days.lifetime_sum_purchase_gap_days,
+        user_days.lifetime_sum_sq_purchase_gap_days,
+        user_days.first_purchase_date,
         user_days.last_view_date,
         user_days.last_cart_date,
         user_days.last_purchase_date,
@@ -146,6 +150,38 @@ features as (
         cast(coupon_history.count_coupons_received_lifetime as integer) as count_coupons_received_lifetime,
         cast(lifetime_activity.count_coupon_redemptions_lifetime as integer) as count_coupon_redemptions_lifetime,
         cast(user_spine.as_of_date - coupon_history.last_coupon_date as integer) as days_since_last_coupon,
+        -- Sparse purchase histories: how often a customer buys, relative to their own rhythm and tenure.
+        -- The repeat-purchase statistics (frequency, recency, age) are also the BG/NBD model's inputs.
+        cast(coalesce(lifetime_activity.lifetime_purchase_days, 0) as integer) as count_purchase_days_lifetime,
+        -- Null for a user who never bought (not yet a customer in the BG/NBD sense).
+        cast(nullif(lifetime_activity.lifetime_purchase_days, 0) - 1 as integer) as count_repeat_purchase_days_lifetime,
+        cast(user_spine.as_of_date - lifetime_activity.first_purchase_date as integer) as days_since_first_purchase,
+        cast(lifetime_activity.last_purchase_date - lifetime_activity.first_purchase_date as integer)
+            as days_between_first_and_last_purchase,
+        cast(
+            lifetime_activity.lifetime_sum_purchase_gap_days / nullif(lifetime_activity.lifetime_purchase_days - 1, 0)
+            as double
+        ) as mean_days_between_purchases,
+        cast(sqrt(greatest(
+            lifetime_activity.lifetime_sum_sq_purchase_gap_days / nullif(lifetime_activity.lifetime_purchase_days - 1, 0)
+            - pow(lifetime_activity.lifetime_sum_purchase_gap_days
+                  / nullif(lifetime_activity.lifetime_purchase_days - 1, 0), 2),
+            0
+        )) as double) as std_days_between_purchases,
+        cast(
+            (user_spine.as_of_date - lifetime_activity.last_purchase_date)
+            / nullif(lifetime_activity.lifetime_sum_purchase_gap_days
+                     / nullif(lifetime_activity.lifetime_purchase_days - 1, 0), 0)
+            as double
+        ) as purchase_gap_ratio,
+        cast(
+            lifetime_activity.count_purchases_lifetime * 30.0 / greatest(user_spine.as_of_date - user_spine.signup_date, 1)
+            as double
+        ) as purchases_per_30d_tenure,
+        cast(
+            lifetime_activity.sum_revenue_lifetime * 30.0 / greatest(user_spine.as_of_date - user_spine.signup_date, 1)
+            as double
+        ) as revenue_per_30d_tenure,
         -- Trend: the last week's daily session rate against the last quarter's (1 = steady, >1 = rising).
         cast(
             (windowed_activity.count_sessions_7d / 7.0) / nullif(windowed_activity.count_sessions_90d / 90.0, 0)

@@ -7,7 +7,7 @@
     )
 }}
 -- One row per user per as_of_date: lifecycle segment (rules in user_segments.yml), purchase-propensity
--- decile and churn-risk tier from that day's scores. Users not scored (inactive for 180+ days) are 'lost'.
+-- decile and churn-risk tier from that day's scores. Every known user is scored unless a lookback is configured.
 with
 
 features as (
@@ -57,7 +57,7 @@ segmented as (
             partition by as_of_date, is_scored order by p_purchase_30d, user_id
         ) end as propensity_decile,
         case
-            when not is_scored then null
+            when p_churn_30d is null then null
             when p_churn_30d >= 0.6 then 'high'
             when p_churn_30d >= 0.3 then 'medium'
             else 'low'

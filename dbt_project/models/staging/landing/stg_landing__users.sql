@@ -1,9 +1,23 @@
 -- PII never leaves staging in clear text: email is hashed (for joins with other systems), phone dropped.
+-- Empty when the shop sent no user table (int_users_resolved then derives users from their first event).
 with
 
+{% if has_landed('users') %}
 source as (
     select * from {{ source('landing', 'users') }}
 ),
+{% else %}
+source as (
+    select
+        cast(null as bigint) as user_id,
+        cast(null as timestamp) as signup_at,
+        cast(null as varchar) as country,
+        cast(null as varchar) as device,
+        cast(null as boolean) as marketing_consent,
+        cast(null as varchar) as email,
+    where false
+),
+{% endif %}
 
 renamed as (
     select

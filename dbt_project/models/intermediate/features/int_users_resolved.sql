@@ -1,0 +1,40 @@
+-- One row per known user. With a landed user table, exactly its users. Without one (a purchase log, an
+-- event export and nothing else), every user with a clean event, signed up at their first event, with
+-- unknown country and device and no recorded marketing consent.
+with
+
+landed_users as (
+    select user_id, signup_at, signup_date, country, device, has_marketing_consent, false as is_derived_from_events,
+    from {{ ref('stg_landing__users') }}
+),
+
+user_table as (
+    select count(*) > 0 as is_landed from landed_users
+),
+
+first_events as (
+    select
+        user_id,
+        min(event_at) as signup_at,
+    from {{ ref('int_events_checked') }}
+    where quarantine_reason is null
+    group by 1
+),
+
+derived_users as (
+    select
+        first_events.user_id,
+        first_events.signup_at,
+        cast(first_events.signup_at as date) as signup_date,
+        'unknown' as country,
+        'unknown' as device,
+        false as has_marketing_consent,
+        true as is_derived_from_events,
+    from first_events
+    cross join user_table
+    where not user_table.is_landed
+)
+
+select * from landed_users
+union all
+select * from derived_users

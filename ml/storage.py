@@ -1,0 +1,77 @@
+"""Parquet files the pipeline writes: the atomic writer and the event schemas.
+
+Shared by landing (your own files), the simulator (one more source of export files), scoring and the
+registry's audit rows, so none of them has to import another to write a file.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase")
+# A landed event partition: what a shop exports plus what landing adds (parse_errors, source_file).
+EVENT_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event_at", pa.timestamp("us")),
+        ("event_type", pa.string()),
+        ("user_id", pa.int64()),
+        ("product_id", pa.int64()),
+        ("category", pa.string()),
+        ("price", pa.float64()),
+        ("quantity", pa.int64()),
+        ("session_id", pa.string()),
+        ("order_id", pa.string()),
+        ("coupon_code", pa.string()),
+        ("parse_errors", pa.string()),
+        ("source_file", pa.string()),
+    ]
+)
+# What a shop's daily event export may hold.
+EXPORT_SCHEMA = pa.schema([f for f in EVENT_SCHEMA if f.name not in ("parse_errors", "source_file")])
+
+
+def as_table(frame: pd.DataFrame | pa.Table, schema: pa.Schema | None = None) -> pa.Table:
+    return frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+def temporary_path(path: Path) -> Path:
+    """A hidden name beside `path` (same folder, so the final rename is atomic); readers' globs skip it."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
+def write_parquet_atomic(frame: pd.DataFrame | pa.Table, path: Path, schema: pa.Schema | None = None) -> Path:
+    """Write to a temporary file beside `path`, then rename over it: readers see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        pq.write_table(as_table(frame, schema), tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_parquet_files_atomic(tables: dict[Path, pa.Table]) -> list[Path]:
+    """Write several files all or nothing: every file is written aside first, then all are renamed.
+
+    If any write fails, nothing is renamed and the files already there are untouched.
+    """
+    staged: dict[Path, Path] = {}
+    try:
+        for path, table in tables.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staged[path] = temporary_path(path)
+            pq.write_table(table, staged[path])
+        for path, tmp in staged.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+    return list(tables)
