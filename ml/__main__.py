@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score", help="score users as of a date with the @champion models")
-    p.add_argument("as_of", type=_date)
+    p.add_argument("as_of", type=_date, nargs="?", help="default: the newest as-of date in user_features")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", help="compare champion models with the simulator's truth")
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("backtest", help="models vs recency, frequency and BG/NBD on one date's labels (not registered)")
-    p.add_argument("--as-of", type=_date, required=True, help="test on this date's 30-day labels; train before it")
+    p.add_argument("--as-of", type=_date, help="test on this date's 30-day labels, train before it (default: newest)")
     p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser(

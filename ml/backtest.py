@@ -22,7 +22,7 @@ EXPERIMENT = "shop_backtests"
 TASK = "purchase_30d"
 
 
-def backtest(as_of: date) -> list[dict[str, Any]]:
+def backtest(as_of: date | None = None) -> list[dict[str, Any]]:
     """One result per scorer (model flavours, then baselines) on DATE's labels; logged to MLflow."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -57,9 +57,9 @@ def _log_run(results: list[dict], scores: dict[str, np.ndarray], y_test: np.ndar
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import mlflow
     from sklearn.metrics import roc_curve
 
+    import mlflow
     from ml.registry import configure_mlflow
 
     configure_mlflow()

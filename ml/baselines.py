@@ -1,8 +1,9 @@
 """The classic scorers a model must beat: recency, frequency and the BG/NBD repeat-purchase model.
 
 Each scores the rows of a user_features frame (higher = more likely to buy); none sees a label. BG/NBD is
-fitted on the training rows only (ml.bgnbd) and scores the expected purchases in the next 30 days; a
-user who never bought is scored as a brand-new customer (x = t_x = T = 0), the model's own answer.
+fitted on the training rows only (ml.bgnbd) and scores the expected purchases in the next 30 days. The
+model describes customers after their first purchase; a user who never bought scores 0, below every
+customer (scoring them as brand-new customers, x = t_x = T = 0, would rank them above most lapsed buyers).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ml.bgnbd import BgNbdFeatures, expected_purchases
+from ml.bgnbd import BgNbdFeatures
 
 BASELINES = ("bgnbd", "recency", "frequency")
 
@@ -30,8 +31,7 @@ def bgnbd_score(train: pd.DataFrame, frame: pd.DataFrame, horizon_days: int = 30
     """Expected purchases in the next `horizon_days` under a BG/NBD model fitted on `train`."""
     model = BgNbdFeatures(horizon_days=horizon_days).fit(train)
     scored = model.transform(frame)[f"bgnbd_expected_purchases_{horizon_days}d"].to_numpy(dtype=float)
-    new_customer = expected_purchases(model.params_, horizon_days, np.zeros(1), np.zeros(1), np.zeros(1))[0]
-    return np.where(np.isnan(scored), new_customer, scored)
+    return np.where(np.isnan(scored), 0.0, scored)
 
 
 def baseline_scores(train: pd.DataFrame, frame: pd.DataFrame) -> dict[str, np.ndarray]:

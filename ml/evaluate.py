@@ -148,6 +148,8 @@ def evaluate_against_truth(as_of: date | None = None) -> list[dict[str, object]]
         oracle_column = "p_purchase_30d" if task == "purchase_30d" else "p_no_visit_30d"
         oracle = truth.loc[frame["user_id"], oracle_column].to_numpy()
         y = frame["label"].to_numpy(dtype=int)
+        # The population the models scored before every known customer was: active in the last 180 days.
+        recent = frame["days_since_last_activity"].le(180).fillna(False).to_numpy(dtype=bool)
         lines.append(
             {
                 "model": model_name,
@@ -160,6 +162,8 @@ def evaluate_against_truth(as_of: date | None = None) -> list[dict[str, object]]
                 "oracle_auc": round(float(roc_auc_score(y, oracle)), 4),
                 "pr_auc": round(float(average_precision_score(y, proba)), 4),
                 "oracle_pr_auc": round(float(average_precision_score(y, oracle)), 4),
+                "auc_active_180d": round(float(roc_auc_score(y[recent], proba[recent])), 4),
+                "oracle_auc_active_180d": round(float(roc_auc_score(y[recent], oracle[recent])), 4),
             }
         )
     return lines

@@ -1,6 +1,8 @@
 """The two model flavours: XGBoost and a scikit-learn logistic regression, as sklearn pipelines.
 
-Both take the same input frame (numeric features, with NaN for missing, and string categoricals), so
+Both start with the BG/NBD step (ml.bgnbd), fitted on the training rows, which adds each customer's
+probability of being alive and expected purchases over the next 30 days as two more features. Both take
+the same input frame (numeric features, with NaN for missing, and string categoricals), so
 either can be the champion and scoring does not care which. Classes are left at their natural balance:
 the probabilities feed expected-value targeting, so they must stay calibrated; imbalance is handled by
 judging models on ranking metrics (ROC/PR AUC, lift) and choosing the decision threshold on validation.
@@ -16,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from ml.bgnbd import BgNbdFeatures
 from ml.data import CATEGORICAL_FEATURES
 
 FLAVOURS = ("xgboost", "logistic")
@@ -45,9 +48,11 @@ def _preprocessor(columns: list[str], scale: bool) -> ColumnTransformer:
 
 
 def fit_logistic(x_train: pd.DataFrame, y_train: pd.Series, seed: int) -> Pipeline:
+    bgnbd = BgNbdFeatures(seed=seed)
     pipeline = Pipeline(
         [
-            ("prep", _preprocessor(list(x_train.columns), scale=True)),
+            ("bgnbd", bgnbd),
+            ("prep", _preprocessor([*x_train.columns, *bgnbd.OUTPUT_COLUMNS], scale=True)),
             ("model", LogisticRegression(C=0.5, max_iter=2000, random_state=seed)),
         ]
     )
@@ -60,6 +65,8 @@ def fit_xgboost(
     """Fit with early stopping on the validation snapshot; return the pipeline and its parameters."""
     from xgboost import XGBClassifier
 
+    bgnbd = BgNbdFeatures(seed=seed).fit(x_train)
+    x_train, x_valid = bgnbd.transform(x_train), bgnbd.transform(x_valid)
     prep = _preprocessor(list(x_train.columns), scale=False).fit(x_train)
     params = {
         "n_estimators": 600,
@@ -78,7 +85,7 @@ def fit_xgboost(
     model = XGBClassifier(**params)
     model.fit(prep.transform(x_train), y_train, eval_set=[(prep.transform(x_valid), y_valid)], verbose=False)
     params["best_iteration"] = int(model.best_iteration)
-    return Pipeline([("prep", prep), ("model", model)]), params
+    return Pipeline([("bgnbd", bgnbd), ("prep", prep), ("model", model)]), params
 
 
 def feature_importance(pipeline: Pipeline) -> pd.Series:

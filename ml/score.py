@@ -49,9 +49,12 @@ def check_signature(model, frame: pd.DataFrame, name: str, version: str) -> list
     return list(expected)
 
 
-def score_day(as_of: date) -> dict[str, Any]:
-    """Score the population as of `as_of` and write `scores/as_of_date=<as_of>/part-0.parquet`."""
+def score_day(as_of: date | None = None) -> dict[str, Any]:
+    """Score the population as of `as_of` (default: the newest built) into `scores/as_of_date=<as_of>/`."""
     with connect_read_only() as con:
+        as_of = as_of or con.execute("select max(as_of_date) from user_features").fetchone()[0]
+        if as_of is None:
+            raise ModelError("user_features is empty: build features first (python -m ml history)")
         population = load_scoring_population(con, as_of)
     if population.empty:
         raise ModelError(f"no users to score as of {as_of}: user_features has no rows for that date")

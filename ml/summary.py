@@ -58,6 +58,7 @@ def summary_lines() -> list[str]:
             ).fetchall()
             for as_of, spend in budget:
                 lines.append(f"  {as_of} total spend {spend or 0:,.2f} of budget {cfg.daily_coupon_budget:,.2f}")
+    lines += _source_lines()
     lines += _champion_lines()
     lines += [
         "\nNext:",
@@ -69,6 +70,25 @@ def summary_lines() -> list[str]:
         f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{cfg.snapshot_path}', read_only=True)"
         ".sql('from coupon_targets limit 5'))\"",
     ]
+    return lines
+
+
+def _source_lines() -> list[str]:
+    """What the shop sent besides events, and what the pipeline cannot do without it."""
+    landing = settings().landing_dir
+    lines = ["\nWhat the shop sent:"]
+    if not list((landing / "users").glob("*.parquet")):
+        lines.append("  no user table: users sign up with their first event; no consent on record, so no coupons")
+    if not list((landing / "products").glob("*.parquet")):
+        lines.append("  no product catalogue: categories come from the events or stay unknown")
+    sends = list((landing / "coupon_sends").glob("*/*.parquet"))
+    if sends:
+        lines.append(f"  randomised campaign sends on {len(sends)} days (treatment and control groups)")
+    else:
+        lines.append(
+            "  no randomised campaigns: coupon effects cannot be estimated (no treatment/control history), so the "
+            "coupon features are zero and targeting values offers with the catalogue's assumed uplift"
+        )
     return lines
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ml.baselines import baseline_scores, roc_auc
+from ml.bgnbd import SKOPS_TRUSTED_TYPES as BGNBD_TRUSTED_TYPES
 from ml.config import PROJECT_ROOT, settings
 from ml.data import (
     TASKS,
@@ -32,7 +34,6 @@ from ml.data import (
     model_inputs,
 )
 from ml.errors import ModelError
-from ml.baselines import baseline_scores, roc_auc
 from ml.evaluate import best_f1_threshold, classification_metrics, quality_figures
 from ml.models import FLAVOURS, feature_importance, fit_logistic, fit_xgboost
 from ml.registry import (
@@ -50,7 +51,13 @@ from ml.registry import (
 log = logging.getLogger(__name__)
 EXPERIMENT = "shop_behaviour_models"
 # Models are saved with skops (no arbitrary pickle); these are the types our pipelines add to sklearn's own.
-SKOPS_TRUSTED_TYPES = ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier", "numpy.arcsinh", "numpy.dtype"]
+SKOPS_TRUSTED_TYPES = [
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+    "numpy.arcsinh",
+    "numpy.dtype",
+    *BGNBD_TRUSTED_TYPES,
+]
 
 
 def code_version() -> str:

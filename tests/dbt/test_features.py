@@ -69,7 +69,8 @@ def _bad_day(shop, day, n_bad_per_reason: int) -> pd.DataFrame:
         bad += [
             {**good, "event_id": f"bad-type-{i}", "event_type": "wishlist"},
             {**good, "event_id": f"bad-price-{i}", "price": -5.0},
-            {**good, "event_id": f"bad-day-{i}", "event_at": good["event_at"] - timedelta(days=2)},
+            # after the export's day: it stays in the export's partition and is quarantined there
+            {**good, "event_id": f"bad-day-{i}", "event_at": good["event_at"] + timedelta(days=2)},
             {**good, "event_id": f"bad-user-{i}", "user_id": 999_999},
             {**good, "event_id": good["event_id"]},  # a duplicate of the first row
         ]

@@ -1,0 +1,46 @@
+"""Point in time, provably: an older as-of date rebuilt from past events alone equals the real build."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from ml.errors import DbtError
+from ml.leakage import LeakageError, check_point_in_time
+from ml.warehouse import build_features, run_dbt
+from tests.checksums import query
+from tests.conftest import ROOT
+
+
+def test_the_leakage_check_passes_on_the_real_features(built_shop, shop_copy):
+    shop_copy(built_shop)
+    result = check_point_in_time()
+    assert result["rows"] > 1000 and result["later_event_days"] >= 30
+    assert result["rows_differing"] == 0 and result["columns_differing"] == {}
+
+
+def test_the_leakage_check_and_the_dbt_test_fail_on_a_leaking_feature(built_shop, shop_copy, tmp_path, monkeypatch):
+    shop = shop_copy(built_shop)
+    project = tmp_path / "leaky_dbt_project"
+    shutil.copytree(ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
+    model = project / "models" / "marts" / "features" / "user_features.sql"
+    honest = model.read_text()
+    # An off-by-one a reviewer could miss: the windows include the as-of day itself.
+    leaky = honest.replace(
+        "and user_days.activity_date < user_spine.as_of_date\n",
+        "and user_days.activity_date <= user_spine.as_of_date\n",
+    )
+    assert leaky != honest
+    model.write_text(leaky)
+    monkeypatch.setenv("SHOP_DBT_PROJECT_DIR", str(project))
+    dates = [r[0] for r in query(shop.warehouse, "select distinct as_of_date from user_features order by 1")]
+    as_of = dates[len(dates) // 2]
+    with pytest.raises(DbtError, match="assert_features_do_not_see_the_future"):
+        build_features(as_of, as_of)
+    with pytest.raises(LeakageError, match=rf"features as of {as_of} change .*count_sessions_7d \(\d+ users\)"):
+        check_point_in_time(as_of)
+    # Rebuilt with the honest project, the same date passes again.
+    monkeypatch.setenv("SHOP_DBT_PROJECT_DIR", str(ROOT / "dbt_project"))
+    run_dbt(["run", "--select", "user_features"], {"as_of_start": str(as_of), "as_of_end": str(as_of)})
+    assert check_point_in_time(as_of)["rows_differing"] == 0
