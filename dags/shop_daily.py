@@ -8,7 +8,7 @@ For the business day D (the data interval's start, or the `run_date` param):
 2. **features** (one Airflow task per dbt model, via Cosmos) builds staging, quarantine and
    `user_features` / `training_labels` as of D + 1: everything known by the end of D.
 3. **train** retrains both tasks weekly (and whenever a model has no champion), else it is skipped.
-4. **score** scores every recently active user with the `@champion` models.
+4. **score** scores every known user with the `@champion` models (churn: users active in the last 30 days).
 5. **targeting** (dbt) builds `user_segments` and `coupon_targets` for D + 1.
 6. **publish** swaps in a fresh read-only analyst snapshot.
 

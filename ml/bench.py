@@ -40,6 +40,7 @@ def main() -> None:
     os.environ["SHOP_MLFLOW_DIR"] = str(root / "mlflow")
     users = int(os.environ.get("SHOP_BENCH_USERS", "20000"))
 
+    from ml.backtest import backtest
     from ml.evaluate import evaluate_against_truth
     from ml.history import build_history
     from ml.pipeline import as_of_for
@@ -56,8 +57,12 @@ def main() -> None:
         trained = train_all()
     with step("score one day with both champions", results):
         scored = score_day(as_of_for(ShopSpec().end))
+    with step("backtest: 2 flavours + 3 baselines on the newest matured date", results):
+        backtested = backtest()
     print(json.dumps({"simulator": stats}))
     print(json.dumps({"users_scored": scored["users_scored"], "trained": trained}))
+    for line in backtested:
+        print(json.dumps({"backtest": line}))
     for line in evaluate_against_truth():
         print(json.dumps({"against_truth": line}))
     total = sum(r["seconds"] for r in results)

@@ -123,8 +123,8 @@ def probability_alive(params: BgNbdParams, x, t_x, T) -> np.ndarray:
 def expected_purchases(params: BgNbdParams, t, x, t_x, T) -> np.ndarray:
     """Expected repeat purchases in (T, T + t] given the history (paper eq. 10); NaN where inputs are NaN.
 
-    Eq. 10 contains (1 - z)^(r+x) 2F1(r+x, b+x; a+b+x-1; z) with z = t / (alpha + T + t); for large x the 2F1
-    overflows while the power underflows. Euler's transformation turns the product into the exactly equal
+    Eq. 10 contains (1 - z)^(r+x) 2F1(r+x, b+x; a+b+x-1; z) with z = t / (alpha + T + t); for large x the 2F1 can
+    overflow while the power underflows. Euler's transformation turns the product into the exactly equal
     (1 - z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z), whose series stays close to 1 for any x and T.
     """
     x, t_x, T = _arrays(x, t_x, T)

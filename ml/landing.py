@@ -121,13 +121,18 @@ def plan_events(files: list[Path], plan: LandingPlan, landing_dir: Path, replace
         new = part.drop(columns="_day")
         existing = None if replace else _read_landed(target)
         merged, counts = _merge(existing, new, ["event_id"])
-        # A stable order: the same events always give the same file.
-        merged = merged.assign(_content=content_signature(merged)).sort_values(
-            ["event_at", "event_id", "_content"], kind="mergesort", na_position="last"
-        )
-        plan.files[target] = as_table(merged.drop(columns="_content"), EVENT_SCHEMA)
+        plan.files[target] = as_table(_in_stable_order(merged), EVENT_SCHEMA)
         per_day[str(day)] = {"rows": len(new), **counts, "partition_rows": len(merged)}
     return per_day
+
+
+def _in_stable_order(events: pd.DataFrame) -> pd.DataFrame:
+    """Sort by time and id (and content where an id repeats): the same events always give the same file."""
+    order = ["event_at", "event_id"]
+    if events["event_id"].duplicated().any():
+        events = events.assign(_content=content_signature(events))
+        order.append("_content")
+    return events.sort_values(order, kind="mergesort", na_position="last").drop(columns="_content", errors="ignore")
 
 
 def land_events(files: list[Path], landing_dir: Path | None = None, replace: bool = False) -> dict[str, dict]:
