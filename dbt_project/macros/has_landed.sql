@@ -15,3 +15,18 @@
     {%- set found = run_query("select count(*) from glob('" ~ patterns[table_name] ~ "')") -%}
     {{ return(found.columns[0].values()[0] > 0) }}
 {%- endmacro -%}
+
+
+{#- The landed rows of an optional source, or no rows of the same columns when the shop never sent it.
+    `columns` maps each column the staging model reads to its type. -#}
+{%- macro landed_or_empty(table_name, columns) -%}
+    {%- if has_landed(table_name) -%}
+        select * from {{ source('landing', table_name) }}
+    {%- else -%}
+        select
+        {%- for name, data_type in columns.items() %}
+            cast(null as {{ data_type }}) as {{ name }},
+        {%- endfor %}
+        where false
+    {%- endif -%}
+{%- endmacro -%}

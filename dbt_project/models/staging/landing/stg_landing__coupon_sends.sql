@@ -1,22 +1,16 @@
 -- Empty when the shop never ran a randomised campaign: coupon features are then zero.
 with
 
-{% if has_landed('coupon_sends') %}
 source as (
-    select * from {{ source('landing', 'coupon_sends') }}
+    {{ landed_or_empty('coupon_sends', {
+        'campaign_id': 'varchar',
+        'user_id': 'bigint',
+        'sent_at': 'timestamp',
+        'send_date': 'date',
+        'group_name': 'varchar',
+        'coupon_code': 'varchar',
+    }) }}
 ),
-{% else %}
-source as (
-    select
-        cast(null as varchar) as campaign_id,
-        cast(null as bigint) as user_id,
-        cast(null as timestamp) as sent_at,
-        cast(null as date) as send_date,
-        cast(null as varchar) as group_name,
-        cast(null as varchar) as coupon_code,
-    where false
-),
-{% endif %}
 
 renamed as (
     select

@@ -1,20 +1,14 @@
 -- Empty when the shop sent no catalogue: categories then come from the events or stay unknown.
 with
 
-{% if has_landed('products') %}
 source as (
-    select * from {{ source('landing', 'products') }}
+    {{ landed_or_empty('products', {
+        'product_id': 'bigint',
+        'category': 'varchar',
+        'brand': 'varchar',
+        'price': 'double',
+    }) }}
 ),
-{% else %}
-source as (
-    select
-        cast(null as bigint) as product_id,
-        cast(null as varchar) as category,
-        cast(null as varchar) as brand,
-        cast(null as double) as price,
-    where false
-),
-{% endif %}
 
 renamed as (
     select

@@ -2,22 +2,16 @@
 -- Empty when the shop sent no user table (int_users_resolved then derives users from their first event).
 with
 
-{% if has_landed('users') %}
 source as (
-    select * from {{ source('landing', 'users') }}
+    {{ landed_or_empty('users', {
+        'user_id': 'bigint',
+        'signup_at': 'timestamp',
+        'country': 'varchar',
+        'device': 'varchar',
+        'marketing_consent': 'boolean',
+        'email': 'varchar',
+    }) }}
 ),
-{% else %}
-source as (
-    select
-        cast(null as bigint) as user_id,
-        cast(null as timestamp) as signup_at,
-        cast(null as varchar) as country,
-        cast(null as varchar) as device,
-        cast(null as boolean) as marketing_consent,
-        cast(null as varchar) as email,
-    where false
-),
-{% endif %}
 
 renamed as (
     select
