@@ -127,7 +127,7 @@ def normalise_events(frame: pd.DataFrame, source: str, path: Path | None = None)
         if lost.any():
             text = frame.loc[lost, column].astype(str)
             text = text[text.str.strip() != ""]
-            if len(text) == len(frame) and column in REQUIRED["events"]:
+            if len(text) == len(frame) and column in (*REQUIRED["events"], "price"):
                 # Not one row can be read: the file's format is wrong, not a few rows.
                 raise LandingError(
                     f"{path or source}: no value of {column} can be read (e.g. {text.iloc[0][:40]!r}); "
@@ -147,16 +147,16 @@ def normalise_events(frame: pd.DataFrame, source: str, path: Path | None = None)
             if pd.api.types.is_datetime64_any_dtype(raw):
                 parsed = raw.dt.tz_convert("UTC").dt.tz_localize(None) if raw.dt.tz is not None else raw
             else:
+                _refuse_ambiguous_dates(raw, path or source)
                 parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
             out[column] = parse(column, parsed).astype("datetime64[us]")
         elif column in ("user_id", "product_id", "quantity"):
-            numbers = raw if pd.api.types.is_integer_dtype(raw) else pd.to_numeric(raw, errors="coerce")
-            whole = numbers.where(numbers == numbers.round())
-            out[column] = parse(column, whole).astype("Int64")
+            out[column] = parse(column, _whole_numbers(raw))
         elif column == "price":
             out[column] = parse(column, pd.to_numeric(raw, errors="coerce").astype(float))
         else:
-            out[column] = raw.astype("string").str.strip()
+            # A blank cell is a missing value (a blank event_id gets a derived one), never an empty string.
+            out[column] = raw.astype("string").str.strip().replace("", pd.NA)
     out["event_type"] = out["event_type"].str.lower()
     out["quantity"] = out["quantity"].fillna(1)
     noted = errors[errors != ""]
@@ -169,11 +169,36 @@ def normalise_events(frame: pd.DataFrame, source: str, path: Path | None = None)
     return out
 
 
+AMBIGUOUS_DATE = r"^\s*\d{1,2}[/.]\d{1,2}[/.]\d{2,4}"
+
+
+def _refuse_ambiguous_dates(raw: pd.Series, where: object) -> None:
+    """03/01/2026 is March 1st or January 3rd depending on the country: refuse rather than guess."""
+    text = raw.dropna().astype(str)
+    if text.str.match(AMBIGUOUS_DATE).any():
+        example = text[text.str.match(AMBIGUOUS_DATE)].iloc[0]
+        raise LandingError(
+            f"{where}: dates like {example!r} are ambiguous (day/month or month/day); export ISO dates (2026-03-01)"
+        )
+
+
+def _whole_numbers(raw: pd.Series) -> pd.Series:
+    """Integer ids as Int64, exactly (no trip through float, which rounds ids above 2**53); else NA."""
+    if pd.api.types.is_integer_dtype(raw):
+        return raw.astype("Int64")
+    if pd.api.types.is_float_dtype(raw):
+        return raw.where(raw == raw.round()).astype("Int64")
+    text = raw.astype("string").str.strip()
+    text = text.str.replace(r"\.0+$", "", regex=True)  # 17.0 from a spreadsheet is 17
+    return pd.to_numeric(text.where(text.str.fullmatch(r"[+-]?\d{1,18}")), errors="coerce").astype("Int64")
+
+
 def _fix_for(column: str) -> str:
     return {
         "user_id": "user ids must be whole numbers; map your customer keys to integers first",
         "event_at": "times must be ISO dates or timestamps such as 2026-03-01 or 2026-03-01T10:00:00Z",
         "event_type": "event types must be view, cart, remove_from_cart or purchase",
+        "price": "amounts and prices must be numbers with '.' as the decimal point",
     }.get(column, "check the column's format")
 
 

@@ -54,7 +54,7 @@ def land_inbox(keep_last: int) -> list[date]:
     return ordered[len(history) :]
 
 
-def build_history(keep_last: int = 0) -> list[date]:
+def build_history(keep_last: int = 0, full_refresh: bool = False) -> list[date]:
     """Land the inbox (but its last `keep_last` days), build features for all landed days; return the rest."""
     if keep_last < 0:
         raise UserFacingError(f"--keep-last must be 0 or more, got {keep_last}")
@@ -71,5 +71,5 @@ def build_history(keep_last: int = 0) -> list[date]:
             f"the landed events cover {span} days ({landed[0]}..{landed[-1]}): need more than {WARM_UP_DAYS} "
             "to build history"
         )
-    build_features(landed[0] + timedelta(days=WARM_UP_DAYS), as_of_for(landed[-1]))
+    build_features(landed[0] + timedelta(days=WARM_UP_DAYS), as_of_for(landed[-1]), full_refresh=full_refresh)
     return remaining

@@ -19,7 +19,7 @@ from __future__ import annotations
 import glob
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -108,21 +108,61 @@ def _read_landed(path: Path) -> pd.DataFrame | None:
     return pq.read_table(path).to_pandas() if path.exists() else None
 
 
+def canonical_events(frame: pd.DataFrame) -> pd.DataFrame:
+    """Events with the landing schema's exact types, however they were read: equal rows compare equal."""
+    types = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(), pa.string(): pd.StringDtype()}
+    return as_table(frame, EVENT_SCHEMA).to_pandas(ignore_metadata=True, types_mapper=types.get)
+
+
+def _replaced_days(events: pd.DataFrame, path: Path) -> set:
+    """The days a file is the export of: its named day, or every day it covers when it has no date in its name."""
+    named = DATE_IN_NAME.search(path.name)
+    return {date.fromisoformat(named.group(1))} if named else set(events["_day"].dropna())
+
+
 def plan_events(files: list[Path], plan: LandingPlan, landing_dir: Path, replace: bool = False) -> dict[str, dict]:
-    """Add the event partitions these files change to `plan`; return per-day counts."""
-    frames = []
-    for path in progress(files, "reading event files", total=len(files)):
-        events = read_events(path)
-        frames.append(events.assign(_day=_event_days(events, path)))
+    """Add the event partitions these files change to `plan`; return per-day counts.
+
+    An event already landed on a neighbouring day (a correction that moved it across midnight) is moved,
+    not duplicated. With `replace`, the days the files are exports of are rebuilt from the files alone;
+    late rows for other days still merge.
+    """
+    frames, replaced = [], set()
+    for order, path in enumerate(progress(files, "reading event files", total=len(files))):
+        events = canonical_events(read_events(path))
+        events = events.assign(_day=_event_days(events, path), _file=order)
+        frames.append(events)
+        if replace:
+            replaced |= _replaced_days(events, path)
     combined = pd.concat(frames, ignore_index=True)
+    # The same event in several files of one batch (overlapping exports): the last file's version wins.
+    newest_file = combined.groupby("event_id", dropna=False)["_file"].transform("max")
+    combined = combined[combined["_file"] == newest_file].drop(columns="_file")
+    incoming = {day: part.drop(columns="_day") for day, part in combined.groupby("_day", sort=True)}
+    home_day = combined.drop_duplicates("event_id").set_index("event_id")["_day"]
+    neighbours = {day + timedelta(days=step) for day in incoming for step in (-1, 1)} - set(incoming)
     per_day: dict[str, dict] = {}
-    for day, part in combined.groupby("_day", sort=True):
+    for day in sorted(set(incoming) | neighbours):
         target = landing_dir / "events" / f"event_date={day}" / "part-0.parquet"
-        new = part.drop(columns="_day")
-        existing = None if replace else _read_landed(target)
-        merged, counts = _merge(existing, new, ["event_id"])
+        existing = None if day in replaced else _read_landed(target)
+        existing = None if existing is None else canonical_events(existing)
+        moved = 0
+        if existing is not None:
+            # Rows whose event now lives on another day leave this one.
+            home = existing["event_id"].map(home_day)
+            elsewhere = home.notna() & (home != day)
+            moved = int(elsewhere.sum())
+            existing = existing[~elsewhere.to_numpy()]
+        if day not in incoming:
+            if moved:
+                plan.files[target] = as_table(_in_stable_order(existing), EVENT_SCHEMA)
+                per_day[str(day)] = {"rows": 0, "added": 0, "updated": 0, "unchanged": 0, "moved_out": moved}
+            continue
+        merged, counts = _merge(existing, incoming[day], ["event_id"])
         plan.files[target] = as_table(_in_stable_order(merged), EVENT_SCHEMA)
-        per_day[str(day)] = {"rows": len(new), **counts, "partition_rows": len(merged)}
+        per_day[str(day)] = {"rows": len(incoming[day]), **counts, "partition_rows": len(merged)}
+        if moved:
+            per_day[str(day)]["moved_out"] = moved
     return per_day
 
 
@@ -145,13 +185,29 @@ def land_events(files: list[Path], landing_dir: Path | None = None, replace: boo
 
 def plan_table(path: Path, kind: str, plan: LandingPlan, landing_dir: Path, replace: bool = False) -> dict:
     """Add a users or products table to `plan`: merged into the landed one by its key (or replacing it)."""
-    frame = read_table(path, kind)
-    frame = _cast_users(frame, path) if kind == "users" else _cast_products(frame, path)
+    raw = read_table(path, kind)
+    frame = _cast_users(raw, path) if kind == "users" else _cast_products(raw, path)
     target = landing_dir / kind / f"{kind}.parquet"
-    merged, counts = _merge(None if replace else _read_landed(target), frame, TABLE_KEYS[kind])
+    existing = None if replace else _read_landed(target)
+    if existing is not None:
+        frame = _keep_landed_values_of_absent_columns(frame, existing, raw.columns, TABLE_KEYS[kind])
+    merged, counts = _merge(existing, frame, TABLE_KEYS[kind])
     merged = merged.sort_values(TABLE_KEYS[kind], kind="mergesort")
     plan.files[target] = as_table(merged)
     return {"rows": len(frame), **counts, "table_rows": len(merged)}
+
+
+def _keep_landed_values_of_absent_columns(
+    frame: pd.DataFrame, existing: pd.DataFrame, sent: pd.Index, key: list[str]
+) -> pd.DataFrame:
+    """A file without a column (a users file with no email) says nothing about it: keep what was landed."""
+    landed = existing.set_index(key)
+    out = frame.copy()
+    for column in frame.columns:
+        if column not in sent and column in landed.columns:
+            known = frame[key[0]].map(landed[column])
+            out[column] = known.where(frame[key[0]].isin(landed.index), frame[column]).astype(frame[column].dtype)
+    return out
 
 
 def land_table(path: Path, kind: str, landing_dir: Path | None = None, replace: bool = False) -> dict:
@@ -215,7 +271,9 @@ def plan_coupon_sends(files: list[Path], plan: LandingPlan, landing_dir: Path, r
         frames.append(
             pd.DataFrame(
                 {
-                    "campaign_id": frame["campaign_id"].astype("string"),
+                    "campaign_id": _require_parsed(
+                        frame, "campaign_id", frame["campaign_id"].astype("string").str.strip().replace("", pd.NA), path
+                    ),
                     "user_id": user_id.astype("int64"),
                     "sent_at": _require_parsed(frame, "sent_at", sent, path).astype("datetime64[us]"),
                     "group_name": frame["group_name"].astype("string"),
@@ -262,10 +320,11 @@ def ingest(
         summary["coupon_sends"] = plan_coupon_sends(expand(coupon_sends), plan, landing_dir, replace)
     if events:
         per_day = plan_events(expand(events), plan, landing_dir, replace)
-        summary["event_days"] = len(per_day)
-        for name in ("rows", "added", "updated", "unchanged"):
-            summary[f"events_{name}"] = sum(d[name] for d in per_day.values())
-        summary["first_day"], summary["last_day"] = min(per_day), max(per_day)
+        days = [day for day, counts in per_day.items() if counts["rows"]]
+        summary["event_days"] = len(days)
+        for name in ("rows", "added", "updated", "unchanged", "moved_out"):
+            summary[f"events_{name}"] = sum(d.get(name, 0) for d in per_day.values())
+        summary["first_day"], summary["last_day"] = min(days), max(days)
     plan.commit()
     return summary
 

@@ -89,7 +89,9 @@ def check_point_in_time(as_of: date | None = None) -> dict[str, object]:
         columns = ", ".join(f"{c} ({n} users)" for c, n in differences["columns_differing"].items())
         raise LeakageError(
             f"features as of {as_of} change when the {len(later)} later event days are present: {columns}. "
-            "A feature reads events on or after its as-of date (see the point_in_time rule in the dbt docs)."
+            "A feature reads events on or after its as-of date (see the point_in_time rule in the dbt docs), or "
+            f"events dated before {as_of} landed late, after it was built: rebuild it "
+            f"(python -m ml build --as-of-start {as_of}) and check again."
         )
     return result
 

@@ -61,7 +61,9 @@ def write_parquet_atomic(frame: pd.DataFrame | pa.Table, path: Path, schema: pa.
 def write_parquet_files_atomic(tables: dict[Path, pa.Table]) -> list[Path]:
     """Write several files all or nothing: every file is written aside first, then all are renamed.
 
-    If any write fails, nothing is renamed and the files already there are untouched.
+    If any write fails, nothing is renamed and the files already there are untouched. The renames
+    themselves are quick and each is atomic, but a process killed between two of them leaves the
+    earlier ones done: landing again is safe (it merges by id), so rerunning the same ingest repairs it.
     """
     staged: dict[Path, Path] = {}
     try:

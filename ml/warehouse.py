@@ -82,9 +82,14 @@ def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Set
     return dbt_vars
 
 
-def build_features(as_of_start: date | None = None, as_of_end: date | None = None) -> str:
-    """`dbt build` of staging, intermediate, quality and feature marts for the given as-of dates."""
-    return run_dbt(["build", "--select", "tag:features"], as_of_vars(as_of_start, as_of_end))
+def build_features(as_of_start: date | None = None, as_of_end: date | None = None, full_refresh: bool = False) -> str:
+    """`dbt build` of staging, intermediate, quality and feature marts for the given as-of dates.
+
+    `full_refresh` rebuilds the incremental marts from scratch: needed once after an upgrade that adds
+    feature columns to a warehouse built before it (their contracts refuse a silent schema change).
+    """
+    args = ["build", "--select", "tag:features", *(["--full-refresh"] if full_refresh else [])]
+    return run_dbt(args, as_of_vars(as_of_start, as_of_end))
 
 
 def build_targeting(as_of: date) -> str:

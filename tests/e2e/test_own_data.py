@@ -86,6 +86,19 @@ def test_the_backtest_compares_every_scorer_on_the_same_customers(own_shop):
     assert date.fromisoformat(backtest[0]["as_of_date"])
 
 
+def test_the_summary_says_what_a_purchase_log_lacks(own_shop):
+    root, _ = own_shop
+    from ml.summary import summary_lines
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHOP_DATA_DIR", str(root / "data"))
+        mp.setenv("SHOP_MLFLOW_DIR", str(root / "mlflow"))
+        text = "\n".join(summary_lines())
+    assert "no user table: users sign up with their first event" in text
+    assert "no product catalogue" in text
+    assert "no randomised campaigns: coupon effects cannot be estimated" in text
+
+
 def test_the_leakage_check_runs_on_own_data(own_shop):
     _, lines = own_shop
     leakage = [line for line in lines if "rows_differing" in line]

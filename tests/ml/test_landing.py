@@ -151,6 +151,79 @@ def test_many_files_land_all_or_nothing(empty_env, tmp_path):
     assert _landing_files(empty_env / "data") == before  # neither the good day nor the users table changed
 
 
+def test_replace_rebuilds_the_export_day_but_late_rows_still_merge_into_theirs(empty_env, tmp_path):
+    first = tmp_path / "events_2026-03-01.csv"
+    first.write_text(GOOD_CSV.replace("2026-03-02", "2026-03-01"))
+    land_events([first])
+    second = tmp_path / "events_2026-03-02.csv"
+    second.write_text(GOOD_CSV + "2026-03-01T23:00:00Z,view,2,10,home,20.0,s7\n")
+    ingest(str(second), replace=True)
+    assert len(_partition(empty_env / "data", date(2026, 3, 1))) == 4  # three landed + the late one
+    assert len(_partition(empty_env / "data")) == 3
+
+
+def test_the_same_event_in_two_files_of_one_batch_lands_once(empty_env, tmp_path):
+    for name in ("orders_week1.csv", "orders_week1_and_2.csv"):
+        (tmp_path / name).write_text("user_id,order_date,amount\n2,2026-03-02,5.00\n")
+    assert ingest(str(tmp_path / "orders_*.csv"))["events_added"] == 1
+    assert ingest(str(tmp_path / "orders_week1.csv"))["events_unchanged"] == 1
+    assert len(_partition(empty_env / "data")) == 1
+
+
+def test_a_correction_that_moves_an_event_across_midnight_moves_it(empty_env, tmp_path):
+    source = tmp_path / "events.csv"
+    source.write_text("event_id,event_at,event_type,user_id\ne1,2026-03-02T23:59:00Z,view,1\n")
+    land_events([source])
+    source.write_text("event_id,event_at,event_type,user_id\ne1,2026-03-03T00:01:00Z,view,1\n")
+    assert land_events([source])["2026-03-02"]["moved_out"] == 1
+    assert _partition(empty_env / "data").empty
+    assert _partition(empty_env / "data", date(2026, 3, 3))["event_id"].tolist() == ["e1"]
+
+
+def test_a_re_landed_file_is_unchanged_in_a_day_mixed_with_other_shapes(empty_env, tmp_path):
+    orders = tmp_path / "orders.csv"
+    orders.write_text("user_id,order_date,amount\n2,2026-03-02,5.00\n")
+    ingest(str(orders))
+    events = tmp_path / "events_2026-03-02.csv"
+    events.write_text(GOOD_CSV)
+    ingest(str(events))
+    again = ingest(str(events))
+    assert again["events_unchanged"] == 3 and again["events_updated"] == 0
+
+
+def test_ids_are_exact_and_blank_ids_are_derived(empty_env, tmp_path):
+    source = tmp_path / "events.csv"
+    source.write_text(
+        "event_id,event_at,event_type,user_id\n"
+        " ,2026-03-02T10:00:00Z,view,12345678901234567\n"
+        " ,2026-03-02T11:00:00Z,view,x\n"
+    )
+    land_events([source])
+    landed = _partition(empty_env / "data")
+    assert landed["event_id"].str.startswith("h").all() and landed["event_id"].nunique() == 2
+    assert landed["user_id"].dropna().tolist() == [12345678901234567]
+
+
+def test_a_users_file_without_some_columns_keeps_their_landed_values(empty_env, tmp_path):
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,signup_at,country,email,marketing_consent\n1,2026-01-01,DE,a@x.de,yes\n")
+    ingest(users=str(users))
+    users.write_text("user_id,signup_at\n1,2026-01-01\n2,2026-02-01\n")
+    ingest(users=str(users))
+    landed = pd.read_parquet(empty_env / "data" / "landing" / "users" / "users.parquet").set_index("user_id")
+    assert (
+        landed.loc[1, "country"] == "DE" and landed.loc[1, "email"] == "a@x.de" and landed.loc[1, "marketing_consent"]
+    )
+    assert pd.isna(landed.loc[2, "country"]) and not landed.loc[2, "marketing_consent"]
+
+
+def test_coupon_sends_without_a_campaign_id_are_refused(empty_env, tmp_path):
+    sends = tmp_path / "sends.csv"
+    sends.write_text("campaign_id,user_id,sent_at,group_name\n,1,2026-03-01,treatment\n")
+    with pytest.raises(LandingError, match="sends.csv: column campaign_id has 1 unreadable value"):
+        ingest(coupon_sends=str(sends))
+
+
 def test_a_smaller_user_table_merges_into_the_landed_one(empty_env, tmp_path):
     users = tmp_path / "users.csv"
     users.write_text("user_id,signup_at,marketing_consent\n" + "".join(f"{i},2026-01-01,yes\n" for i in range(1, 51)))
@@ -172,6 +245,8 @@ def test_a_smaller_user_table_merges_into_the_landed_one(empty_env, tmp_path):
         ("user_id,order_date,amount\n1,last tuesday,10\n", "no value of event_at can be read"),
         ("customer,total\n1,10\n", "missing required column(s) event_at, event_type, user_id"),
         ("user_id,amount\n1,10\n", "a purchase log needs a date column"),
+        ("user_id,order_date,amount\n1,03/01/2026,10\n", "ambiguous (day/month or month/day)"),
+        ('user_id,order_date,amount\n1,2026-03-01,"19,99"\n', "no value of price can be read"),
     ],
 )
 def test_a_refused_file_is_one_line_naming_the_file_and_the_fix_and_lands_nothing(

@@ -31,7 +31,9 @@ offer_types as (
     select
         *,
         case
+            -- Winning back needs someone who once came: a signup who never showed up is not lapsed.
             when lifecycle_segment in ('at_risk', 'hibernating', 'lost') and propensity_decile >= 4
+                and days_since_last_activity is not null
                 then 'winback'
             when lifecycle_segment = 'new' then 'welcome'
             when lifecycle_segment = 'loyal' then 'loyalty'
