@@ -29,19 +29,19 @@ CATEGORICAL_FEATURES = ["country", "device"]
 ID_COLUMNS = ["user_id", "as_of_date"]
 # Columns of user_features that are not model inputs.
 NOT_FEATURES = {*ID_COLUMNS, "has_marketing_consent"}
-# Each task: its label, the population it is trained on and scores (a SQL filter on user_features), and
-# both in words for the MLflow run and the docs.
+# Each task: its label, the population it is trained on and scores (users active within `active_within_days`
+# of the as-of date; None: every known user), and both in words for the MLflow run and the docs.
 TASKS = {
     "purchase_30d": {
         "label": "purchase_30d",
         "label_definition": "1 if any clean purchase in [as_of_date, as_of_date + 30 days), else 0",
-        "population": "true",
+        "active_within_days": None,
         "population_definition": "every known user who signed up before the as-of date",
     },
     "churn_30d": {
         "label": "churn_30d",
         "label_definition": "1 if no activity at all in [as_of_date, as_of_date + 30 days), else 0",
-        "population": "days_since_last_activity <= 30",
+        "active_within_days": 30,
         "population_definition": "users with activity in the 30 days before the as-of date",
     },
 }
@@ -108,22 +108,26 @@ def _latest_on_or_before(have: set[date], limit: date) -> date | None:
     return max(candidates) if candidates else None
 
 
-def lookback_filter() -> str:
+def _active_within(days: int | None, prefix: str = "") -> str:
+    """SQL filter on user_features: activity within `days` of the as-of date (true when None)."""
+    return "true" if days is None else f"{prefix}days_since_last_activity <= {int(days)}"
+
+
+def lookback_filter(prefix: str = "") -> str:
     """The configured scoring lookback as a SQL filter on user_features (true when unset)."""
-    days = settings().scoring_lookback_days
-    return "true" if days is None else f"days_since_last_activity <= {int(days)}"
+    return _active_within(settings().scoring_lookback_days, prefix)
 
 
-def population_filter(task: str) -> str:
-    return f"({TASKS[task]['population']}) and ({lookback_filter()})"
+def population_filter(task: str, prefix: str = "") -> str:
+    return f"({_active_within(TASKS[task]['active_within_days'], prefix)}) and ({lookback_filter(prefix)})"
 
 
 def in_population(frame: pd.DataFrame, task: str) -> pd.Series:
     """Which rows of a user_features frame belong to the task's population (the same rule as the SQL)."""
-    mask = pd.Series(True, index=frame.index)
-    if task == "churn_30d":
-        mask &= frame["days_since_last_activity"].le(30).fillna(False).astype(bool)
-    return mask
+    days = TASKS[task]["active_within_days"]
+    if days is None:
+        return pd.Series(True, index=frame.index)
+    return frame["days_since_last_activity"].le(days).fillna(False).astype(bool)
 
 
 def load_labelled(con: duckdb.DuckDBPyConnection, task: str, dates: list[date]) -> pd.DataFrame:
@@ -135,7 +139,7 @@ def load_labelled(con: duckdb.DuckDBPyConnection, task: str, dates: list[date]) 
         from user_features as f
         join training_labels as l using (user_id, as_of_date)
         where f.as_of_date in (select unnest(?::date[]))
-          and {population_filter(task).replace("days_since_last_activity", "f.days_since_last_activity")}
+          and {population_filter(task, prefix="f.")}
           and l.{label} is not null
         order by f.as_of_date, f.user_id
         """,

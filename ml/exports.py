@@ -202,11 +202,15 @@ def _fix_for(column: str) -> str:
     }.get(column, "check the column's format")
 
 
+def row_strings(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One string per row from the given columns (nulls as empty), built column-wise rather than row by row."""
+    parts = [frame[c].astype("string").fillna("") for c in columns]
+    return parts[0].str.cat(parts[1:], sep="|")
+
+
 def content_signature(events: pd.DataFrame) -> pd.Series:
     """One string per row from its normalised content: equal for the same event in CSV or Parquet."""
-    parts = [events[c].astype("string").fillna("") for c in CONTENT_COLUMNS if c != "parse_errors"]
-    parts.append(events["parse_errors"].astype("string").fillna(""))
-    return parts[0].str.cat(parts[1:], sep="|")
+    return row_strings(events, CONTENT_COLUMNS)
 
 
 def derived_event_ids(events: pd.DataFrame) -> pd.Series:

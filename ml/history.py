@@ -11,7 +11,7 @@ from datetime import date, timedelta
 
 from ml.config import settings
 from ml.errors import UserFacingError
-from ml.landing import DATE_IN_NAME, LandingPlan, plan_coupon_sends, plan_events, plan_table
+from ml.landing import LandingPlan, named_day, plan_coupon_sends, plan_events, plan_inbox_tables
 from ml.pipeline import as_of_for
 from ml.warehouse import build_features
 
@@ -23,14 +23,12 @@ def inbox_days() -> dict[date, object]:
     """The inbox's daily event exports by day (empty when there are none)."""
     folder = settings().inbox_dir / "events"
     files = sorted(folder.glob("events_*.parquet")) + sorted(folder.glob("events_*.csv"))
-    days = {date.fromisoformat(DATE_IN_NAME.search(p.name).group(1)): p for p in files if DATE_IN_NAME.search(p.name)}
-    return dict(sorted(days.items()))
+    return dict(sorted((named_day(p), p) for p in files if named_day(p)))
 
 
 def landed_days() -> list[date]:
     folder = settings().landing_dir / "events"
-    names = (DATE_IN_NAME.search(p.name) for p in folder.glob("event_date=*") if any(p.glob("*.parquet")))
-    return sorted(date.fromisoformat(m.group(1)) for m in names if m)
+    return sorted(named_day(p) for p in folder.glob("event_date=*") if named_day(p) and any(p.glob("*.parquet")))
 
 
 def land_inbox(keep_last: int) -> list[date]:
@@ -42,11 +40,9 @@ def land_inbox(keep_last: int) -> list[date]:
     if not history:
         return ordered
     plan = LandingPlan()
-    for kind in ("users", "products"):
-        if (cfg.inbox_dir / f"{kind}.parquet").exists():
-            plan_table(cfg.inbox_dir / f"{kind}.parquet", kind, plan, cfg.landing_dir)
+    plan_inbox_tables(plan)
     sends = sorted((cfg.inbox_dir / "coupon_sends").glob("coupon_sends_*"))
-    sends = [p for p in sends if date.fromisoformat(DATE_IN_NAME.search(p.name).group(1)) <= history[-1]]
+    sends = [p for p in sends if named_day(p) and named_day(p) <= history[-1]]
     if sends:
         plan_coupon_sends(sends, plan, cfg.landing_dir)
     plan_events([days[d] for d in history], plan, cfg.landing_dir)

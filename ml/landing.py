@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from ml.config import settings
 from ml.errors import LandingError
-from ml.exports import SUFFIXES, content_signature, read_events, read_table
+from ml.exports import SUFFIXES, content_signature, read_events, read_table, row_strings
 from ml.progress import progress
 from ml.storage import EVENT_SCHEMA, as_table, write_parquet_files_atomic
 
@@ -61,12 +61,17 @@ def expand(pattern: str) -> list[Path]:
     return files
 
 
+def named_day(path: Path) -> date | None:
+    """The day in a file's name (events_2026-03-01.csv is that day's export), or None."""
+    found = DATE_IN_NAME.search(path.name)
+    return date.fromisoformat(found.group(1)) if found else None
+
+
 def _event_days(events: pd.DataFrame, path: Path) -> pd.Series:
     """The partition day of each row: its own day, except where the export's named day must hold it."""
     own = events["event_at"].dt.date
-    named = DATE_IN_NAME.search(path.name)
-    if named:
-        export_day = date.fromisoformat(named.group(1))
+    export_day = named_day(path)
+    if export_day:
         keep_in_export = own.isna() | (own > export_day)
         return own.where(~keep_in_export, export_day)
     if own.isna().all():
@@ -100,7 +105,7 @@ def _merge(existing: pd.DataFrame | None, new: pd.DataFrame, key: list[str]) -> 
 
 def _key_signature(frame: pd.DataFrame, columns: list[str], key: list[str]) -> pd.Series:
     """Per key, the sorted contents of its rows: equal when a re-sent row is the same as the landed one."""
-    rows = frame[columns].astype("string").fillna("").agg("|".join, axis=1)
+    rows = row_strings(frame, columns)
     return rows.groupby([frame[k] for k in key]).agg(lambda s: "\n".join(sorted(s)))
 
 
@@ -116,8 +121,8 @@ def canonical_events(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _replaced_days(events: pd.DataFrame, path: Path) -> set:
     """The days a file is the export of: its named day, or every day it covers when it has no date in its name."""
-    named = DATE_IN_NAME.search(path.name)
-    return {date.fromisoformat(named.group(1))} if named else set(events["_day"].dropna())
+    export_day = named_day(path)
+    return {export_day} if export_day else set(events["_day"].dropna())
 
 
 def plan_events(files: list[Path], plan: LandingPlan, landing_dir: Path, replace: bool = False) -> dict[str, dict]:
@@ -337,6 +342,17 @@ def inbox_file(folder: Path, stem: str, day: date) -> Path | None:
     return None
 
 
+def plan_inbox_tables(plan: LandingPlan) -> dict[str, int]:
+    """Add the inbox's users and products snapshots, where the shop sends them, to `plan`; rows per table."""
+    cfg = settings()
+    rows = {}
+    for kind in ("users", "products"):
+        snapshot = cfg.inbox_dir / f"{kind}.parquet"
+        if snapshot.exists():
+            rows[kind] = plan_table(snapshot, kind, plan, cfg.landing_dir)["table_rows"]
+    return rows
+
+
 def land_day(day: date) -> dict[str, object]:
     """Land one day's export from the inbox (the DAG's first task): events, and any table snapshots sent."""
     cfg = settings()
@@ -346,11 +362,7 @@ def land_day(day: date) -> dict[str, object]:
             f"no event file for {day}: expected {cfg.inbox_dir / 'events' / f'events_{day}.parquet'} (or .csv)"
         )
     plan = LandingPlan()
-    summary: dict[str, object] = {"day": str(day)}
-    for kind in ("users", "products"):
-        snapshot = cfg.inbox_dir / f"{kind}.parquet"
-        if snapshot.exists():
-            summary[kind] = plan_table(snapshot, kind, plan, cfg.landing_dir)["table_rows"]
+    summary: dict[str, object] = {"day": str(day), **plan_inbox_tables(plan)}
     sends = inbox_file(cfg.inbox_dir / "coupon_sends", "coupon_sends", day)
     if sends is not None:
         summary["coupon_sends"] = plan_coupon_sends([sends], plan, cfg.landing_dir)["rows"]

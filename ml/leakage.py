@@ -19,7 +19,7 @@ from ml.config import settings
 from ml.data import connect_read_only
 from ml.errors import UserFacingError
 from ml.history import landed_days
-from ml.landing import DATE_IN_NAME
+from ml.landing import named_day
 from ml.warehouse import as_of_vars, run_dbt
 
 
@@ -46,8 +46,8 @@ def past_only_landing(landing_dir: Path, scratch: Path, as_of: date) -> Path:
             _link_tree(landing_dir / kind, target / kind)
     for kind in ("events", "coupon_sends"):
         for partition in sorted((landing_dir / kind).glob("*=*")):
-            day = DATE_IN_NAME.search(partition.name)
-            if day and date.fromisoformat(day.group(1)) < as_of:
+            day = named_day(partition)
+            if day and day < as_of:
                 _link_tree(partition, target / kind / partition.name)
     return target
 
