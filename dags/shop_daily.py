@@ -7,10 +7,14 @@ For the business day D (the data interval's start, or the `run_date` param):
    `source=simulate`, the synthetic shop simulates the day first if the inbox lacks it).
 2. **features** (one Airflow task per dbt model, via Cosmos) builds staging, quarantine and
    `user_features` / `training_labels` as of D + 1: everything known by the end of D.
-3. **train** retrains both tasks weekly (and whenever a model has no champion), else it is skipped.
+3. **train** retrains the propensity, churn and coupon effect models weekly (and whenever a model has no
+   champion), else it is skipped.
 4. **score** scores every known user with the `@champion` models (churn: users active in the last 30 days).
-5. **targeting** (dbt) builds `user_segments` and `coupon_targets` for D + 1.
-6. **publish** swaps in a fresh read-only analyst snapshot.
+5. **segments** (dbt) builds `user_segments` for D + 1.
+6. **target** plans the send list for D + 1: eligibility, the two policy arms, the holdout and the
+   budgeted allocation (`ml/targeting.py`); the policy gate first checks which policy leads.
+7. **targeting** (dbt) builds `coupon_targets`, the realised `coupon_results` and tests the house rules.
+8. **publish** swaps in a fresh read-only analyst snapshot.
 
 Every task that opens the warehouse runs in the single-slot `warehouse` pool; rerunning a day
 replaces that day's partitions and rows, so backfills and reruns are safe.
@@ -122,6 +126,13 @@ def shop_daily():
 
         return score_day(as_of_from(context))
 
+    @task
+    def target(**context) -> dict:
+        from ml.pipeline import as_of_from
+        from ml.targeting import target_day
+
+        return target_day(as_of_from(context))
+
     @task(outlets=[ANALYST_SNAPSHOT])
     def publish() -> str:
         from ml.warehouse import publish_snapshot
@@ -133,8 +144,10 @@ def shop_daily():
     # ---- ML: train (weekly / no champion) -> score -> targeting marts ----
     trained = train()
     scored = score()
+    segments = dbt_group("segments", "segments", [])
+    planned = target()
     targeting = dbt_group("targeting", "targeting", [TARGETING])
-    landed >> features >> trained >> scored >> targeting >> publish()
+    landed >> features >> trained >> scored >> segments >> planned >> targeting >> publish()
 
 
 shop_daily()

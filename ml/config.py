@@ -28,6 +28,7 @@ class Settings:
     warehouse_path: Path
     snapshot_path: Path
     scores_dir: Path
+    targets_dir: Path
     audit_dir: Path
     truth_dir: Path
     dbt_project_dir: Path
@@ -38,6 +39,13 @@ class Settings:
     daily_coupon_budget: float
     contact_cap_days: int
     holdout_share: float
+    # Days a user stays in (or out of) the coupon holdout; the salt makes the draw unguessable from user ids.
+    holdout_days: int
+    holdout_salt: str
+    # Share of the daily budget (and of users, drawn like the holdout) given to the challenger policy arm.
+    challenger_arm_share: float
+    # Gross margin on an order's value: what an incremental euro of revenue is worth before coupon cost.
+    gross_margin_rate: float
     # None: score (and train on) every known customer; N: only users active in the N days before the as-of date.
     scoring_lookback_days: int | None
 
@@ -56,6 +64,7 @@ def settings() -> Settings:
         warehouse_path=_path("SHOP_WAREHOUSE_PATH", data_dir / "warehouse.duckdb"),
         snapshot_path=_path("SHOP_SNAPSHOT_PATH", data_dir / "analyst" / "warehouse_snapshot.duckdb"),
         scores_dir=_path("SHOP_SCORES_DIR", data_dir / "scores"),
+        targets_dir=_path("SHOP_TARGETS_DIR", data_dir / "targets"),
         audit_dir=_path("SHOP_AUDIT_DIR", data_dir / "audit"),
         truth_dir=_path("SHOP_TRUTH_DIR", data_dir / "truth"),
         dbt_project_dir=_path("SHOP_DBT_PROJECT_DIR", PROJECT_ROOT / "dbt_project"),
@@ -66,6 +75,10 @@ def settings() -> Settings:
         daily_coupon_budget=_float_env("SHOP_DAILY_COUPON_BUDGET", 2500.0, upper=None),
         contact_cap_days=_int_env("SHOP_CONTACT_CAP_DAYS", 14),
         holdout_share=_float_env("SHOP_HOLDOUT_SHARE", 0.1),
+        holdout_days=_positive_int_env("SHOP_HOLDOUT_DAYS", 28),
+        holdout_salt=os.environ.get("SHOP_HOLDOUT_SALT", "shop-holdout-v1"),
+        challenger_arm_share=_float_env("SHOP_CHALLENGER_ARM_SHARE", 0.2),
+        gross_margin_rate=_float_env("SHOP_GROSS_MARGIN_RATE", 0.4),
         scoring_lookback_days=_optional_positive_int_env("SHOP_SCORING_LOOKBACK_DAYS"),
     )
 
@@ -78,6 +91,13 @@ def _int_env(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _positive_int_env(name: str, default: int) -> int:
+    value = _int_env(name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive whole number, got {os.environ.get(name)!r}")
+    return value
 
 
 def _optional_positive_int_env(name: str) -> int | None:

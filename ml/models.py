@@ -24,7 +24,7 @@ from ml.data import CATEGORICAL_FEATURES
 FLAVOURS = ("xgboost", "logistic")
 
 
-def _preprocessor(columns: list[str], scale: bool) -> ColumnTransformer:
+def make_preprocessor(columns: list[str], scale: bool) -> ColumnTransformer:
     numeric = [c for c in columns if c not in CATEGORICAL_FEATURES]
     categorical = [c for c in columns if c in CATEGORICAL_FEATURES]
     if scale:
@@ -52,7 +52,7 @@ def fit_logistic(x_train: pd.DataFrame, y_train: pd.Series, seed: int) -> Pipeli
     pipeline = Pipeline(
         [
             ("bgnbd", bgnbd),
-            ("prep", _preprocessor([*x_train.columns, *bgnbd.OUTPUT_COLUMNS], scale=True)),
+            ("prep", make_preprocessor([*x_train.columns, *bgnbd.OUTPUT_COLUMNS], scale=True)),
             ("model", LogisticRegression(C=0.5, max_iter=2000, random_state=seed)),
         ]
     )
@@ -67,7 +67,7 @@ def fit_xgboost(
 
     bgnbd = BgNbdFeatures(seed=seed).fit(x_train)
     x_train, x_valid = bgnbd.transform(x_train), bgnbd.transform(x_valid)
-    prep = _preprocessor(list(x_train.columns), scale=False).fit(x_train)
+    prep = make_preprocessor(list(x_train.columns), scale=False).fit(x_train)
     params = {
         "n_estimators": 600,
         "learning_rate": 0.05,

@@ -59,4 +59,15 @@ def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
     missing = [name for name in MODEL_NAMES.values() if champion_version(name) is None]
     if not (force or missing or as_of.weekday() == TRAIN_WEEKDAY):
         return None
-    return {"results": train_all(as_of=None)}
+    return {"results": train_all(as_of=None), "coupon_uplift": train_uplift_if_possible()}
+
+
+def train_uplift_if_possible() -> dict[str, Any]:
+    """Train the coupon effect models; a shop without randomised campaigns gets the reason instead."""
+    from ml.errors import ModelError
+    from ml.uplift import train_uplift
+
+    try:
+        return train_uplift()
+    except ModelError as exc:
+        return {"model": "coupon_uplift", "decision": "skipped", "reason": str(exc)}

@@ -22,6 +22,9 @@ from ml.errors import ModelError
 from ml.storage import write_parquet_atomic
 
 MODEL_NAMES = {"purchase_30d": "purchase_propensity", "churn_30d": "churn_risk"}
+UPLIFT_MODEL = "coupon_uplift"
+# Every registered model the project manages (list, reconcile); scoring loads MODEL_NAMES, targeting UPLIFT_MODEL.
+REGISTERED_MODELS = [*MODEL_NAMES.values(), UPLIFT_MODEL]
 CHAMPION, CHALLENGER = "champion", "challenger"
 # Absolute floors on the test window: a model below these is never promoted, whatever it replaces.
 AUC_FLOOR = {"purchase_propensity": 0.65, "churn_risk": 0.60}
@@ -177,7 +180,7 @@ def list_versions() -> list[dict[str, Any]]:
 
     mlflow_client = client()
     rows = []
-    for name in MODEL_NAMES.values():
+    for name in REGISTERED_MODELS:
         try:
             model = mlflow_client.get_registered_model(name)
         except MlflowException:
@@ -191,8 +194,9 @@ def list_versions() -> list[dict[str, Any]]:
                     "model": name,
                     "version": str(version.version),
                     "aliases": sorted(aliases_by_version.get(str(version.version), [])),
-                    "flavour": version.tags.get("flavour"),
+                    "flavour": version.tags.get("flavour") or version.tags.get("learner"),
                     "test_roc_auc": version.tags.get("test_roc_auc"),
+                    "test_qini": version.tags.get("test_mean_qini"),
                     "test_date": version.tags.get("test_date"),
                     "created": datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).isoformat(),
                 }
@@ -203,7 +207,7 @@ def list_versions() -> list[dict[str, Any]]:
 def reconcile_ui_changes() -> list[dict[str, Any]]:
     """Record alias moves made outside the CLI (e.g. in the MLflow UI) so the audit stays complete."""
     recorded = []
-    for name in MODEL_NAMES.values():
+    for name in REGISTERED_MODELS:
         current = champion_version(name)
         if current is None:
             continue

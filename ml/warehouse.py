@@ -27,6 +27,7 @@ def dbt_env(cfg: Settings | None = None) -> dict[str, str]:
             "SHOP_WAREHOUSE_PATH": str(cfg.warehouse_path),
             "SHOP_LANDING_DIR": str(cfg.landing_dir),
             "SHOP_SCORES_DIR": str(cfg.scores_dir),
+            "SHOP_TARGETS_DIR": str(cfg.targets_dir),
             "SHOP_AUDIT_DIR": str(cfg.audit_dir),
             "DBT_PROFILES_DIR": str(cfg.dbt_project_dir),
             "DBT_PROJECT_DIR": str(cfg.dbt_project_dir),
@@ -75,6 +76,8 @@ def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Set
         "daily_coupon_budget": cfg.daily_coupon_budget,
         "contact_cap_days": cfg.contact_cap_days,
         "holdout_share": cfg.holdout_share,
+        "holdout_days": cfg.holdout_days,
+        "gross_margin_rate": cfg.gross_margin_rate,
     }
     if as_of_start:
         dbt_vars["as_of_start"] = str(as_of_start)
@@ -92,8 +95,21 @@ def build_features(as_of_start: date | None = None, as_of_end: date | None = Non
     return run_dbt(args, as_of_vars(as_of_start, as_of_end))
 
 
-def build_targeting(as_of: date) -> str:
-    """`dbt build` of the seeds and targeting marts for one as-of date (scores must exist)."""
+def build_segments(as_of: date) -> str:
+    """`dbt build` of user_segments for one as-of date (scores must exist)."""
+    return run_dbt(["build", "--select", "tag:segments"], as_of_vars(as_of))
+
+
+def build_targeting(as_of: date, plan: bool = True) -> str:
+    """Segments, the send list (ml.targeting) and the targeting marts for one as-of date (scores must exist).
+
+    `plan=False` only runs the dbt part after the send list (what the DAG's last dbt group does).
+    """
+    if plan:
+        from ml.targeting import target_day
+
+        build_segments(as_of)
+        target_day(as_of)
     return run_dbt(["build", "--select", "tag:targeting"], as_of_vars(as_of))
 
 

@@ -1,4 +1,5 @@
--- Nobody is targeted if a campaign coupon or an earlier sent target reached them in the cap window.
+-- Nobody is targeted (or drawn into a holdout) if a campaign coupon, an earlier sent target or an earlier
+-- holdout draw reached them in the cap window.
 with
 
 targets as (
@@ -12,7 +13,6 @@ contacts as (
     union all
     select user_id, as_of_date
     from targets
-    where not is_holdout
 )
 
 select targets.user_id, targets.as_of_date, contacts.contact_date

@@ -1,0 +1,101 @@
+-- One row per targeted or held-out user per as_of_date (send date) with what happened next: purchases
+-- and revenue in the 7- and 30-day windows from the send date, and the discount actually paid on orders
+-- that redeemed the sent coupon in its 7-day validity. Windows that have not fully landed are null.
+with
+
+targets as (
+    select as_of_date, user_id, policy, is_holdout, coupon_code, expected_cost, arm_budget
+    from {{ ref('coupon_targets') }}
+),
+
+user_days as (
+    select user_id, activity_date, count_orders, sum_revenue
+    from {{ ref('int_user_days_aggregated') }}
+),
+
+landed as (
+    select max(event_date) as newest_event_date
+    from {{ ref('stg_landing__events') }}
+),
+
+catalogue as (
+    select coupon_code, discount_type, discount_value
+    from {{ ref('coupon_catalogue') }}
+),
+
+-- Orders that used a coupon, with the discount it cost (catalogue rules on the order's value).
+redeemed_orders as (
+    select
+        events.user_id,
+        cast(events.event_at as date) as order_date,
+        events.coupon_code,
+        coalesce(events.order_id, events.event_id) as order_key,
+        sum(events.unit_price * events.quantity) as order_value,
+    from {{ ref('int_events_checked') }} as events
+    where events.quarantine_reason is null
+      and events.event_type = 'purchase'
+      and events.coupon_code is not null
+    group by 1, 2, 3, 4
+),
+
+redemption_costs as (
+    select
+        redeemed_orders.*,
+        case catalogue.discount_type
+            when 'percent' then redeemed_orders.order_value * catalogue.discount_value / 100
+            else catalogue.discount_value
+        end as discount_paid,
+    from redeemed_orders
+    inner join catalogue using (coupon_code)
+),
+
+windows as (
+    select
+        targets.as_of_date,
+        targets.user_id,
+        coalesce(sum(user_days.count_orders) filter (
+            where user_days.activity_date < targets.as_of_date + {{ var('coupon_window_days') }}), 0) as orders_7d,
+        coalesce(sum(user_days.sum_revenue) filter (
+            where user_days.activity_date < targets.as_of_date + {{ var('coupon_window_days') }}), 0) as revenue_7d,
+        coalesce(sum(user_days.count_orders), 0) as orders_30d,
+        coalesce(sum(user_days.sum_revenue), 0) as revenue_30d,
+    from targets
+    left join user_days
+        on targets.user_id = user_days.user_id
+        and user_days.activity_date >= targets.as_of_date
+        and user_days.activity_date < targets.as_of_date + {{ var('label_horizon_days') }}
+    group by 1, 2
+),
+
+costs as (
+    select
+        targets.as_of_date,
+        targets.user_id,
+        coalesce(sum(redemption_costs.discount_paid), 0) as coupon_cost_7d,
+    from targets
+    left join redemption_costs
+        on targets.user_id = redemption_costs.user_id
+        and targets.coupon_code = redemption_costs.coupon_code
+        and not targets.is_holdout
+        and redemption_costs.order_date >= targets.as_of_date
+        and redemption_costs.order_date < targets.as_of_date + {{ var('coupon_window_days') }}
+    group by 1, 2
+),
+
+outcomes as (
+    select
+        targets.*,
+        targets.as_of_date + {{ var('coupon_window_days') }} <= landed.newest_event_date + 1 as is_matured_7d,
+        targets.as_of_date + {{ var('label_horizon_days') }} <= landed.newest_event_date + 1 as is_matured_30d,
+        cast(windows.orders_7d > 0 as integer) as has_purchase_7d,
+        cast(windows.revenue_7d as double) as revenue_7d,
+        cast(windows.orders_30d > 0 as integer) as has_purchase_30d,
+        cast(windows.revenue_30d as double) as revenue_30d,
+        cast(costs.coupon_cost_7d as double) as coupon_cost_7d,
+    from targets
+    cross join landed
+    inner join windows using (as_of_date, user_id)
+    inner join costs using (as_of_date, user_id)
+)
+
+select * from outcomes

@@ -1,0 +1,55 @@
+-- One row per user per randomised campaign send whose 7-day coupon window [send_date, send_date + 7) has
+-- fully landed: who was treated with which coupon, and whether they bought in the window. This is the
+-- experiment the coupon effect models learn from; features come from user_features as of the send date
+-- (sends go out in the morning, so features as of that date see only earlier days).
+with
+
+sends as (
+    select campaign_id, user_id, send_date, is_treatment, coupon_code
+    from {{ ref('stg_landing__coupon_sends') }}
+),
+
+-- A campaign counts as randomised only if it kept a control group.
+randomised_campaigns as (
+    select campaign_id
+    from sends
+    group by 1
+    having bool_or(is_treatment) and bool_or(not is_treatment)
+),
+
+user_days as (
+    select user_id, activity_date, count_orders, sum_revenue
+    from {{ ref('int_user_days_aggregated') }}
+),
+
+landed as (
+    select max(event_date) as newest_event_date
+    from {{ ref('stg_landing__events') }}
+),
+
+matured_sends as (
+    select sends.*
+    from sends
+    inner join randomised_campaigns using (campaign_id)
+    cross join landed
+    where sends.send_date + {{ var('coupon_window_days') }} <= landed.newest_event_date + 1
+),
+
+outcomes as (
+    select
+        matured_sends.campaign_id,
+        matured_sends.send_date,
+        matured_sends.user_id,
+        matured_sends.is_treatment,
+        matured_sends.coupon_code,
+        coalesce(sum(user_days.count_orders), 0) > 0 as has_purchase_7d,
+        cast(coalesce(sum(user_days.sum_revenue), 0) as double) as revenue_7d,
+    from matured_sends
+    left join user_days
+        on matured_sends.user_id = user_days.user_id
+        and user_days.activity_date >= matured_sends.send_date
+        and user_days.activity_date < matured_sends.send_date + {{ var('coupon_window_days') }}
+    group by 1, 2, 3, 4, 5
+)
+
+select * from outcomes

@@ -1,0 +1,16 @@
+-- A user held out is never sent a coupon by the pipeline in the same holdout period (holdout_days long,
+-- periods counted from Monday 2000-01-03 as in ml/targeting.py).
+with
+
+periods as (
+    select
+        user_id,
+        is_holdout,
+        (as_of_date - date '2000-01-03') // {{ var('holdout_days') }} as holdout_period,
+    from {{ ref('coupon_targets') }}
+)
+
+select user_id, holdout_period
+from periods
+group by 1, 2
+having bool_or(is_holdout) and bool_or(not is_holdout)

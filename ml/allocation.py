@@ -1,0 +1,118 @@
+"""Spending a coupon budget: the value of each offer and the budgeted choice of at most one coupon per user.
+
+An offer of coupon c to user u is worth, in expected incremental margin:
+
+    margin = lift x order value x gross margin rate  -  P(buy with the coupon) x discount(order value)
+
+where lift = P(buy in the coupon window | coupon) - P(buy | no coupon). The discount is paid on every
+redeemed order, including those of customers who would have bought anyway: that is why a coupon to a sure
+thing loses money. The expected cost of the offer, what the daily budget caps, is that same
+P(buy with the coupon) x discount.
+
+`allocate` solves the multiple-choice knapsack greedily (Sinha & Zoltners 1979): per user, the offers on
+the upper convex hull of (cost, margin) become incremental upgrades; all upgrades are taken in order of
+incremental margin per euro while the budget lasts. Offers with a lift or margin at or below zero are
+never funded. Every policy (the learned one, the propensity rules, random and the oracle) goes through
+this same function, so they differ only in their estimates.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pandas as pd
+
+from ml.config import settings
+
+OFFER_COLUMNS = ["user_id", "coupon_code", "lift", "p_buy_with_coupon", "order_value"]
+
+
+@cache
+def _catalogue_file(path: str) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def catalogue() -> pd.DataFrame:
+    """The coupon catalogue seed (the same file dbt loads as `coupon_catalogue`)."""
+    return _catalogue_file(str(settings().dbt_project_dir / "seeds" / "coupon_catalogue.csv")).copy()
+
+
+def discount(order_value: np.ndarray, coupon_codes: np.ndarray) -> np.ndarray:
+    """What a redeemed coupon costs on an order of that value (percent, fixed EUR or free shipping)."""
+    table = catalogue().set_index("coupon_code")
+    kind = table.loc[coupon_codes, "discount_type"].to_numpy()
+    value = table.loc[coupon_codes, "discount_value"].to_numpy(dtype=float)
+    return np.where(kind == "percent", np.asarray(order_value, float) * value / 100, value)
+
+
+def value_offers(offers: pd.DataFrame, margin_rate: float | None = None) -> pd.DataFrame:
+    """Add `expected_cost` and `expected_margin` to offers with OFFER_COLUMNS."""
+    margin_rate = settings().gross_margin_rate if margin_rate is None else margin_rate
+    out = offers.copy()
+    cost = out["p_buy_with_coupon"].to_numpy(float) * discount(out["order_value"], out["coupon_code"].to_numpy())
+    out["expected_cost"] = cost
+    out["expected_margin"] = out["lift"].to_numpy(float) * out["order_value"].to_numpy(float) * margin_rate - cost
+    return out
+
+
+def _upgrades(offers: pd.DataFrame) -> pd.DataFrame:
+    """Per user, the convex-hull upgrades from nothing to better offers: (user, step, offer row, dcost, dmargin)."""
+    rows = []
+    for user_id, group in offers.groupby("user_id", sort=True):
+        group = group.sort_values(["expected_cost", "expected_margin"], ascending=[True, False])
+        hull: list[tuple[float, float, int]] = [(0.0, 0.0, -1)]
+        for index, cost, margin in zip(group.index, group["expected_cost"], group["expected_margin"], strict=True):
+            if margin <= hull[-1][1]:
+                continue  # costs at least as much as a better offer: dominated
+            # Drop points under the line from the previous hull point to this one (LP-dominated).
+            while len(hull) >= 2:
+                (c0, m0, _), (c1, m1, _) = hull[-2], hull[-1]
+                if (m1 - m0) * (cost - c0) <= (margin - m0) * (c1 - c0):
+                    hull.pop()
+                else:
+                    break
+            hull.append((float(cost), float(margin), index))
+        for step, ((c0, m0, _), (c1, m1, index)) in enumerate(zip(hull, hull[1:], strict=False)):
+            rows.append((user_id, step, index, c1 - c0, m1 - m0))
+    return pd.DataFrame(rows, columns=["user_id", "step", "offer_index", "delta_cost", "delta_margin"])
+
+
+def allocate(offers: pd.DataFrame, budget: float) -> pd.DataFrame:
+    """Choose at most one offer per user within `budget` (sum of expected_cost); rows of `offers`, ranked.
+
+    `offers` needs user_id, coupon_code, lift, expected_cost and expected_margin. The result keeps the
+    offer's columns and adds `priority_rank` (1 = funded first) in the order users were funded.
+    """
+    fundable = offers[(offers["lift"] > 0) & (offers["expected_margin"] > 0)]
+    if fundable.empty or budget <= 0:
+        return offers.iloc[0:0].assign(priority_rank=pd.Series(dtype="int64"))
+    steps = _upgrades(fundable)
+    # Free upgrades first, then by margin per euro; ties by user id so a rerun picks the same users.
+    efficiency = np.where(
+        steps["delta_cost"] > 0, steps["delta_margin"] / steps["delta_cost"].clip(lower=1e-12), np.inf
+    )
+    steps = steps.assign(efficiency=efficiency).sort_values(
+        ["efficiency", "user_id", "step"], ascending=[False, True, True], kind="stable"
+    )
+    remaining = float(budget)
+    chosen: dict[int, int] = {}
+    first_funded: dict[int, int] = {}
+    closed: set[int] = set()
+    expected_step: dict[int, int] = {}
+    for user_id, step, index, delta_cost in zip(
+        steps["user_id"], steps["step"], steps["offer_index"], steps["delta_cost"], strict=True
+    ):
+        if user_id in closed or expected_step.get(user_id, 0) != step:
+            closed.add(user_id)
+            continue
+        if delta_cost > remaining + 1e-9:
+            closed.add(user_id)  # this upgrade does not fit; later, cheaper upgrades of others still may
+            continue
+        remaining -= delta_cost
+        chosen[user_id] = index
+        first_funded.setdefault(user_id, len(first_funded) + 1)
+        expected_step[user_id] = step + 1
+    picked = offers.loc[list(chosen.values())].copy()
+    picked["priority_rank"] = picked["user_id"].map(first_funded).astype("int64")
+    return picked.sort_values("priority_rank").reset_index(drop=True)

@@ -1,0 +1,147 @@
+"""The closed loop on the simulated shop: the daily pipeline runs day after day and the shop delivers its coupons.
+
+Each business day D runs the DAG's task functions in the DAG's order, without Airflow: land D (the
+simulated shop first simulates D, delivering the send list planned for D), build features as of D + 1,
+train when due, score, build segments, plan the send list for D + 1, build the targeting marts. The
+analyst snapshot is published once at the end.
+
+Then `realised_vs_truth` compares, per policy arm, the incremental margin measured on the randomised
+holdout (matured 7-day windows) with what the simulator's truth says the delivered coupons earned.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.config import settings
+from ml.errors import UserFacingError
+from ml.progress import progress
+
+log = logging.getLogger(__name__)
+
+
+def run_day(day: date) -> dict[str, Any]:
+    """One business day, as the DAG runs it."""
+    from ml.pipeline import as_of_for, land, train_if_due
+    from ml.score import score_day
+    from ml.targeting import target_day
+    from ml.warehouse import build_features, build_segments, build_targeting
+
+    landed = land(day, source="simulate")
+    as_of = as_of_for(day)
+    build_features(as_of, as_of)
+    trained = train_if_due(as_of)
+    score_day(as_of)
+    build_segments(as_of)
+    planned = target_day(as_of)
+    build_targeting(as_of, plan=False)
+    return {"business_date": str(day), "events": landed.get("events"), "trained": trained is not None, **planned}
+
+
+def run_loop(days: int) -> list[dict[str, Any]]:
+    """Run `days` business days after the newest landed day; return one summary per day."""
+    from ml.history import landed_days
+    from ml.warehouse import publish_snapshot
+
+    if not (settings().inbox_dir / "shop_spec.json").exists():
+        raise UserFacingError("the closed loop needs the simulated shop: run `python -m ml simulate` first")
+    landed = landed_days()
+    if not landed:
+        raise UserFacingError("nothing landed yet: build the history first (python -m ml history)")
+    first = landed[-1] + timedelta(days=1)
+    results = []
+    for offset in progress(range(days), "closed-loop days", total=days):
+        results.append(run_day(first + timedelta(days=offset)))
+    publish_snapshot()
+    return results
+
+
+def _true_margins(treated: pd.DataFrame) -> pd.Series:
+    """The true incremental margin of each delivered coupon (from the simulator's truth for its send date)."""
+    from ml.allocation import discount
+    from ml.policy_truth import load_truth
+
+    values = []
+    for send_date, group in treated.groupby("as_of_date"):
+        truth = load_truth(send_date).reindex(group["user_id"])
+        codes = group["coupon_code"].to_numpy()
+        p_treated = np.array([truth[f"p_buy_7d_{c}"].iloc[i] for i, c in enumerate(codes)], dtype=float)
+        p_treated = np.nan_to_num(p_treated)
+        p_control = truth["p_buy_7d_control"].fillna(0).to_numpy(float)
+        order = truth["expected_order_value"].fillna(0).to_numpy(float)
+        margin = (p_treated - p_control) * order * settings().gross_margin_rate - p_treated * discount(order, codes)
+        values.append(pd.Series(margin, index=group.index))
+    return pd.concat(values) if values else pd.Series(dtype=float)
+
+
+def realised_vs_truth() -> list[dict[str, Any]]:
+    """Per policy arm, over matured 7-day windows: realised incremental margin (95% CI) and the truth."""
+    from ml.data import connect_read_only
+    from ml.policy_gate import arm_values
+
+    with connect_read_only() as con:
+        outcomes = con.execute(
+            """
+            select as_of_date, user_id, policy, is_holdout, coupon_code, revenue_7d, coupon_cost_7d
+            from int_coupon_target_outcomes where is_matured_7d
+            """
+        ).df()
+    if outcomes.empty:
+        return []
+    outcomes = arm_values(outcomes, settings().gross_margin_rate)
+    lines = []
+    for policy, arm in outcomes.groupby("policy"):
+        estimate, variance, treated_rows = 0.0, 0.0, []
+        # Stratified by send date: each day's treated users against that day's holdout of the same arm.
+        for _, day in arm.groupby("as_of_date"):
+            treated, held = day[~day["is_holdout"]], day[day["is_holdout"]]
+            if len(treated) == 0 or len(held) < 2:
+                continue
+            estimate += treated["value"].sum() - len(treated) * held["value"].mean()
+            variance += len(treated) ** 2 * (
+                treated["value"].var(ddof=1) / len(treated) + held["value"].var(ddof=1) / len(held)
+            )
+            treated_rows.append(treated)
+        if not treated_rows:
+            continue
+        delivered = pd.concat(treated_rows)
+        truth = float(_true_margins(delivered).sum())
+        half = 1.96 * float(np.sqrt(variance))
+        lines.append(
+            {
+                "policy": policy,
+                "send_days": int(delivered["as_of_date"].nunique()),
+                "n_treated": int(len(delivered)),
+                "n_holdout": int(arm["is_holdout"].sum()),
+                "realised_incremental_margin": round(estimate, 2),
+                "ci_low": round(estimate - half, 2),
+                "ci_high": round(estimate + half, 2),
+                "true_incremental_margin": round(truth, 2),
+                "truth_within_ci": bool(estimate - half <= truth <= estimate + half),
+            }
+        )
+    return lines
+
+
+def results_table() -> pd.DataFrame:
+    """coupon_results pooled per policy and coupon over matured send dates (what the loop prints)."""
+    from ml.data import connect_read_only
+
+    with connect_read_only() as con:
+        return con.execute(
+            """
+            select policy, coupon_code, count(*) as send_days, sum(n_treated) as treated, sum(n_holdout) as holdout,
+                   round(sum(incremental_purchases_7d), 1) as incr_purchases_7d,
+                   round(sum(incremental_revenue_7d), 0) as incr_revenue_7d,
+                   round(sum(coupon_cost), 0) as coupon_cost,
+                   round(sum(incremental_margin_7d), 0) as incr_margin_7d,
+                   round(sum(incremental_margin_7d) / nullif(sum(coupon_cost), 0), 2) as return_per_euro_7d
+            from coupon_results where is_matured_7d
+            group by 1, 2 order by 1, 2
+            """
+        ).df()

@@ -1,0 +1,272 @@
+"""The daily send list: who gets which coupon, under which policy, and who is held out.
+
+For an as-of date D (coupons go out the morning of D):
+
+1. **Eligible users**: scored on D, with marketing consent, and not contacted in the `contact_cap_days`
+   before D: a campaign coupon, a sent target or a holdout draw all count as contacts.
+2. **Two policy arms** on the same day: every user falls, by a salted hash stable for
+   `holdout_days`, into the champion policy's arm or the challenger's (`challenger_arm_share` of the
+   users and of the budget). The champion policy is the one the policy gate chose (ml.policy_gate) from
+   realised results; the propensity rules lead until the evidence says otherwise.
+3. **A holdout in each arm**: `holdout_share` of users, drawn by another salted hash stable for
+   `holdout_days`, are never sent anything while held out. The policy picks them exactly as it picks
+   the others (with a budget in proportion), so they are a random sample of whom it would have treated.
+4. **The policies** (ml.allocation values and allocates both):
+   - `uplift`: the `coupon_uplift@champion` model's P(buy in 7 days) and lift per coupon, every coupon
+     considered for every user;
+   - `propensity`: the rules that came before (lifecycle segment and propensity decile choose one coupon;
+     its value is the catalogue's assumed uplift, weighted by churn risk; cost from the redemption rate).
+
+Writes `targets/as_of_date=D/part-0.parquet` (replaced whole on rerun), which dbt reads into
+`coupon_targets` and tests (consent, contact cap, one coupon a day, budget, holdout share).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ml.allocation import allocate, catalogue, value_offers
+from ml.config import settings
+from ml.data import connect_read_only, model_inputs
+from ml.errors import ModelError
+from ml.storage import write_parquet_atomic
+
+POLICIES = ("uplift", "propensity")
+HOLDOUT_EPOCH = date(2000, 1, 3)  # a Monday: holdout periods start on Mondays
+TARGETS_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("policy", pa.string()),
+        ("is_holdout", pa.bool_()),
+        ("coupon_code", pa.string()),
+        ("expected_order_value", pa.float64()),
+        ("p_buy_with_coupon", pa.float64()),
+        ("estimated_lift", pa.float64()),
+        ("expected_cost", pa.float64()),
+        ("expected_margin", pa.float64()),
+        ("priority_rank", pa.int64()),
+        ("reason", pa.string()),
+        ("uplift_model_version", pa.string()),
+        ("arm_budget", pa.float64()),
+    ]
+)
+
+
+def salted_share(user_ids: np.ndarray, as_of: date, label: str) -> np.ndarray:
+    """A number in [0, 1) per user, fixed for the `holdout_days` period that contains `as_of`."""
+    cfg = settings()
+    period = (as_of - HOLDOUT_EPOCH).days // cfg.holdout_days
+    prefix = f"{cfg.holdout_salt}|{label}|{period}|"
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(f"{prefix}{u}".encode(), digest_size=8).digest()) / 2**64 for u in user_ids]
+    )
+
+
+def load_eligible(con, as_of: date) -> pd.DataFrame:
+    """Scored, consenting users not contacted in the cap window before `as_of`, with their features."""
+    cfg = settings()
+    tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+    earlier_targets = "union all select user_id, as_of_date from coupon_targets" if "coupon_targets" in tables else ""
+    return con.execute(
+        f"""
+        with contacts as (
+            select user_id, send_date as contact_date from stg_landing__coupon_sends where is_treatment
+            {earlier_targets}
+        )
+        select s.lifecycle_segment, s.propensity_decile, s.churn_risk_tier, s.p_purchase_30d, s.p_churn_30d,
+               s.purchase_model_version, f.*
+        from user_segments as s
+        join user_features as f using (user_id, as_of_date)
+        where s.as_of_date = ? and s.is_scored and s.has_marketing_consent
+          and not exists (
+              select 1 from contacts as c
+              where c.user_id = s.user_id and c.contact_date < s.as_of_date
+                and c.contact_date >= s.as_of_date - {int(cfg.contact_cap_days)}
+          )
+        order by s.user_id
+        """,
+        [as_of],
+    ).df()
+
+
+def order_values(users: pd.DataFrame) -> pd.Series:
+    """What an order of each user is worth: their average order value, or the day's median for new buyers."""
+    known = users["avg_order_value_lifetime"]
+    fallback = float(known.median()) if known.notna().any() else 50.0
+    return known.fillna(fallback).astype(float)
+
+
+def uplift_offers(users: pd.DataFrame, effects: pd.DataFrame) -> pd.DataFrame:
+    """Every catalogue coupon the model knows, for every user, with the model's estimates."""
+    cat = catalogue().set_index("coupon_code")
+    value = users["planned_order_value"]
+    frames = []
+    for code in cat.index:
+        column = f"lift_{code}"
+        if column not in effects:
+            continue
+        lift = effects.loc[users.index, column].to_numpy(float)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "user_id": users["user_id"].to_numpy(),
+                    "coupon_code": code,
+                    "lift": lift,
+                    "p_buy_with_coupon": effects.loc[users.index, "p_buy_7d_control"].to_numpy(float) + lift,
+                    "order_value": np.maximum(value.to_numpy(), cat.loc[code, "min_order_value"]),
+                }
+            )
+        )
+    if not frames:
+        raise ModelError("the coupon_uplift champion knows none of the catalogue's coupons")
+    return value_offers(pd.concat(frames, ignore_index=True))
+
+
+def propensity_rule(users: pd.DataFrame) -> pd.Series:
+    """The coupon type the propensity rules give each user (None: no coupon)."""
+    lapsed = users["lifecycle_segment"].isin(["at_risk", "hibernating", "lost"])
+    decile = users["propensity_decile"].fillna(0)
+    conditions = [
+        lapsed & (decile >= 4) & users["days_since_last_activity"].notna(),
+        users["lifecycle_segment"] == "new",
+        users["lifecycle_segment"] == "loyal",
+        (users["lifecycle_segment"] == "active") & decile.between(4, 8),
+    ]
+    return pd.Series(np.select(conditions, ["winback", "welcome", "loyalty", "nudge"], None), index=users.index)
+
+
+def propensity_offers(users: pd.DataFrame) -> pd.DataFrame:
+    """One offer per user by the rules, valued with the catalogue's assumed uplift (weighted by churn risk)."""
+    cat = catalogue()
+    chosen = users.assign(coupon_type=propensity_rule(users)).dropna(subset=["coupon_type"])
+    chosen = chosen.merge(cat, on="coupon_type")
+    # A lapsed user has no churn score: they count as churned (weight 2), as the rules always did.
+    weight = 1 + chosen["p_churn_30d"].fillna(1.0).to_numpy(float)
+    offers = pd.DataFrame(
+        {
+            "user_id": chosen["user_id"].to_numpy(),
+            "coupon_code": chosen["coupon_code"].to_numpy(),
+            "lift": chosen["assumed_uplift"].to_numpy(float) * weight,
+            "p_buy_with_coupon": chosen["redemption_rate"].to_numpy(float),
+            "order_value": np.maximum(
+                chosen["planned_order_value"].to_numpy(), chosen["min_order_value"].to_numpy(float)
+            ),
+        }
+    )
+    return value_offers(offers)
+
+
+def reasons(picked: pd.DataFrame, policy: str) -> list[str]:
+    return [
+        f"{code} ({policy} policy): estimated lift {lift:+.1%} in P(buy within 7 days), expected cost "
+        f"{cost:.2f}, expected incremental margin {margin:.2f}"
+        for code, lift, cost, margin in zip(
+            picked["coupon_code"], picked["lift"], picked["expected_cost"], picked["expected_margin"], strict=True
+        )
+    ]
+
+
+def load_uplift_effects(users: pd.DataFrame) -> tuple[pd.DataFrame, str] | None:
+    """The uplift champion's effect table for these users, or None when no coupon_uplift champion exists."""
+    from ml.registry import UPLIFT_MODEL, champion_version, load_champion
+
+    if champion_version(UPLIFT_MODEL) is None:
+        return None
+    model, version = load_champion(UPLIFT_MODEL)
+    columns = [c.name for c in model.metadata.get_input_schema().inputs]
+    missing = [c for c in columns if c not in users.columns]
+    if missing:
+        raise ModelError(
+            f"{UPLIFT_MODEL}@champion v{version} expects features user_features lacks: {', '.join(missing)}. "
+            "Retrain (python -m ml train) or roll it back; no targets were written."
+        )
+    effects = model.predict(model_inputs(users, columns))
+    effects.index = users.index
+    return effects, version
+
+
+def policy_offers(users: pd.DataFrame, policy: str, uplift: tuple[pd.DataFrame, str] | None) -> pd.DataFrame:
+    if policy == "uplift":
+        effects, version = uplift
+        return uplift_offers(users, effects).assign(uplift_model_version=version)
+    return propensity_offers(users).assign(uplift_model_version=None)
+
+
+def plan_targets(users: pd.DataFrame, as_of: date, champion_policy: str, uplift) -> pd.DataFrame:
+    """Assign arms and holdout, allocate each arm's budget; one row per targeted or held-out user."""
+    cfg = settings()
+    if users.empty:
+        return pd.DataFrame(columns=TARGETS_SCHEMA.names)
+    users = users.assign(planned_order_value=order_values(users))
+    ids = users["user_id"].to_numpy()
+    policies = (
+        [champion_policy] if uplift is None else [champion_policy, *(p for p in POLICIES if p != champion_policy)]
+    )
+    challenger = (
+        salted_share(ids, as_of, "arm") < cfg.challenger_arm_share if len(policies) > 1 else np.zeros(len(ids), bool)
+    )
+    holdout = salted_share(ids, as_of, "holdout") < cfg.holdout_share
+    budget = cfg.daily_coupon_budget
+    arm_budgets = {policies[0]: budget * (1 - cfg.challenger_arm_share if len(policies) > 1 else 1.0)}
+    if len(policies) > 1:
+        arm_budgets[policies[1]] = budget * cfg.challenger_arm_share
+    held_out_ratio = cfg.holdout_share / (1 - cfg.holdout_share) if cfg.holdout_share < 1 else 0.0
+    frames = []
+    for arm, policy in enumerate(policies):
+        in_arm = challenger if arm == 1 else ~challenger
+        offers = policy_offers(users[in_arm], policy, uplift)
+        for is_holdout in (False, True):
+            group = set(ids[in_arm & (holdout == is_holdout)])
+            group_budget = arm_budgets[policy] * (held_out_ratio if is_holdout else 1.0)
+            picked = allocate(offers[offers["user_id"].isin(group)], group_budget)
+            picked["policy"] = policy
+            picked["arm_budget"] = arm_budgets[policy]
+            picked["is_holdout"] = is_holdout
+            picked["reason"] = [
+                ("holdout (control, not sent): " if is_holdout else "") + text for text in reasons(picked, policy)
+            ]
+            frames.append(picked)
+    rows = pd.concat(frames, ignore_index=True).rename(
+        columns={"order_value": "expected_order_value", "lift": "estimated_lift"}
+    )
+    rows["user_id"] = rows["user_id"].astype("int64")
+    return rows[TARGETS_SCHEMA.names].sort_values(["policy", "is_holdout", "priority_rank"], ignore_index=True)
+
+
+def target_day(as_of: date | None = None) -> dict[str, Any]:
+    """Plan the send list for `as_of` (default: the newest segmented date) and write its partition."""
+    from ml.policy_gate import gate_policy
+
+    with connect_read_only() as con:
+        if as_of is None:
+            as_of = con.execute("select max(as_of_date) from user_segments").fetchone()[0]
+            if as_of is None:
+                raise ModelError(
+                    "user_segments is empty: score and build segments first (python -m ml build --targeting)"
+                )
+        users = load_eligible(con, as_of)
+        evidence = gate_policy(con, as_of)
+    leader = evidence["champion_policy"]
+    uplift = load_uplift_effects(users) if not users.empty else None
+    if uplift is None:
+        leader = "propensity"  # without a coupon effect model there is only one policy to run
+    rows = plan_targets(users, as_of, leader, uplift)
+    target = settings().targets_dir / f"as_of_date={as_of}" / "part-0.parquet"
+    write_parquet_atomic(rows, target, schema=TARGETS_SCHEMA)
+    sent = rows[~rows["is_holdout"].astype(bool)]
+    return {
+        "as_of_date": str(as_of),
+        "eligible_users": len(users),
+        "champion_policy": leader,
+        "policy_evidence": {k: v for k, v in evidence.items() if k != "champion_policy"},
+        "sent": {p: int((sent["policy"] == p).sum()) for p in POLICIES},
+        "held_out": int(rows["is_holdout"].astype(bool).sum()),
+        "spend": round(float(sent["expected_cost"].sum()), 2),
+        "path": str(target),
+    }

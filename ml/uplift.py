@@ -1,0 +1,230 @@
+"""Coupon effect models: what each coupon does to each user's chance to buy, learned from randomised campaigns.
+
+The shop's campaigns send a random half of consenting users a random coupon and keep the other half as
+control (`campaign_outcomes`). From them, for every coupon code c, the models estimate
+
+    P(buy in the 7-day coupon window | no coupon)   and   lift_c = P(buy | coupon c) - P(buy | no coupon)
+
+from the user's features as of the send date. Three candidates are fitted on the same out-of-time split
+(train on earlier campaigns, test on the newest matured one):
+
+- `t_xgboost`: T-learner, one XGBoost classifier for control and one per coupon; lift = difference.
+- `x_xgboost`: X-learner (Kunzel et al. 2019): the T-learner's outcome models impute each user's effect,
+  XGBoost regressors learn it on treated and control users, blended by the treatment share.
+- `t_logistic`: T-learner on logistic regressions, the baseline.
+
+Each is logged to MLflow (experiment `shop_coupon_uplift`) with Qini, AUUC and uplift at the top 10/20/30%
+(definitions in ml.uplift_metrics) and bootstrap intervals, and the uplift-by-decile plot; the best by Qini
+is registered as `coupon_uplift` and becomes `@champion` only if it beats the champion on the same test
+campaign with a Qini above zero. Which targeting policy leads is decided apart, from realised results
+(ml.policy_gate).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from ml.config import settings
+from ml.data import connect_read_only, feature_columns, model_inputs
+from ml.errors import ModelError
+from ml.models import make_preprocessor
+from ml.uplift_metrics import bootstrap_uplift_metrics, uplift_by_decile, uplift_by_decile_figure
+
+log = logging.getLogger(__name__)
+EXPERIMENT = "shop_coupon_uplift"
+LEARNERS = ("t_xgboost", "x_xgboost", "t_logistic")
+CONTROL_COLUMN = "p_buy_7d_control"
+MIN_TRAIN_CAMPAIGNS = 2
+
+
+def lift_column(code: str) -> str:
+    return f"lift_{code}"
+
+
+def _classifier(base: str, seed: int):
+    if base == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=0.5, max_iter=2000, random_state=seed)
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(**_xgb_params(seed), eval_metric="logloss")
+
+
+def _regressor(seed: int):
+    from xgboost import XGBRegressor
+
+    return XGBRegressor(**_xgb_params(seed))
+
+
+def _xgb_params(seed: int) -> dict[str, Any]:
+    return {
+        "n_estimators": 250,
+        "learning_rate": 0.05,
+        "max_depth": 3,
+        "min_child_weight": 30,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 5.0,
+        "tree_method": "hist",
+        "random_state": seed,
+        "n_jobs": 2,
+    }
+
+
+class CouponUpliftModel:
+    """Per-coupon effect estimates from a T- or X-learner over one shared preprocessing step."""
+
+    def __init__(self, learner: str, seed: int = 42):
+        if learner not in LEARNERS:
+            raise ValueError(f"unknown learner {learner!r}; choose one of {', '.join(LEARNERS)}")
+        self.learner = learner
+        self.seed = seed
+
+    @property
+    def base(self) -> str:
+        return self.learner.split("_", 1)[1]
+
+    def fit(self, x: pd.DataFrame, coupon: pd.Series, outcome: np.ndarray) -> CouponUpliftModel:
+        """`coupon`: the code each user was sent, None/NaN for control users; `outcome`: bought in the window."""
+        self.columns = list(x.columns)
+        self.prep = make_preprocessor(self.columns, scale=self.base == "logistic").fit(x)
+        features = self.prep.transform(x)
+        y = np.asarray(outcome, dtype=int)
+        control = coupon.isna().to_numpy()
+        self.codes = sorted(coupon.dropna().unique())
+        self.control_model = _classifier(self.base, self.seed).fit(features[control], y[control])
+        self.treated_models, self.effect_models = {}, {}
+        for code in self.codes:
+            treated = (coupon == code).to_numpy()
+            self.treated_models[code] = _classifier(self.base, self.seed).fit(features[treated], y[treated])
+            if self.learner == "x_xgboost":
+                imputed_treated = y[treated] - self.control_model.predict_proba(features[treated])[:, 1]
+                imputed_control = self.treated_models[code].predict_proba(features[control])[:, 1] - y[control]
+                share = treated.sum() / (treated.sum() + control.sum())
+                self.effect_models[code] = (
+                    _regressor(self.seed).fit(features[treated], imputed_treated),
+                    _regressor(self.seed).fit(features[control], imputed_control),
+                    float(share),
+                )
+        return self
+
+    def predict_effects(self, x: pd.DataFrame) -> pd.DataFrame:
+        """`p_buy_7d_control` and one `lift_<CODE>` column per coupon, one row per input row."""
+        features = self.prep.transform(x[self.columns])
+        p_control = self.control_model.predict_proba(features)[:, 1]
+        out = {CONTROL_COLUMN: p_control}
+        for code in self.codes:
+            if self.learner == "x_xgboost":
+                on_treated, on_control, share = self.effect_models[code]
+                # Weight each side's estimate by how much data the other side had (propensity weighting).
+                lift = share * on_control.predict(features) + (1 - share) * on_treated.predict(features)
+            else:
+                lift = self.treated_models[code].predict_proba(features)[:, 1] - p_control
+            # A probability cannot go below 0 or above 1: clip the implied treated probability.
+            out[lift_column(code)] = np.clip(p_control + lift, 0.0, 1.0) - p_control
+        return pd.DataFrame(out, index=x.index)
+
+
+class UpliftPyfunc(mlflow.pyfunc.PythonModel):
+    """The MLflow face of a CouponUpliftModel: predict returns its effect table."""
+
+    def __init__(self, model: CouponUpliftModel):
+        self.model = model
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return self.model.predict_effects(model_input)
+
+
+def load_campaigns(con) -> tuple[pd.DataFrame, list[str]]:
+    """Matured randomised campaign sends joined to the users' features as of the send date."""
+    columns = feature_columns(con)
+    frame = con.execute(
+        """
+        select f.*, o.campaign_id, o.send_date, o.is_treatment, o.coupon_code as sent_coupon,
+               o.has_purchase_7d, o.revenue_7d
+        from campaign_outcomes as o
+        join user_features as f on f.user_id = o.user_id and f.as_of_date = o.send_date
+        order by o.send_date, o.user_id
+        """
+    ).df()
+    return frame, columns
+
+
+def campaign_split(frame: pd.DataFrame, test_date: date | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on campaigns sent before the test campaign (default: the newest matured one)."""
+    dates = sorted(frame["send_date"].unique()) if len(frame) else []
+    if test_date is None and dates:
+        test_date = dates[-1]
+    train_dates = [d for d in dates if d < test_date] if test_date is not None else []
+    if test_date not in dates or len(train_dates) < MIN_TRAIN_CAMPAIGNS:
+        raise ModelError(
+            f"coupon effects need randomised campaigns (treatment and control in coupon_sends) whose 7-day window "
+            f"has landed: {MIN_TRAIN_CAMPAIGNS} to train on and a later one to test; found {len(dates)} "
+            f"({', '.join(str(d) for d in dates) or 'none'}). Without campaigns the propensity policy stays."
+        )
+    return frame[frame["send_date"].isin(train_dates)], frame[frame["send_date"] == test_date]
+
+
+def evaluate_effects(effects: pd.DataFrame, test: pd.DataFrame, n_boot: int, seed: int) -> dict[str, float]:
+    """Uplift metrics per coupon on the test campaign (its treated users vs all its controls), and their mean."""
+    metrics: dict[str, float] = {}
+    per_code = []
+    control = test["sent_coupon"].isna().to_numpy()
+    for code in sorted(test["sent_coupon"].dropna().unique()):
+        rows = control | (test["sent_coupon"] == code).to_numpy()
+        if lift_column(code) not in effects:
+            continue
+        found = bootstrap_uplift_metrics(
+            effects.loc[rows, lift_column(code)].to_numpy(),
+            ~control[rows],
+            test.loc[rows, "has_purchase_7d"].to_numpy(dtype=float),
+            n_boot=n_boot,
+            seed=seed,
+        )
+        per_code.append(found)
+        metrics.update({f"{code}_{name}": value for name, value in found.items()})
+    for name in per_code[0]:
+        metrics[f"mean_{name}"] = float(np.nanmean([m[name] for m in per_code]))
+    return metrics
+
+
+def pooled_deciles(effects: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """Uplift by decile with every test user scored by the lift of the coupon they got (controls: the mean lift)."""
+    lifts = effects[[c for c in effects if c.startswith("lift_")]]
+    sent = test["sent_coupon"]
+    score = lifts.mean(axis=1).to_numpy().copy()
+    for code in sent.dropna().unique():
+        mask = (sent == code).to_numpy()
+        score[mask] = effects.loc[mask, lift_column(code)].to_numpy()
+    return uplift_by_decile(score, sent.notna().to_numpy(), test["has_purchase_7d"].to_numpy(dtype=float))
+
+
+def train_uplift(test_date: date | None = None, n_boot: int = 200) -> dict[str, Any]:
+    """Fit, log, register and gate the coupon effect models; then run the policy gate."""
+    from ml.registry import configure_mlflow
+    from ml.uplift_registry import gate_uplift, log_candidate
+
+    configure_mlflow()
+    seed = settings().seed
+    with connect_read_only() as con:
+        frame, columns = load_campaigns(con)
+    train, test = campaign_split(frame, test_date)
+    x_train, x_test = model_inputs(train, columns), model_inputs(test, columns)
+    candidates = []
+    for learner in LEARNERS:
+        model = CouponUpliftModel(learner, seed).fit(x_train, train["sent_coupon"], train["has_purchase_7d"])
+        effects = model.predict_effects(x_test)
+        metrics = evaluate_effects(effects, test, n_boot, seed)
+        deciles = pooled_deciles(effects, test)
+        figure = uplift_by_decile_figure(
+            deciles, f"coupon_uplift ({learner}), test campaign {test['send_date'].iloc[0]}"
+        )
+        candidates.append(log_candidate(model, learner, metrics, figure, deciles, train, test, x_test))
+    return gate_uplift(candidates, x_test, test)
