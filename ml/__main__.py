@@ -29,7 +29,9 @@ def _positive(text: str) -> int:
 def cmd_simulate(args: argparse.Namespace) -> None:
     from ml.simulate import ShopSpec, simulate
 
-    spec = ShopSpec(seed=args.seed, users=args.users, days=args.days, start=args.start)
+    spec = ShopSpec(
+        seed=args.seed, users=args.users, days=args.days, start=args.start, coupon_effects=not args.no_coupon_effects
+    )
     print(json.dumps(simulate(spec)))
 
 
@@ -74,10 +76,22 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from ml.pipeline import train_uplift_if_possible
     from ml.train import train_all
 
-    for line in train_all(tasks=args.task, as_of=args.as_of):
-        print(json.dumps(line))
+    tasks = args.task or ["purchase_30d", "churn_30d", "coupon_uplift"]
+    behaviour = [t for t in tasks if t != "coupon_uplift"]
+    if behaviour:
+        for line in train_all(tasks=behaviour, as_of=args.as_of):
+            print(json.dumps(line))
+    if "coupon_uplift" in tasks:
+        print(json.dumps(train_uplift_if_possible()))
+
+
+def cmd_target(args: argparse.Namespace) -> None:
+    from ml.targeting import target_day
+
+    print(json.dumps(target_day(args.as_of)))
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -86,12 +100,26 @@ def cmd_score(args: argparse.Namespace) -> None:
     print(json.dumps(score_day(args.as_of)))
 
 
+def cmd_loop(args: argparse.Namespace) -> None:
+    from ml.loop import realised_vs_truth, results_table, run_loop
+
+    for line in run_loop(args.days):
+        print(json.dumps(line))
+    print("\ncoupon_results, matured 7-day windows, pooled per policy arm and coupon:", file=sys.stderr)
+    print(results_table().to_string(index=False), file=sys.stderr)
+    for line in realised_vs_truth():
+        print(json.dumps(line))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from ml.evaluate import evaluate_against_truth
+    from ml.policy_truth import evaluate_policies
 
     if not args.against_truth:
         raise SystemExit("evaluate: only --against-truth is implemented; model metrics are in MLflow")
     for line in evaluate_against_truth(args.as_of):
+        print(json.dumps(line))
+    for line in evaluate_policies([args.as_of] if args.as_of else None):
         print(json.dumps(line))
 
 
@@ -129,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=_positive, default=20_000)
     p.add_argument("--days", type=_positive, default=180)
     p.add_argument("--start", type=_date, default=date(2026, 1, 1))
+    p.add_argument(
+        "--no-coupon-effects",
+        action="store_true",
+        help="a placebo shop: coupons are sent and redeemed but never change whether anyone buys",
+    )
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("ingest", help="land your own event files (CSV/Parquet), one partition per day")
@@ -170,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("train", help="train XGBoost and logistic models, log to MLflow, register, gate")
-    p.add_argument("--task", action="append", choices=["purchase_30d", "churn_30d"], help="default: both")
+    p.add_argument(
+        "--task", action="append", choices=["purchase_30d", "churn_30d", "coupon_uplift"], help="default: all three"
+    )
     p.add_argument("--as-of", type=_date, help="test on this matured as-of date (default: the newest)")
     p.set_defaults(func=cmd_train)
 
@@ -178,7 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("as_of", type=_date, nargs="?", help="default: the newest as-of date in user_features")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("evaluate", help="compare champion models with the simulator's truth")
+    p = sub.add_parser(
+        "loop", help="run the daily pipeline N more simulated days (the shop delivers the coupons), then the results"
+    )
+    p.add_argument("--days", type=_positive, default=35)
+    p.set_defaults(func=cmd_loop)
+
+    p = sub.add_parser("target", help="plan the day's coupon send list (arms, holdout, budgeted allocation)")
+    p.add_argument("as_of", type=_date, nargs="?", help="default: the newest as-of date in user_segments")
+    p.set_defaults(func=cmd_target)
+
+    p = sub.add_parser(
+        "evaluate", help="compare champion models, and the targeting policies, with the simulator's truth"
+    )
     p.add_argument("--against-truth", action="store_true")
     p.add_argument("--as-of", type=_date)
     p.set_defaults(func=cmd_evaluate)

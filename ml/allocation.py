@@ -58,11 +58,17 @@ def value_offers(offers: pd.DataFrame, margin_rate: float | None = None) -> pd.D
 
 def _upgrades(offers: pd.DataFrame) -> pd.DataFrame:
     """Per user, the convex-hull upgrades from nothing to better offers: (user, step, offer row, dcost, dmargin)."""
+    ordered = offers.sort_values(["user_id", "expected_cost", "expected_margin"], ascending=[True, True, False])
+    users = ordered["user_id"].to_numpy()
+    costs = ordered["expected_cost"].to_numpy(float)
+    margins = ordered["expected_margin"].to_numpy(float)
+    indexes = ordered.index.to_numpy()
     rows = []
-    for user_id, group in offers.groupby("user_id", sort=True):
-        group = group.sort_values(["expected_cost", "expected_margin"], ascending=[True, False])
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    for start, end in zip(starts, np.r_[starts[1:], len(users)], strict=True):
         hull: list[tuple[float, float, int]] = [(0.0, 0.0, -1)]
-        for index, cost, margin in zip(group.index, group["expected_cost"], group["expected_margin"], strict=True):
+        for i in range(start, end):
+            cost, margin = costs[i], margins[i]
             if margin <= hull[-1][1]:
                 continue  # costs at least as much as a better offer: dominated
             # Drop points under the line from the previous hull point to this one (LP-dominated).
@@ -72,9 +78,9 @@ def _upgrades(offers: pd.DataFrame) -> pd.DataFrame:
                     hull.pop()
                 else:
                     break
-            hull.append((float(cost), float(margin), index))
+            hull.append((cost, margin, indexes[i]))
         for step, ((c0, m0, _), (c1, m1, index)) in enumerate(zip(hull, hull[1:], strict=False)):
-            rows.append((user_id, step, index, c1 - c0, m1 - m0))
+            rows.append((users[start], step, index, c1 - c0, m1 - m0))
     return pd.DataFrame(rows, columns=["user_id", "step", "offer_index", "delta_cost", "delta_margin"])
 
 

@@ -6,7 +6,9 @@ train when due, score, build segments, plan the send list for D + 1, build the t
 analyst snapshot is published once at the end.
 
 Then `realised_vs_truth` compares, per policy arm, the incremental margin measured on the randomised
-holdout (matured 7-day windows) with what the simulator's truth says the delivered coupons earned.
+holdout (matured 7-day windows) with what the simulator's truth says the delivered coupons earned. Only
+days the shop simulated after their send list existed are delivered (the loop simulates each day just
+before landing it); days simulated ahead, like the inbox days `make run` leaves for the DAG, are not.
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ def realised_vs_truth() -> list[dict[str, Any]]:
             from int_coupon_target_outcomes where is_matured_7d
             """
         ).df()
+    # Only send days the simulated shop delivered: days simulated before their send list existed were not.
+    folder = settings().truth_dir / "deliveries"
+    delivered = (
+        {date.fromisoformat(p.name.split("=", 1)[1]) for p in folder.glob("as_of_date=*")} if folder.exists() else set()
+    )
+    outcomes = outcomes[pd.to_datetime(outcomes["as_of_date"]).dt.date.isin(delivered)]
     if outcomes.empty:
         return []
     outcomes = arm_values(outcomes, settings().gross_margin_rate)

@@ -1,25 +1,46 @@
 """A synthetic shop: users with hidden traits produce daily sessions, carts, purchases and coupon responses.
 
 The simulator writes what a real shop would export (daily event files, a user and a product table,
-coupon campaign sends) into the inbox, and the ground truth (hidden traits and each user's true label
-probabilities per as-of date) into a separate truth folder that no feature or model reads.
+coupon campaign sends) into the inbox, and the ground truth (hidden traits, each user's true label
+probabilities per as-of date, the true effect of every coupon code on every user and what the shop
+delivered for the pipeline) into a separate truth folder that no feature or model reads.
 
-Randomness is seeded from (seed, day), so a day's events do not depend on how far the run goes.
+Randomness is seeded from (seed, day), so a day's events do not depend on how far the run goes, and a
+run can stop after any day and continue later from the state saved in `truth/shop_state.npz`: the files
+are the same as from one run.
+
+Coupon response is partly predictable from behaviour. A user's hidden coupon segment (persuadable,
+sure thing, lost cause, sleeping dog) is drawn with odds that depend on their price sensitivity, and
+price sensitivity shows in how they use the cart: in sessions that end without a purchase,
+price-sensitive shoppers put more in the cart and take more out again, waiting for a better price.
+This follows a published pattern: shoppers park items in the cart while waiting for a lower price or a
+discount and abandon the cart meanwhile (Close & Kukar-Kinney 2010, J. Bus. Res. 63(9-10); Huang et
+al. 2022, Front. Psychol. 12:829696, "waiting for lower prices" drives hesitation at checkout and
+abandonment), so the shoppers a coupon moves are the cart abandoners, and an uplift model can find
+them from cart-abandonment features instead of from the hidden label.
+
+Closed loop: if the pipeline left a send list for day D in `targets/as_of_date=D/part-0.parquet`, the
+shop delivers those coupons (not to holdout rows) on the morning of D like a campaign coupon.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ml.config import settings
 from ml.progress import progress
-from ml.storage import EXPORT_SCHEMA, write_parquet_atomic
+from ml.storage import EXPORT_SCHEMA, temporary_path, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +54,28 @@ CAMPAIGN_COUPONS = {"WELCOME10": 1.0, "SAVE15": 1.2, "FREESHIP": 0.8, "EUR5OFF":
 CAMPAIGN_EVERY_DAYS = 14
 COUPON_VALID_DAYS = 7
 LABEL_HORIZON_DAYS = 30
+# The window of the coupon-effect truth: P(a purchase within 7 days), with and without a coupon.
+UPLIFT_HORIZON_DAYS = 7
 N_PRODUCTS = 600
+# Coupon segments, drawn by a multinomial logit in (price_sensitivity - 0.5): persuadables lean
+# price-sensitive, sleeping dogs price-insensitive, the other two do not depend on it. The intercepts
+# give shares of about 35/30/25/10% under Beta(2, 2) price sensitivity; with a slope of 10 price
+# sensitivity alone ranks persuadables with an AUC of about 0.90 (noisy, no hard threshold).
+SEGMENTS = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
+SEGMENT_INTERCEPT = np.array([0.0, 0.533, 0.351, -2.508])
+SEGMENT_SLOPE = np.array([10.0, 0.0, 0.0, -10.0])
+# A buying session's basket (see simulate_day): 1 + Poisson(2.5 + 25 * intent) views, the last one
+# always carted and each other one with probability 1/2; every carted line is bought in quantity 1
+# (p 0.7) or 1 + U{1, 2, 3} capped at 3, i.e. 2 (p 0.1) or 3 (p 0.2).
+BASE_EXTRA_VIEWS, EXTRA_VIEWS_PER_INTENT = 2.5, 25.0
+BUYING_CART_RATE = 0.5
+MEAN_QUANTITY = 0.7 * 1 + 0.3 * (2 + 3 + 3) / 3  # 1.5
+# A session that does not buy carts each view with probability base + per_intent x intent +
+# per_sensitivity x price_sensitivity (capped), and takes each carted item out again with probability
+# base + per_sensitivity x price_sensitivity: price-sensitive shoppers park items waiting for a discount.
+BROWSE_CART_RATE = {"base": 0.02, "per_intent": 1.5, "per_sensitivity": 0.2, "cap": 0.6}
+REMOVE_RATE = {"base": 0.05, "per_sensitivity": 0.5}
+CHECKPOINT_FILE = "shop_state.npz"
 
 
 @dataclass(frozen=True)
@@ -44,6 +86,8 @@ class ShopSpec:
     users: int = 20_000
     days: int = 180
     start: date = date(2026, 1, 1)
+    # False: a placebo shop where every coupon leaves the purchase probability as it is.
+    coupon_effects: bool = True
 
     @property
     def end(self) -> date:
@@ -56,7 +100,18 @@ class ShopSpec:
     @classmethod
     def from_json(cls, text: str) -> ShopSpec:
         raw = json.loads(text)
-        return cls(seed=raw["seed"], users=raw["users"], days=raw["days"], start=date.fromisoformat(raw["start"]))
+        return cls(
+            seed=raw["seed"],
+            users=raw["users"],
+            days=raw["days"],
+            start=date.fromisoformat(raw["start"]),
+            coupon_effects=bool(raw.get("coupon_effects", True)),  # files from before the option: True
+        )
+
+
+def coupon_strengths(spec: ShopSpec) -> dict[str, float]:
+    """How strongly each campaign code moves a responsive user: all 1.0 in a shop whose coupons do nothing."""
+    return dict(CAMPAIGN_COUPONS) if spec.coupon_effects else dict.fromkeys(CAMPAIGN_COUPONS, 1.0)
 
 
 def make_products(rng: np.random.Generator) -> pd.DataFrame:
@@ -93,12 +148,15 @@ def make_users(spec: ShopSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, 
             "phone": [f"+49{rng_digits}" for rng_digits in rng.integers(10**9, 10**10, n)],
         }
     )
-    segment = rng.choice(["persuadable", "sure_thing", "lost_cause", "sleeping_dog"], n, p=[0.35, 0.3, 0.25, 0.1])
+    price_sensitivity = rng.beta(2, 2, n)
+    segment = np.array(SEGMENTS)[_draw_segments(price_sensitivity, rng)]
     coupon_effect = np.select(
         [segment == "persuadable", segment == "sleeping_dog"],
         [rng.uniform(1.8, 3.0, n), rng.uniform(0.3, 0.6, n)],
         1.0,
     )
+    if not spec.coupon_effects:
+        coupon_effect = np.ones(n)  # segments stay drawn (same users), but no coupon moves anyone
     traits = pd.DataFrame(
         {
             "user_id": user_id,
@@ -107,7 +165,7 @@ def make_users(spec: ShopSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, 
             # Engagement fades with tenure at a personal pace: visible in the activity trend.
             "engagement_decay": np.clip(rng.lognormal(np.log(0.002), 0.8, n), 0.0001, 0.05),
             "purchase_intent": 1 / (1 + np.exp(-rng.normal(-3.8, 1.3, n))),
-            "price_sensitivity": rng.beta(2, 2, n),
+            "price_sensitivity": price_sensitivity,
             "coupon_segment": segment,
             "coupon_effect": coupon_effect,
             # Leaving for good: sudden and unseen, so kept rare; most decline shows as fading engagement.
@@ -118,6 +176,14 @@ def make_users(spec: ShopSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, 
     for i, name in enumerate(CATEGORIES):
         traits[f"taste_{name}"] = tastes[:, i]
     return users, traits
+
+
+def _draw_segments(price_sensitivity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Index into SEGMENTS per user: a multinomial logit in price sensitivity (see SEGMENT_SLOPE)."""
+    logits = SEGMENT_INTERCEPT + np.outer(price_sensitivity - 0.5, SEGMENT_SLOPE)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    return np.minimum((rng.random((len(price_sensitivity), 1)) > cumulative).sum(axis=1), len(SEGMENTS) - 1)
 
 
 def promo_factor(day: date) -> float:
@@ -137,21 +203,53 @@ def visit_rates(traits: pd.DataFrame, day_index: int) -> np.ndarray:
     return traits["visit_rate"].to_numpy() * np.exp(-traits["engagement_decay"].to_numpy() * tenure)
 
 
-def true_probabilities(traits: pd.DataFrame, alive: np.ndarray, as_of: date, day_index: int) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Hidden:
+    """The hidden traits the daily truth reads, as arrays: pandas look-ups in the day loops cost more."""
+
+    user_id: np.ndarray
+    signup_day: np.ndarray
+    visit_rate: np.ndarray
+    engagement_decay: np.ndarray
+    intent: np.ndarray
+    hazard: np.ndarray
+    coupon_effect: np.ndarray
+    order_value: np.ndarray
+
+    @classmethod
+    def of(cls, traits: pd.DataFrame, products: pd.DataFrame | None = None) -> Hidden:
+        return cls(
+            user_id=traits["user_id"].to_numpy(),
+            signup_day=traits["signup_day"].to_numpy(),
+            visit_rate=traits["visit_rate"].to_numpy(),
+            engagement_decay=traits["engagement_decay"].to_numpy(),
+            intent=traits["purchase_intent"].to_numpy(),
+            hazard=traits["churn_hazard"].to_numpy(),
+            coupon_effect=traits["coupon_effect"].to_numpy(),
+            order_value=np.full(len(traits), np.nan) if products is None else expected_order_value(traits, products),
+        )
+
+    def visit_rates(self, day_index: int) -> np.ndarray:
+        """Same as visit_rates(traits, day_index)."""
+        tenure = np.maximum(day_index - self.signup_day, 0)
+        return self.visit_rate * np.exp(-self.engagement_decay * tenure)
+
+
+def true_probabilities(traits: pd.DataFrame | Hidden, alive: np.ndarray, as_of: date, day_index: int) -> pd.DataFrame:
     """Each user's true P(purchase in [T, T+30)) and P(no visit in [T, T+30)) given the hidden state.
 
     Exact for the organic process (a user alive at T may churn each day before visiting); the effect of
     coupons that are sent later is left out, so this is the best score a model without them could reach.
     """
-    intent = traits["purchase_intent"].to_numpy()
-    hazard = traits["churn_hazard"].to_numpy()
+    hidden = traits if isinstance(traits, Hidden) else Hidden.of(traits)
+    intent, hazard = hidden.intent, hidden.hazard
     alive_no_buy = alive.astype(float)
-    gone_no_buy = np.zeros(len(traits))
+    gone_no_buy = np.zeros(len(intent))
     alive_no_visit = alive.astype(float)
     gone_no_visit = 1.0 - alive.astype(float)
     for offset in range(LABEL_HORIZON_DAYS):
         visit_mult, buy_mult = calendar_rates(as_of + timedelta(days=offset))
-        rate = visit_rates(traits, day_index + offset)
+        rate = hidden.visit_rates(day_index + offset)
         gone_no_buy += alive_no_buy * hazard
         alive_no_buy *= (1 - hazard) * np.exp(-rate * visit_mult * np.minimum(intent * buy_mult, 0.95))
         gone_no_visit += alive_no_visit * hazard
@@ -159,12 +257,79 @@ def true_probabilities(traits: pd.DataFrame, alive: np.ndarray, as_of: date, day
     p_no_buy = alive_no_buy + gone_no_buy + (1.0 - alive)  # churned users never buy again
     return pd.DataFrame(
         {
-            "user_id": traits["user_id"].to_numpy(),
+            "user_id": hidden.user_id,
             "is_alive": alive,
             "p_purchase_30d": 1.0 - p_no_buy,
             "p_no_visit_30d": alive_no_visit + gone_no_visit,
         }
     )
+
+
+def expected_order_value(traits: pd.DataFrame, products: pd.DataFrame) -> np.ndarray:
+    """Each user's true expected order value: E[lines] x E[quantity] x E[price of a viewed product].
+
+    From simulate_day's basket: a buying session has 1 + Poisson(2.5 + 25 x intent) views and carts
+    the last one and each other one with probability 1/2 (so 1 + (2.5 + 25 x intent) / 2 lines on
+    average), a view's category follows the user's tastes and its product is uniform within the
+    category, and a line's quantity has mean 1.5. None of this depends on whether the session buys or
+    holds a coupon, so it is also the value of an order a coupon brings.
+    """
+    category_price = products.groupby("category")["price"].mean().reindex(CATEGORIES).fillna(0.0).to_numpy()
+    price = traits[[f"taste_{c}" for c in CATEGORIES]].to_numpy() @ category_price
+    intent = traits["purchase_intent"].to_numpy()
+    lines = 1 + BUYING_CART_RATE * (BASE_EXTRA_VIEWS + EXTRA_VIEWS_PER_INTENT * intent)
+    return lines * MEAN_QUANTITY * price
+
+
+def coupon_effect_truth(
+    traits: pd.DataFrame,
+    products: pd.DataFrame,
+    alive: np.ndarray,
+    as_of: date,
+    day_index: int,
+    strengths: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """For users signed up by `as_of`: P(a purchase on as_of .. as_of + 6) without and with each coupon.
+
+    `p_buy_7d_control` has no coupon at all (one the user may still hold from a campaign is left out);
+    `p_buy_7d_<CODE>` has that code delivered the morning of as_of, valid COUPON_VALID_DAYS days, which
+    multiplies each session's purchase probability by coupon_effect x the code's strength (under the
+    0.95 cap). Exact for the organic process like true_probabilities: calendar effects, tenure decay and
+    the daily churn draw before any visit; a churned user has 0. A coupon is spent by the first purchase,
+    which does not change P(at least one purchase). Campaign coupons sent later are left out.
+    `strengths` defaults to CAMPAIGN_COUPONS (simulate passes coupon_strengths(spec), all 1 in a shop
+    without coupon effects). `expected_order_value` is per order (buying session), coupon or not.
+    """
+    strengths = CAMPAIGN_COUPONS if strengths is None else strengths
+    return pd.DataFrame(_coupon_effect_columns(Hidden.of(traits, products), alive, as_of, day_index, strengths))
+
+
+def _coupon_effect_columns(
+    hidden: Hidden, alive: np.ndarray, as_of: date, day_index: int, strengths: Mapping[str, float]
+) -> dict[str, np.ndarray]:
+    codes = list(CAMPAIGN_COUPONS)
+    signed_up = hidden.signup_day <= day_index
+    alive = np.asarray(alive, bool)[signed_up]
+    intent = hidden.intent[signed_up][:, None]
+    hazard = hidden.hazard[signed_up][:, None]
+    effect = hidden.coupon_effect[signed_up]
+    # Column 0 is the control arm; every column goes through the same arithmetic, so a multiplier of
+    # exactly 1 gives exactly the control probability.
+    coupon_mult = np.column_stack([np.ones(len(effect))] + [effect * strengths[code] for code in codes])
+    survive = np.repeat(alive.astype(float)[:, None], 1 + len(codes), axis=1)
+    p_buy = np.zeros_like(survive)
+    for offset in range(UPLIFT_HORIZON_DAYS):
+        visit_mult, buy_mult = calendar_rates(as_of + timedelta(days=offset))
+        sessions = (hidden.visit_rates(day_index + offset)[signed_up] * visit_mult)[:, None]
+        mult = coupon_mult if offset < COUPON_VALID_DAYS else coupon_mult[:, :1]
+        survive *= 1 - hazard  # the day's churn draw comes before its visits
+        no_buy = np.exp(-sessions * np.minimum(intent * buy_mult * mult, 0.95))
+        p_buy += survive * (1 - no_buy)
+        survive *= no_buy
+    columns = {"user_id": hidden.user_id[signed_up], "is_alive": alive, "p_buy_7d_control": p_buy[:, 0]}
+    columns |= {f"p_buy_7d_{code}": p_buy[:, i] for i, code in enumerate(codes, start=1)}
+    columns["expected_order_value"] = hidden.order_value[signed_up]
+    return columns
 
 
 @dataclass
@@ -185,8 +350,13 @@ def simulate_day(
     traits: pd.DataFrame,
     products: pd.DataFrame,
     state: ShopState,
+    deliveries: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Advance the shop one day; return (events, coupon sends) for that day."""
+    """Advance the shop one day; return (events, coupon sends) for that day.
+
+    `deliveries` (user_id, coupon_code) are the pipeline's coupons for the day (see read_deliveries):
+    given after the day's campaign exactly like a campaign coupon, but not part of the sends export.
+    """
     day = spec.start + timedelta(days=day_index)
     rng = np.random.default_rng([spec.seed, day.toordinal()])
     n = len(traits)
@@ -195,6 +365,11 @@ def simulate_day(
     alive = signed_up & ~state.churned
 
     sends = _run_campaign(spec, day_index, day, users, signed_up, state, rng)
+    if deliveries is not None and len(deliveries):
+        rows = deliveries["user_id"].to_numpy() - 1
+        state.coupon_until[rows] = day_index + COUPON_VALID_DAYS - 1
+        state.coupon_code[rows] = deliveries["coupon_code"].to_numpy()
+    strengths = coupon_strengths(spec)
 
     visit_mult, buy_mult = calendar_rates(day)
     n_sessions = rng.poisson(visit_rates(traits, day_index) * visit_mult) * alive
@@ -204,14 +379,16 @@ def simulate_day(
     coupon_mult = np.where(
         has_coupon,
         traits["coupon_effect"].to_numpy()[session_user]
-        * np.array([CAMPAIGN_COUPONS.get(c, 1.0) for c in state.coupon_code[session_user]]),
+        * np.array([strengths.get(c, 1.0) for c in state.coupon_code[session_user]]),
         1.0,
     )
     p_buy = np.minimum(traits["purchase_intent"].to_numpy()[session_user] * buy_mult * coupon_mult, 0.95)
     buys = rng.random(s) < p_buy
     # Intent shows before it converts: keen shoppers browse deeper and cart more.
     session_intent = traits["purchase_intent"].to_numpy()[session_user]
-    n_views = 1 + rng.poisson(2.5 + 25 * session_intent)
+    # Price-sensitive shoppers who do not buy cart more and take more out again: waiting for a discount.
+    session_sensitivity = traits["price_sensitivity"].to_numpy()[session_user]
+    n_views = 1 + rng.poisson(BASE_EXTRA_VIEWS + EXTRA_VIEWS_PER_INTENT * session_intent)
 
     # Views: pick a category by taste, then a product in it.
     view_session = np.repeat(np.arange(s), n_views)
@@ -223,8 +400,12 @@ def simulate_day(
     counts = np.bincount(products["category"].map(CATEGORIES.index), minlength=len(CATEGORIES))
     first = np.cumsum(counts) - counts
     product_row = order[first[category] + (rng.random(len(category)) * counts[category]).astype(int)]
-    cart_rate = np.minimum(0.03 + 1.5 * session_intent, 0.5)[view_session]
-    carted = rng.random(len(view_session)) < np.where(buys[view_session], 0.5, cart_rate)
+    browse = BROWSE_CART_RATE
+    cart_rate = np.minimum(
+        browse["base"] + browse["per_intent"] * session_intent + browse["per_sensitivity"] * session_sensitivity,
+        browse["cap"],
+    )[view_session]
+    carted = rng.random(len(view_session)) < np.where(buys[view_session], BUYING_CART_RATE, cart_rate)
     last_view = np.r_[view_session[1:] != view_session[:-1], True]
     carted |= last_view & buys[view_session]  # a buying session carts at least its last view
 
@@ -238,72 +419,69 @@ def simulate_day(
     order_ids = np.array([f"o{stamp}-{i}" for i in range(state.next_order, state.next_order + s)], dtype=object)
     state.next_order += s
 
-    frames = [_events(day, "view", view_session, view_at, product_row, session_user, session_ids, products)]
     cart_rows = np.flatnonzero(carted)
-    frames.append(
-        _events(
-            day,
-            "cart",
-            view_session[cart_rows],
-            view_at[cart_rows] + 10,
-            product_row[cart_rows],
-            session_user,
-            session_ids,
-            products,
-        )
-    )
-    removed = cart_rows[(~buys[view_session[cart_rows]]) & (rng.random(len(cart_rows)) < 0.3)]
-    frames.append(
-        _events(
-            day,
-            "remove_from_cart",
-            view_session[removed],
-            view_at[removed] + 20,
-            product_row[removed],
-            session_user,
-            session_ids,
-            products,
-        )
-    )
+    remove_rate = (REMOVE_RATE["base"] + REMOVE_RATE["per_sensitivity"] * session_sensitivity)[view_session[cart_rows]]
+    removed = cart_rows[(~buys[view_session[cart_rows]]) & (rng.random(len(cart_rows)) < remove_rate)]
     bought = cart_rows[buys[view_session[cart_rows]]]
-    purchase = _events(
-        day,
-        "purchase",
-        view_session[bought],
-        start_second[view_session[bought]] + 45 * n_views[view_session[bought]] + 60,
-        product_row[bought],
-        session_user,
-        session_ids,
-        products,
-    )
-    purchase["quantity"] = rng.integers(1, 4, len(bought)) * (rng.random(len(bought)) < 0.3) + 1
-    purchase["quantity"] = purchase["quantity"].clip(upper=3)
-    purchase["order_id"] = order_ids[view_session[bought]]
-    used_coupon = has_coupon[view_session[bought]]
-    purchase["coupon_code"] = np.where(used_coupon, state.coupon_code[session_user[view_session[bought]]], None)
-    frames.append(purchase)
+    bought_session = view_session[bought]
+    quantity = np.minimum(rng.integers(1, 4, len(bought)) * (rng.random(len(bought)) < 0.3) + 1, 3)
+    used_coupon = has_coupon[bought_session]
+    parts = {
+        "view": (view_session, view_at, product_row),
+        "cart": (view_session[cart_rows], view_at[cart_rows] + 10, product_row[cart_rows]),
+        "remove_from_cart": (view_session[removed], view_at[removed] + 20, product_row[removed]),
+        "purchase": (
+            bought_session,
+            start_second[bought_session] + 45 * n_views[bought_session] + 60,
+            product_row[bought],
+        ),
+    }
+    purchases = {
+        "quantity": quantity,
+        "order_id": order_ids[bought_session],
+        "coupon_code": np.where(used_coupon, state.coupon_code[session_user[bought_session]], None),
+    }
+    events = _day_events(day, stamp, parts, purchases, session_user, session_ids, products)
     # A redeemed coupon is spent.
-    state.coupon_until[np.unique(session_user[view_session[bought]][used_coupon])] = -1
-
-    events = pd.concat(frames, ignore_index=True).sort_values(["event_at", "event_type"], kind="stable")
-    events.insert(0, "event_id", [f"e{stamp}-{i}" for i in range(len(events))])
-    return events.reset_index(drop=True), sends
+    state.coupon_until[np.unique(session_user[bought_session][used_coupon])] = -1
+    return events, sends
 
 
-def _events(day, event_type, view_session, seconds, product_row, session_user, session_ids, products):
-    midnight = pd.Timestamp(day)
+def _day_events(day, stamp, parts, purchases, session_user, session_ids, products) -> pd.DataFrame:
+    """One frame of the day's events, ordered by time, then event type, then as listed in `parts`.
+
+    `parts` maps each event type to (session, second of the day, product row) arrays; `purchases` holds
+    the purchase rows' quantity, order_id and coupon_code (the last part). Built from arrays in one go:
+    a frame per event type and a pandas sort cost more than the rest of the simulated day.
+    """
+    names = list(parts)
+    sizes = [len(part[0]) for part in parts.values()]
+    session = np.concatenate([part[0] for part in parts.values()])
+    seconds = np.minimum(np.concatenate([part[1] for part in parts.values()]), 86_399)
+    product_row = np.concatenate([part[2] for part in parts.values()])
+    type_rank = np.repeat(np.argsort(np.argsort(names)), sizes)  # event types sort by name
+    order = np.argsort(seconds * len(names) + type_rank, kind="stable")
+    bought = slice(len(session) - sizes[-1], len(session))
+    quantity = np.ones(len(session), dtype="int64")
+    quantity[bought] = purchases["quantity"]
+    optional = {}
+    for column in ("order_id", "coupon_code"):
+        values = np.full(len(session), None, dtype=object)
+        values[bought] = purchases[column]
+        optional[column] = pd.Series(values[order], dtype="object")
+    session, product_row = session[order], product_row[order]
     return pd.DataFrame(
         {
-            "event_at": midnight + pd.to_timedelta(np.minimum(seconds, 86_399), unit="s"),
-            "event_type": event_type,
-            "user_id": (session_user[view_session] + 1).astype("int64"),
+            "event_id": [f"e{stamp}-{i}" for i in range(len(session))],
+            "event_at": pd.Timestamp(day) + pd.to_timedelta(seconds[order], unit="s"),
+            "event_type": np.repeat(np.array(names, dtype=object), sizes)[order],
+            "user_id": (session_user[session] + 1).astype("int64"),
             "product_id": products["product_id"].to_numpy()[product_row],
             "category": products["category"].to_numpy()[product_row],
             "price": products["price"].to_numpy()[product_row],
-            "quantity": np.ones(len(view_session), dtype="int64"),
-            "session_id": session_ids[view_session],
-            "order_id": pd.Series([None] * len(view_session), dtype="object"),
-            "coupon_code": pd.Series([None] * len(view_session), dtype="object"),
+            "quantity": quantity[order],
+            "session_id": session_ids[session],
+            **optional,
         }
     )
 
@@ -328,11 +506,120 @@ def _run_campaign(spec, day_index, day, users, signed_up, state, rng) -> pd.Data
     )
 
 
-def simulate(spec: ShopSpec, through: date | None = None) -> dict[str, float]:
+def read_deliveries(path: Path, signed_up: np.ndarray) -> pd.DataFrame:
+    """The coupons the shop delivers from the pipeline's send list: (user_id, coupon_code), one per user.
+
+    Rows with is_holdout False and a coupon code; rows for users the shop does not know (or who have not
+    signed up yet) are dropped, and a user listed twice gets the last row's code.
+    """
+    targets = pd.read_parquet(path)
+    missing = {"user_id", "coupon_code", "is_holdout"} - set(targets.columns)
+    if missing:
+        raise ValueError(f"{path}: the send list lacks the column(s) {sorted(missing)}")
+    user_id = pd.to_numeric(targets["user_id"], errors="coerce")
+    known = user_id.between(1, len(signed_up))
+    known &= pd.Series(signed_up[(user_id.where(known, 1) - 1).astype("int64")], index=targets.index)
+    has_code = targets["coupon_code"].notna() & targets["coupon_code"].astype(str).ne("")
+    send = (targets["is_holdout"].eq(False).fillna(False).astype(bool) & has_code & known).to_numpy()
+    delivered = pd.DataFrame(
+        {"user_id": user_id[send].astype("int64"), "coupon_code": targets.loc[send, "coupon_code"].astype(str)}
+    )
+    return delivered.drop_duplicates("user_id", keep="last").reset_index(drop=True)
+
+
+def _write_truth(columns: dict[str, np.ndarray], path: Path) -> None:
+    """Write a daily truth table atomically, like write_parquet_atomic, without dictionary encoding.
+
+    The columns are ids and probabilities that a dictionary does not shrink; trying one cost more
+    than everything else the truth adds to a simulated day.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        pq.write_table(pa.table(columns), tmp, use_dictionary=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class Checkpoint:
+    """The state after the last simulated day: enough to simulate the next day as one long run would."""
+
+    spec_json: str
+    day_index: int  # the last simulated day
+    state: ShopState
+    last_visit: np.ndarray
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    """Write the checkpoint to a temporary file beside `path`, then rename it over: old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    state = checkpoint.state
+    # Small and quick to write every day: codes as indices into their distinct values, days as int32.
+    code_index, code_values = pd.factorize(state.coupon_code, use_na_sentinel=False)
+    try:
+        with open(tmp, "wb") as handle:  # a handle: np.savez would add .npz to a file name
+            np.savez(
+                handle,
+                spec_json=np.array(checkpoint.spec_json),
+                day_index=np.array(checkpoint.day_index),
+                churned=state.churned,
+                coupon_until=state.coupon_until.astype(np.int32),
+                coupon_code_index=code_index.astype(np.int32),
+                coupon_code_values=code_values.astype(str),
+                next_order=np.array(state.next_order),
+                next_session=np.array(state.next_session),
+                last_visit=checkpoint.last_visit.astype(np.int32),
+            )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> Checkpoint | None:
+    """The saved checkpoint, or None if there is none."""
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as saved:
+        return Checkpoint(
+            spec_json=str(saved["spec_json"]),
+            day_index=int(saved["day_index"]),
+            state=ShopState(
+                churned=saved["churned"].copy(),
+                coupon_until=saved["coupon_until"].astype(np.int64),
+                coupon_code=saved["coupon_code_values"].astype(object)[saved["coupon_code_index"]],
+                next_order=int(saved["next_order"]),
+                next_session=int(saved["next_session"]),
+            ),
+            last_visit=saved["last_visit"].astype(np.int64),
+        )
+
+
+def _resumable(spec: ShopSpec) -> Checkpoint | None:
+    """The saved checkpoint if it is this spec's and the inbox still has the day it stopped after."""
+    cfg = settings()
+    checkpoint = load_checkpoint(cfg.truth_dir / CHECKPOINT_FILE)
+    if checkpoint is None or checkpoint.spec_json != spec.to_json():
+        return None
+    last_day = spec.start + timedelta(days=checkpoint.day_index)
+    if not (cfg.inbox_dir / "events" / f"events_{last_day}.parquet").exists():
+        return None
+    return checkpoint
+
+
+def simulate(spec: ShopSpec, through: date | None = None) -> dict[str, float | int | str | None]:
     """Write the shop's exports for every day up to `through` (default: the spec's last day).
 
-    Returns the headline rates: the 30-day purchase rate among recently active users and the oracle
-    ROC AUC on the newest as-of date whose label window has closed.
+    Continues after the last simulated day when `truth/shop_state.npz` holds this spec's state (and
+    does nothing when it already covers `through`); otherwise starts from day 0. `through` may go past
+    the spec's `days`: nobody signs up after them, the shop goes on. Each day also writes its truth
+    (probabilities, coupon_effects, deliveries when the pipeline left a send list) and the checkpoint.
+
+    A run from day 0 returns the headline rates: the 30-day purchase rate among recently active users
+    and the oracle ROC AUC on the newest as-of date whose label window has closed. A resumed run
+    returns which days it simulated.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -341,28 +628,40 @@ def simulate(spec: ShopSpec, through: date | None = None) -> dict[str, float]:
     n_days = (through - spec.start).days + 1
     if n_days < 1:
         raise ValueError(f"--through {through} is before the shop starts on {spec.start}")
+    inbox, truth = cfg.inbox_dir, cfg.truth_dir
+    checkpoint = _resumable(spec)
+    if checkpoint is not None and checkpoint.day_index >= n_days - 1:
+        covered = spec.start + timedelta(days=checkpoint.day_index)
+        return {"days_simulated": 0, "first_day": None, "last_day": None, "simulated_through": str(covered)}
     base_rng = np.random.default_rng([spec.seed, 0])
     products = make_products(base_rng)
     users, traits = make_users(spec, base_rng)
-    state = ShopState(
-        churned=np.zeros(spec.users, bool),
-        coupon_until=np.full(spec.users, -1),
-        coupon_code=np.full(spec.users, "", dtype=object),
-    )
-    inbox, truth = cfg.inbox_dir, cfg.truth_dir
+    strengths = coupon_strengths(spec)
+    if checkpoint is None:
+        first_day = 0
+        state = ShopState(
+            churned=np.zeros(spec.users, bool),
+            coupon_until=np.full(spec.users, -1),
+            coupon_code=np.full(spec.users, "", dtype=object),
+        )
+        last_visit = np.full(spec.users, -(10**6))
+    else:
+        first_day, state, last_visit = checkpoint.day_index + 1, checkpoint.state, checkpoint.last_visit
     reference = n_days - 1 - LABEL_HORIZON_DAYS  # newest day index whose label window has closed
-    last_visit = np.full(spec.users, -(10**6))
     ref_active = ref_bought = ref_truth = None
-    for day_index in progress(range(n_days), "simulating days", total=n_days):
+    signup_day = traits["signup_day"].to_numpy()
+    hidden = Hidden.of(traits, products)
+    for day_index in progress(range(first_day, n_days), "simulating days", total=n_days - first_day):
         day = spec.start + timedelta(days=day_index)
-        signed_up = traits["signup_day"].to_numpy() <= day_index
-        probs = true_probabilities(traits, signed_up & ~state.churned, day, day_index)
-        write_parquet_atomic(probs[signed_up], truth / "probabilities" / f"as_of_date={day}" / "part-0.parquet")
+        signed_up = signup_day <= day_index
+        probs = _write_day_truth(hidden, state, signed_up, day, day_index, strengths, truth)
         if day_index == reference:
             ref_active = day_index - last_visit <= LABEL_HORIZON_DAYS
             ref_bought = np.zeros(spec.users, bool)
             ref_truth = probs["p_purchase_30d"].to_numpy()
-        events, sends = simulate_day(spec, day_index, users, traits, products, state)
+        targets_file = cfg.targets_dir / f"as_of_date={day}" / "part-0.parquet"
+        deliveries = read_deliveries(targets_file, signed_up) if targets_file.exists() else None
+        events, sends = simulate_day(spec, day_index, users, traits, products, state, deliveries)
         visited = events["user_id"].unique() - 1
         last_visit[visited] = day_index
         if ref_bought is not None and day_index < reference + LABEL_HORIZON_DAYS:
@@ -370,11 +669,24 @@ def simulate(spec: ShopSpec, through: date | None = None) -> dict[str, float]:
         write_parquet_atomic(events, inbox / "events" / f"events_{day}.parquet", schema=EXPORT_SCHEMA)
         if len(sends):
             write_parquet_atomic(sends, inbox / "coupon_sends" / f"coupon_sends_{day}.parquet")
-    visible = users[traits["signup_day"].to_numpy() < n_days]
+        if deliveries is not None:
+            write_parquet_atomic(deliveries, truth / "deliveries" / f"as_of_date={day}" / "part-0.parquet")
+        save_checkpoint(truth / CHECKPOINT_FILE, Checkpoint(spec.to_json(), day_index, state, last_visit))
+    # The truth as of the morning after the last simulated day: the pipeline scores and targets that day.
+    next_day = spec.start + timedelta(days=n_days)
+    _write_day_truth(hidden, state, signup_day <= n_days, next_day, n_days, strengths, truth)
+    visible = users[signup_day < n_days]
     write_parquet_atomic(visible, inbox / "users.parquet")
     write_parquet_atomic(products, inbox / "products.parquet")
     write_parquet_atomic(traits, truth / "user_traits.parquet")
     (inbox / "shop_spec.json").write_text(spec.to_json())
+    if first_day > 0:
+        return {
+            "days_simulated": n_days - first_day,
+            "first_day": str(spec.start + timedelta(days=first_day)),
+            "last_day": str(through),
+            "simulated_through": str(through),
+        }
     if ref_active is None or ref_active.sum() == 0:
         return {"reference_as_of_date": None}
     rate = float(ref_bought[ref_active].mean())
@@ -387,11 +699,36 @@ def simulate(spec: ShopSpec, through: date | None = None) -> dict[str, float]:
     }
 
 
-def extend_shop(through: date) -> dict[str, float]:
-    """Simulate the shop recorded in the inbox (or the default one) far enough to include `through`."""
+def _write_day_truth(hidden, state, signed_up, day: date, day_index: int, strengths, truth: Path) -> pd.DataFrame:
+    """Write the truth as of the morning of `day` (before its events): label probabilities and coupon effects."""
+    alive = signed_up & ~state.churned
+    probs = true_probabilities(hidden, alive, day, day_index)
+    _write_truth(
+        {name: probs[name].to_numpy()[signed_up] for name in probs},
+        truth / "probabilities" / f"as_of_date={day}" / "part-0.parquet",
+    )
+    _write_truth(
+        _coupon_effect_columns(hidden, alive, day, day_index, strengths),
+        truth / "coupon_effects" / f"as_of_date={day}" / "part-0.parquet",
+    )
+    return probs
+
+
+def extend_shop(through: date) -> dict[str, float | int | str | None]:
+    """Simulate the shop recorded in the inbox (or the default one) up to `through`, from its checkpoint.
+
+    Only the days after the last simulated one are simulated, and none after `through` (which may be
+    past the spec's last day); a shop without a checkpoint is simulated from day 0.
+    """
     cfg = settings()
     spec_file = cfg.inbox_dir / "shop_spec.json"
-    spec = ShopSpec.from_json(spec_file.read_text()) if spec_file.exists() else ShopSpec(seed=cfg.seed)
+    checkpoint = load_checkpoint(cfg.truth_dir / CHECKPOINT_FILE)
+    if spec_file.exists():
+        spec = ShopSpec.from_json(spec_file.read_text())
+    elif checkpoint is not None:  # a first run stopped before it wrote the spec file
+        spec = ShopSpec.from_json(checkpoint.spec_json)
+    else:
+        spec = ShopSpec(seed=cfg.seed)
     if through < spec.start:
         raise ValueError(f"cannot simulate {through}: the simulated shop starts on {spec.start}")
-    return simulate(spec, through=max(through, spec.end))
+    return simulate(spec, through=through)

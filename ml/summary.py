@@ -44,20 +44,7 @@ def summary_lines() -> list[str]:
             ).fetchall()
             lines += [f"  {segment:<12} {count:>8,}" for segment, count in rows]
         if "coupon_targets" in tables:
-            lines.append("\nCoupons by day and type (sent / holdout, expected spend against budget):")
-            rows = con.execute(
-                """select as_of_date, coupon_code, count(*) filter (where not is_holdout),
-                          count(*) filter (where is_holdout), sum(expected_cost) filter (where not is_holdout)
-                   from coupon_targets group by 1, 2 order by 1, 2"""
-            ).fetchall()
-            for as_of, code, sent, held, cost in rows:
-                lines.append(f"  {as_of} {code:<10} {sent:>6,} sent {held:>5,} holdout  spend {cost or 0:>9,.2f}")
-            budget = con.execute(
-                "select as_of_date, sum(expected_cost) filter (where not is_holdout) from coupon_targets "
-                "group by 1 order by 1"
-            ).fetchall()
-            for as_of, spend in budget:
-                lines.append(f"  {as_of} total spend {spend or 0:,.2f} of budget {cfg.daily_coupon_budget:,.2f}")
+            lines += _targeting_lines(con, cfg)
     lines += _source_lines()
     lines += _champion_lines()
     lines += [
@@ -87,13 +74,47 @@ def _source_lines() -> list[str]:
     else:
         lines.append(
             "  no randomised campaigns: coupon effects cannot be estimated (no treatment/control history), so the "
-            "coupon features are zero and targeting values offers with the catalogue's assumed uplift"
+            "coupon features are zero and targeting runs the propensity rules with the catalogue's assumed uplift"
+        )
+    return lines
+
+
+def _targeting_lines(con, cfg) -> list[str]:
+    """The send lists per day and arm, which policy leads, and the realised results so far."""
+    from ml.policy_gate import champion_policy
+
+    lines = [f"\nCoupon targeting (leading policy: {champion_policy()}; sent / holdout, planned spend of the budget):"]
+    rows = con.execute(
+        """select as_of_date, policy, count(*) filter (where not is_holdout), count(*) filter (where is_holdout),
+                  sum(expected_cost) filter (where not is_holdout), sum(expected_margin) filter (where not is_holdout)
+           from coupon_targets group by 1, 2 order by 1, 2"""
+    ).fetchall()
+    for as_of, policy, sent, held, cost, margin in rows:
+        lines.append(
+            f"  {as_of} {policy:<10} {sent:>6,} sent {held:>5,} holdout  spend {cost or 0:>9,.2f}"
+            f"  expected incremental margin {margin or 0:>9,.2f}"
+        )
+    lines.append(f"  daily budget {cfg.daily_coupon_budget:,.2f}")
+    matured = con.execute(
+        """select policy, count(distinct send_date), sum(n_treated), sum(n_holdout), sum(incremental_purchases_7d),
+                  sum(coupon_cost), sum(incremental_margin_7d)
+           from coupon_results where is_matured_7d group by 1 order by 1"""
+    ).fetchall()
+    if not matured:
+        lines.append(
+            "  coupon_results: no 7-day window has matured yet (a send matures 7 days after it goes out;"
+            " `python -m ml loop --days 35` runs the closed loop on the simulated shop)"
+        )
+    for policy, days, treated, held, purchases, cost, margin in matured:
+        lines.append(
+            f"  realised, {policy:<10} {days} send days, {treated:,} treated vs {held:,} holdout: "
+            f"{purchases or 0:+.1f} purchases, coupon cost {cost or 0:,.2f}, incremental margin {margin or 0:+,.2f}"
         )
     return lines
 
 
 def _champion_lines() -> list[str]:
-    from ml.registry import MODEL_NAMES, list_versions
+    from ml.registry import MODEL_NAMES, UPLIFT_MODEL, list_versions
 
     try:
         rows = list_versions()
@@ -109,6 +130,14 @@ def _champion_lines() -> list[str]:
             )
         else:
             lines.append(f"  {name:<20} no champion yet")
+    uplift = next((r for r in rows if r["model"] == UPLIFT_MODEL and "champion" in r["aliases"]), None)
+    if uplift:
+        lines.append(
+            f"  {UPLIFT_MODEL:<20} v{uplift['version']} ({uplift['flavour']}), test Qini {uplift['test_qini']} "
+            f"on the campaign of {uplift['test_date']}"
+        )
+    else:
+        lines.append(f"  {UPLIFT_MODEL:<20} no champion yet (needs randomised campaigns; the propensity rules target)")
     return lines
 
 

@@ -8,7 +8,8 @@ control (`campaign_outcomes`). From them, for every coupon code c, the models es
 from the user's features as of the send date. Three candidates are fitted on the same out-of-time split
 (train on earlier campaigns, test on the newest matured one):
 
-- `t_xgboost`: T-learner, one XGBoost classifier for control and one per coupon; lift = difference.
+- `t_xgboost`: T-learner, one XGBoost classifier for control users and one for treated users (the
+  coupon as indicator features, so coupons share what they learn); lift = difference.
 - `x_xgboost`: X-learner (Kunzel et al. 2019): the T-learner's outcome models impute each user's effect,
   XGBoost regressors learn it on treated and control users, blended by the treatment share.
 - `t_logistic`: T-learner on logistic regressions, the baseline.
@@ -91,33 +92,47 @@ class CouponUpliftModel:
     def base(self) -> str:
         return self.learner.split("_", 1)[1]
 
+    def _with_coupon(self, features: np.ndarray, codes) -> np.ndarray:
+        """Append one indicator column per coupon: the treated-outcome model is shared by all coupons."""
+        codes = np.broadcast_to(np.asarray(codes, dtype=object), (len(features),))
+        indicators = np.column_stack([(codes == code).astype(float) for code in self.codes])
+        return np.hstack([features, indicators])
+
     def fit(self, x: pd.DataFrame, coupon: pd.Series, outcome: np.ndarray) -> CouponUpliftModel:
-        """`coupon`: the code each user was sent, None/NaN for control users; `outcome`: bought in the window."""
+        """`coupon`: the code each user was sent, None/NaN for control users; `outcome`: bought in the window.
+
+        One outcome model for control users and one for treated users of every coupon (the coupon as
+        indicator features), so each coupon borrows strength from the others: coupons move the same
+        people, by different amounts.
+        """
         self.columns = list(x.columns)
         self.prep = make_preprocessor(self.columns, scale=self.base == "logistic").fit(x)
-        features = self.prep.transform(x)
+        features = np.asarray(self.prep.transform(x), dtype=float)
         y = np.asarray(outcome, dtype=int)
         control = coupon.isna().to_numpy()
         self.codes = sorted(coupon.dropna().unique())
         self.control_model = _classifier(self.base, self.seed).fit(features[control], y[control])
-        self.treated_models, self.effect_models = {}, {}
-        for code in self.codes:
-            treated = (coupon == code).to_numpy()
-            self.treated_models[code] = _classifier(self.base, self.seed).fit(features[treated], y[treated])
-            if self.learner == "x_xgboost":
-                imputed_treated = y[treated] - self.control_model.predict_proba(features[treated])[:, 1]
-                imputed_control = self.treated_models[code].predict_proba(features[control])[:, 1] - y[control]
+        treated_codes = coupon[~control].to_numpy()
+        self.treated_model = _classifier(self.base, self.seed).fit(
+            self._with_coupon(features[~control], treated_codes), y[~control]
+        )
+        self.effect_models = {}
+        if self.learner == "x_xgboost":
+            imputed_treated = y[~control] - self.control_model.predict_proba(features[~control])[:, 1]
+            for code in self.codes:
+                treated = treated_codes == code
+                on_control = self.treated_model.predict_proba(self._with_coupon(features[control], code))[:, 1]
                 share = treated.sum() / (treated.sum() + control.sum())
                 self.effect_models[code] = (
-                    _regressor(self.seed).fit(features[treated], imputed_treated),
-                    _regressor(self.seed).fit(features[control], imputed_control),
+                    _regressor(self.seed).fit(features[~control][treated], imputed_treated[treated]),
+                    _regressor(self.seed).fit(features[control], on_control - y[control]),
                     float(share),
                 )
         return self
 
     def predict_effects(self, x: pd.DataFrame) -> pd.DataFrame:
         """`p_buy_7d_control` and one `lift_<CODE>` column per coupon, one row per input row."""
-        features = self.prep.transform(x[self.columns])
+        features = np.asarray(self.prep.transform(x[self.columns]), dtype=float)
         p_control = self.control_model.predict_proba(features)[:, 1]
         out = {CONTROL_COLUMN: p_control}
         for code in self.codes:
@@ -126,7 +141,7 @@ class CouponUpliftModel:
                 # Weight each side's estimate by how much data the other side had (propensity weighting).
                 lift = share * on_control.predict(features) + (1 - share) * on_treated.predict(features)
             else:
-                lift = self.treated_models[code].predict_proba(features)[:, 1] - p_control
+                lift = self.treated_model.predict_proba(self._with_coupon(features, code))[:, 1] - p_control
             # A probability cannot go below 0 or above 1: clip the implied treated probability.
             out[lift_column(code)] = np.clip(p_control + lift, 0.0, 1.0) - p_control
         return pd.DataFrame(out, index=x.index)
@@ -154,6 +169,7 @@ def load_campaigns(con) -> tuple[pd.DataFrame, list[str]]:
         order by o.send_date, o.user_id
         """
     ).df()
+    frame["send_date"] = pd.to_datetime(frame["send_date"]).dt.date
     return frame, columns
 
 
@@ -190,7 +206,7 @@ def evaluate_effects(effects: pd.DataFrame, test: pd.DataFrame, n_boot: int, see
         )
         per_code.append(found)
         metrics.update({f"{code}_{name}": value for name, value in found.items()})
-    for name in per_code[0]:
+    for name in per_code[0] if per_code else []:
         metrics[f"mean_{name}"] = float(np.nanmean([m[name] for m in per_code]))
     return metrics
 

@@ -72,6 +72,8 @@ def bootstrap_uplift_metrics(score, treated, outcome, n_boot: int = 200, seed: i
     """Each metric with its 95% percentile bootstrap interval (`<name>_ci_low`, `<name>_ci_high`)."""
     score, treated, outcome = np.asarray(score), np.asarray(treated, bool), np.asarray(outcome, float)
     point = uplift_metrics(score, treated, outcome)
+    if n_boot <= 0:
+        return point
     rng = np.random.default_rng(seed)
     draws = {name: [] for name in point}
     for _ in range(n_boot):

@@ -46,7 +46,7 @@ def test_every_task_retries_and_runs_in_the_single_slot_warehouse_pool(dag_bag):
         assert task.pool == "warehouse", task.task_id
 
 
-def test_task_graph_runs_land_features_train_score_targeting_publish_in_order(dag_bag):
+def test_task_graph_runs_land_features_train_score_segments_target_targeting_publish_in_order(dag_bag):
     dag = dag_bag.get_dag("shop_daily")
     ids = set(dag.task_ids)
     dbt_models = {i.split(".")[1].removesuffix("_model_build") for i in ids if "." in i}
@@ -65,10 +65,16 @@ def test_task_graph_runs_land_features_train_score_targeting_publish_in_order(da
     assert "features.user_features_model_build" in upstream("train")
     assert "land_day" in upstream("features.user_features_model_build")
     assert dag.get_task("score").upstream_task_ids == {"train"}
-    assert "score" in upstream("targeting.coupon_targets_model_build")
+    assert "score" in upstream("segments.user_segments_model_build")
+    # The send list is planned from the segments, and the targeting marts read it.
+    assert "segments.user_segments_model_build" in upstream("target")
+    assert "target" in upstream("targeting.coupon_targets_model_build")
+    assert "targeting.coupon_targets_model_build" in upstream("targeting.coupon_results_model_build")
     assert {
         "targeting.coupon_targets_model_build",
-        "targeting.user_segments_model_build",
+        "targeting.coupon_results_model_build",
+        "segments.user_segments_model_build",
+        "target",
         "score",
         "train",
         "land_day",

@@ -57,6 +57,7 @@ windowed_activity as (
         count(activity_date) as count_active_days_90d,
         coalesce(sum(count_cart_sessions), 0) as count_cart_sessions_90d,
         coalesce(sum(count_abandoned_cart_sessions), 0) as count_abandoned_cart_sessions_90d,
+        coalesce(sum(count_removes), 0) as count_removes_90d,
         coalesce(len(list_distinct(flatten(list(categories)))), 0) as count_distinct_categories_90d,
     from user_spine
     left join user_days
@@ -137,6 +138,10 @@ features as (
         cast(
             windowed_activity.count_carts_90d / nullif(windowed_activity.count_views_90d, 0) as double
         ) as view_to_cart_rate_90d,
+        -- Shoppers who park items and take them out again are waiting for a discount: coupon responders.
+        cast(
+            windowed_activity.count_removes_90d / nullif(windowed_activity.count_carts_90d, 0) as double
+        ) as remove_to_cart_rate_90d,
         cast(lifetime_activity.count_sessions_lifetime as integer) as count_sessions_lifetime,
         cast(
             lifetime_activity.count_carts_lifetime / nullif(lifetime_activity.count_views_lifetime, 0) as double

@@ -1,0 +1,77 @@
+"""The policy gate: the uplift policy leads only when its realised value is higher beyond doubt."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from ml.policy_gate import champion_policy, compare_policies, decide, gate_policy
+
+
+def outcomes(uplift_effect: float, propensity_effect: float, seed: int = 0, days: int = 10) -> pd.DataFrame:
+    """Matured sends of both arms: revenue over 7 days, coupons costing a discount when redeemed."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for offset in range(days):
+        send = date(2026, 6, 1) + timedelta(days=offset)
+        for policy, n, effect, budget in (
+            ("uplift", 800, uplift_effect, 2000.0),
+            ("propensity", 200, propensity_effect, 500.0),
+        ):
+            for is_holdout, count in ((False, n), (True, n // 9)):
+                buys = rng.random(count) < 0.08 + (0 if is_holdout else effect)
+                revenue = np.where(buys, rng.gamma(4, 20, count), 0.0)
+                cost = np.where(buys & ~np.bool_(is_holdout), 6.0, 0.0)
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "as_of_date": send,
+                            "policy": policy,
+                            "is_holdout": is_holdout,
+                            "arm_budget": budget,
+                            "revenue_7d": revenue,
+                            "coupon_cost_7d": cost,
+                        }
+                    )
+                )
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_coupons_without_effect_keep_the_propensity_policy():
+    for seed in range(3):
+        comparison = compare_policies(outcomes(0.0, 0.0, seed=seed))
+        assert comparison["ci_low"] < 0 < comparison["ci_high"] or comparison["difference"] < 0
+        assert decide(comparison, "propensity") == "propensity"
+
+
+def test_a_clearly_better_uplift_arm_is_promoted_and_a_worse_one_demoted():
+    better = compare_policies(outcomes(0.1, 0.0, days=30))
+    assert better["difference"] > 0 and better["ci_low"] > 0
+    assert decide(better, "propensity") == "uplift"
+    worse = compare_policies(outcomes(0.0, 0.08))
+    assert decide(worse, "uplift") == "propensity"
+
+
+def test_no_evidence_keeps_the_current_policy(empty_env):
+    assert decide({"difference": None}, "uplift") == "uplift"
+    assert champion_policy() == "propensity"  # before any decision, the rules lead
+
+
+def test_a_change_of_leader_is_an_audit_row(empty_env):
+    import duckdb
+
+    from ml.registry import configure_mlflow
+
+    configure_mlflow()
+    table = outcomes(0.1, 0.0, days=30)
+    con = duckdb.connect()
+    con.register("frame", table.assign(is_matured_7d=True))
+    con.execute("create table int_coupon_target_outcomes as select * from frame")
+    evidence = gate_policy(con, date(2026, 7, 1))
+    assert evidence["champion_policy"] == "uplift" and evidence["previous"] == "propensity"
+    assert champion_policy() == "uplift"
+    audit = pd.read_parquet(empty_env / "data" / "audit" / "model_promotions")
+    row = audit[audit["model_name"] == "coupon_policy"].iloc[-1]
+    assert row["action"] == "policy_promote" and row["to_version"] == "uplift" and "95% CI" in row["reason"]
