@@ -84,15 +84,20 @@ def _upgrades(offers: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "step", "offer_index", "delta_cost", "delta_margin"])
 
 
-def allocate(offers: pd.DataFrame, budget: float) -> pd.DataFrame:
+def allocate(offers: pd.DataFrame, budget: float, min_efficiency: float = 0.0) -> pd.DataFrame:
     """Choose at most one offer per user within `budget` (sum of expected_cost); rows of `offers`, ranked.
 
     `offers` needs user_id, coupon_code, lift, expected_cost and expected_margin. The result keeps the
-    offer's columns and adds `priority_rank` (1 = funded first) in the order users were funded.
+    offer's columns and adds `priority_rank` (1 = funded first) in the order users were funded; its
+    `attrs["efficiency_cutoff"]` is the margin per euro of the last upgrade funded (0 when the budget
+    was not the limit). `min_efficiency` skips upgrades below that margin per euro: with an unlimited
+    budget and another allocation's cutoff, it picks whom that allocation would have funded.
     """
     fundable = offers[(offers["lift"] > 0) & (offers["expected_margin"] > 0)]
     if fundable.empty or budget <= 0:
-        return offers.iloc[0:0].assign(priority_rank=pd.Series(dtype="int64"))
+        empty = offers.iloc[0:0].assign(priority_rank=pd.Series(dtype="int64"))
+        empty.attrs["efficiency_cutoff"] = 0.0
+        return empty
     steps = _upgrades(fundable)
     # Free upgrades first, then by margin per euro; ties by user id so a rerun picks the same users.
     efficiency = np.where(
@@ -101,24 +106,30 @@ def allocate(offers: pd.DataFrame, budget: float) -> pd.DataFrame:
     steps = steps.assign(efficiency=efficiency).sort_values(
         ["efficiency", "user_id", "step"], ascending=[False, True, True], kind="stable"
     )
+    steps = steps[steps["efficiency"] >= min_efficiency]
     remaining = float(budget)
+    cutoff, limited = 0.0, False
     chosen: dict[int, int] = {}
     first_funded: dict[int, int] = {}
     closed: set[int] = set()
     expected_step: dict[int, int] = {}
-    for user_id, step, index, delta_cost in zip(
-        steps["user_id"], steps["step"], steps["offer_index"], steps["delta_cost"], strict=True
+    for user_id, step, index, delta_cost, efficiency in zip(
+        steps["user_id"], steps["step"], steps["offer_index"], steps["delta_cost"], steps["efficiency"], strict=True
     ):
         if user_id in closed or expected_step.get(user_id, 0) != step:
             closed.add(user_id)
             continue
         if delta_cost > remaining + 1e-9:
             closed.add(user_id)  # this upgrade does not fit; later, cheaper upgrades of others still may
+            limited = True
             continue
         remaining -= delta_cost
+        cutoff = float(efficiency)
         chosen[user_id] = index
         first_funded.setdefault(user_id, len(first_funded) + 1)
         expected_step[user_id] = step + 1
     picked = offers.loc[list(chosen.values())].copy()
     picked["priority_rank"] = picked["user_id"].map(first_funded).astype("int64")
-    return picked.sort_values("priority_rank").reset_index(drop=True)
+    picked = picked.sort_values("priority_rank").reset_index(drop=True)
+    picked.attrs["efficiency_cutoff"] = cutoff if limited else 0.0
+    return picked

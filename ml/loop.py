@@ -70,7 +70,7 @@ def _true_margins(treated: pd.DataFrame) -> pd.Series:
 
     values = []
     for send_date, group in treated.groupby("as_of_date"):
-        truth = load_truth(send_date).reindex(group["user_id"])
+        truth = load_truth(pd.Timestamp(send_date).date()).reindex(group["user_id"])
         codes = group["coupon_code"].to_numpy()
         p_treated = np.array([truth[f"p_buy_7d_{c}"].iloc[i] for i, c in enumerate(codes)], dtype=float)
         p_treated = np.nan_to_num(p_treated)
@@ -84,7 +84,7 @@ def _true_margins(treated: pd.DataFrame) -> pd.Series:
 def realised_vs_truth() -> list[dict[str, Any]]:
     """Per policy arm, over matured 7-day windows: realised incremental margin (95% CI) and the truth."""
     from ml.data import connect_read_only
-    from ml.policy_gate import arm_values
+    from ml.policy_gate import arm_values, stratified_increment
 
     with connect_read_only() as con:
         outcomes = con.execute(
@@ -104,17 +104,7 @@ def realised_vs_truth() -> list[dict[str, Any]]:
     outcomes = arm_values(outcomes, settings().gross_margin_rate)
     lines = []
     for policy, arm in outcomes.groupby("policy"):
-        estimate, variance, treated_rows = 0.0, 0.0, []
-        # Stratified by send date: each day's treated users against that day's holdout of the same arm.
-        for _, day in arm.groupby("as_of_date"):
-            treated, held = day[~day["is_holdout"]], day[day["is_holdout"]]
-            if len(treated) == 0 or len(held) < 2:
-                continue
-            estimate += treated["value"].sum() - len(treated) * held["value"].mean()
-            variance += len(treated) ** 2 * (
-                treated["value"].var(ddof=1) / len(treated) + held["value"].var(ddof=1) / len(held)
-            )
-            treated_rows.append(treated)
+        estimate, variance, treated_rows = stratified_increment(arm)
         if not treated_rows:
             continue
         delivered = pd.concat(treated_rows)

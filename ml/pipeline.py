@@ -63,7 +63,13 @@ def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
 
 
 def train_uplift_if_possible() -> dict[str, Any]:
-    """Train the coupon effect models; a shop without randomised campaigns gets the reason instead."""
+    """Train the coupon effect models; a shop without randomised campaigns gets the reason instead.
+
+    A failure here never stops the day: the current champion (or the propensity rules) keeps targeting,
+    and the result says why training did not happen.
+    """
+    import logging
+
     from ml.errors import ModelError
     from ml.uplift import train_uplift
 
@@ -71,3 +77,6 @@ def train_uplift_if_possible() -> dict[str, Any]:
         return train_uplift()
     except ModelError as exc:
         return {"model": "coupon_uplift", "decision": "skipped", "reason": str(exc)}
+    except Exception as exc:  # the behaviour models are trained; a broken uplift fit must not block scoring
+        logging.getLogger(__name__).exception("coupon_uplift training failed")
+        return {"model": "coupon_uplift", "decision": "failed", "reason": f"{type(exc).__name__}: {exc}"}

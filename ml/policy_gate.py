@@ -7,12 +7,15 @@ Both policies run every day, each on its own random share of users with a budget
     treated: revenue in the 7 days x gross margin rate - the discount actually paid
     holdout: revenue in the 7 days x gross margin rate
 
-and an arm's realised incremental margin is sum(treated) - n_treated x mean(holdout). Divided by the
-arm's planned budget over those days, that is its return per euro of budget; times the daily budget, its
-value at the planned budget. The uplift policy is promoted over the propensity one only when its value
+and an arm's realised incremental margin is, summed over send days, sum(treated) - n_treated x
+mean(holdout) of that day (stratified by day). Divided by the arm's planned budget over those days,
+that is its return per euro of budget; times the daily budget, its value at the planned budget. The uplift
+policy is promoted over the propensity one only when its value
 is higher with the 95% bootstrap lower bound of the difference above zero; the same rule, the other way
 round, puts the propensity policy back. The decision is an audit row (model `coupon_policy`) in
-`model_promotions`; the rules lead until the first decision.
+`model_promotions`; the rules lead until the first decision. The interval is checked again every day
+on the growing evidence without a correction for repeated looks, so a flip is likelier than 5% on a
+shop where the policies are equal; the rule back stops a wrong leader from staying.
 """
 
 from __future__ import annotations
@@ -48,46 +51,76 @@ def arm_values(outcomes: pd.DataFrame, margin_rate: float) -> pd.DataFrame:
     return outcomes.assign(value=value)
 
 
-def _return_per_euro(frame: pd.DataFrame, budget_euros: float) -> float:
-    treated = frame.loc[~frame["is_holdout"], "value"].to_numpy()
-    held = frame.loc[frame["is_holdout"], "value"].to_numpy()
-    if len(treated) == 0 or len(held) == 0 or budget_euros <= 0:
-        return float("nan")
-    return float((treated.sum() - len(treated) * held.mean()) / budget_euros)
+def stratified_increment(arm: pd.DataFrame) -> tuple[float, float, list[pd.DataFrame]]:
+    """(incremental value, its variance, the treated rows used) of one arm, day by day.
+
+    Each send day's treated users are compared with that day's holdout of the same arm (the holdout
+    share and the baseline vary by day, so pooling days would bias the estimate). Days with fewer than
+    two treated or two held-out users cannot be compared and are left out.
+    """
+    estimate, variance, used = 0.0, 0.0, []
+    for _, day in arm.groupby("as_of_date"):
+        treated = day.loc[~day["is_holdout"].astype(bool), "value"]
+        held = day.loc[day["is_holdout"].astype(bool), "value"]
+        if len(treated) < 2 or len(held) < 2:
+            continue
+        estimate += treated.sum() - len(treated) * held.mean()
+        variance += len(treated) ** 2 * (treated.var(ddof=1) / len(treated) + held.var(ddof=1) / len(held))
+        used.append(day[~day["is_holdout"].astype(bool)])
+    return float(estimate), float(variance), used
+
+
+def _return_per_euro(arm: pd.DataFrame, budget_euros: float) -> float:
+    estimate, _, used = stratified_increment(arm)
+    return float(estimate / budget_euros) if used and budget_euros > 0 else float("nan")
 
 
 def compare_policies(outcomes: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     """Realised value at the planned budget per policy and the bootstrap interval of uplift minus propensity."""
     cfg = settings()
     frame = arm_values(outcomes, cfg.gross_margin_rate)
-    share = {"uplift": None, "propensity": None}
-    budgets = {}
-    for policy in share:
-        arm = frame[frame["policy"] == policy]
-        # The planned budget of an arm over its matured send days (its share is recorded per row).
-        days = arm.groupby("as_of_date")["arm_budget"].first()
-        budgets[policy] = float(days.sum())
-    point = {p: _return_per_euro(frame[frame["policy"] == p], budgets[p]) for p in share}
+    policies = ("uplift", "propensity")
+    # Every matured send day counts in both arms' planned budget, also a day an arm funded nobody.
+    days = frame["as_of_date"].nunique()
+    budgets = {
+        p: days * float(frame.loc[frame["policy"] == p, "arm_budget"].median()) if (frame["policy"] == p).any() else 0.0
+        for p in policies
+    }
+    point = {p: _return_per_euro(frame[frame["policy"] == p], budgets[p]) for p in policies}
     result: dict[str, Any] = {
         f"{p}_value_at_budget": None if np.isnan(v) else round(v * cfg.daily_coupon_budget, 2) for p, v in point.items()
     }
     if any(np.isnan(v) for v in point.values()):
         return {**result, "difference": None, "ci_low": None, "ci_high": None}
     rng = np.random.default_rng(seed)
-    groups = {key: g for key, g in frame.groupby(["policy", "is_holdout"])}
+    # Resample users within each (arm, day) stratum and group, as the randomisation was done.
+    days_by_arm = {
+        p: [
+            (
+                g.loc[~g["is_holdout"].astype(bool), "value"].to_numpy(),
+                g.loc[g["is_holdout"].astype(bool), "value"].to_numpy(),
+            )
+            for _, g in frame[frame["policy"] == p].groupby("as_of_date")
+        ]
+        for p in policies
+    }
     draws = []
     for _ in range(N_BOOT):
-        resampled = pd.concat([g.iloc[rng.integers(0, len(g), len(g))] for g in groups.values()])
-        values = {p: _return_per_euro(resampled[resampled["policy"] == p], budgets[p]) for p in share}
+        values = {}
+        for p, arm_days in days_by_arm.items():
+            total = 0.0
+            for treated, held in arm_days:
+                if len(treated) < 2 or len(held) < 2:
+                    continue
+                t = treated[rng.integers(0, len(treated), len(treated))]
+                h = held[rng.integers(0, len(held), len(held))]
+                total += t.sum() - len(t) * h.mean()
+            values[p] = total / budgets[p]
         draws.append((values["uplift"] - values["propensity"]) * cfg.daily_coupon_budget)
     low, high = np.percentile(draws, [2.5, 97.5])
     difference = (point["uplift"] - point["propensity"]) * cfg.daily_coupon_budget
-    return {
-        **result,
-        "difference": round(difference, 2),
-        "ci_low": round(float(low), 2),
-        "ci_high": round(float(high), 2),
-    }
+    interval = {"ci_low": round(float(low), 2), "ci_high": round(float(high), 2)}
+    return {**result, "difference": round(difference, 2), **interval}
 
 
 def decide(comparison: dict[str, Any], current: str) -> str:

@@ -99,6 +99,8 @@ def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, A
         eligible = {d: load_eligible(con, d) for d in dates}
     lines = []
     for as_of in dates:
+        if eligible[as_of].empty:
+            continue  # nobody could be targeted that day: every policy earns 0
         truth = load_truth(as_of)
         users = eligible[as_of].assign(planned_order_value=lambda f: order_values(f))
         picks = {

@@ -3,14 +3,16 @@
 For an as-of date D (coupons go out the morning of D):
 
 1. **Eligible users**: scored on D, with marketing consent, and not contacted in the `contact_cap_days`
-   before D: a campaign coupon, a sent target or a holdout draw all count as contacts.
+   before D: a campaign coupon, a sent target or a holdout draw all count as contacts. A campaign's
+   control users are left alone for the 7 days of its coupon window, so the experiment stays clean.
 2. **Two policy arms** on the same day: every user falls, by a salted hash stable for
    `holdout_days`, into the champion policy's arm or the challenger's (`challenger_arm_share` of the
    users and of the budget). The champion policy is the one the policy gate chose (ml.policy_gate) from
    realised results; the propensity rules lead until the evidence says otherwise.
 3. **A holdout in each arm**: `holdout_share` of users, drawn by another salted hash stable for
-   `holdout_days`, are never sent anything while held out. The policy picks them exactly as it picks
-   the others (with a budget in proportion), so they are a random sample of whom it would have treated.
+   `holdout_days`, are never sent anything while held out. The policy picks them by the rule it funds
+   the others with (every offer at or above the margin per euro of the last one funded), so they are a
+   random sample of whom it treats.
 4. **The policies** (ml.allocation values and allocates both):
    - `uplift`: the `coupon_uplift@champion` model's P(buy in 7 days) and lift per coupon, every coupon
      considered for every user;
@@ -38,6 +40,7 @@ from ml.errors import ModelError
 from ml.storage import write_parquet_atomic
 
 POLICIES = ("uplift", "propensity")
+COUPON_WINDOW_DAYS = 7  # a coupon's validity, and the window its effect is measured over (dbt var coupon_window_days)
 HOLDOUT_EPOCH = date(2000, 1, 3)  # a Monday: holdout periods start on Mondays
 TARGETS_SCHEMA = pa.schema(
     [
@@ -76,7 +79,11 @@ def load_eligible(con, as_of: date) -> pd.DataFrame:
     return con.execute(
         f"""
         with contacts as (
-            select user_id, send_date as contact_date from stg_landing__coupon_sends where is_treatment
+            -- A campaign's control group stays untouched for its coupon window, its treated users and
+            -- every send list row (sent or held out) for the contact cap.
+            select user_id, send_date as contact_date,
+                   case when is_treatment then {int(cfg.contact_cap_days)} else {COUPON_WINDOW_DAYS} end as blocked_days
+            from stg_landing__coupon_sends
             {earlier_targets}
         )
         select s.lifecycle_segment, s.propensity_decile, s.churn_risk_tier, s.p_purchase_30d, s.p_churn_30d,
@@ -87,7 +94,7 @@ def load_eligible(con, as_of: date) -> pd.DataFrame:
           and not exists (
               select 1 from contacts as c
               where c.user_id = s.user_id and c.contact_date < s.as_of_date
-                and c.contact_date >= s.as_of_date - {int(cfg.contact_cap_days)}
+                and c.contact_date >= s.as_of_date - c.blocked_days
           )
         order by s.user_id
         """,
@@ -216,15 +223,21 @@ def plan_targets(users: pd.DataFrame, as_of: date, champion_policy: str, uplift)
     arm_budgets = {policies[0]: budget * (1 - cfg.challenger_arm_share if len(policies) > 1 else 1.0)}
     if len(policies) > 1:
         arm_budgets[policies[1]] = budget * cfg.challenger_arm_share
-    held_out_ratio = cfg.holdout_share / (1 - cfg.holdout_share) if cfg.holdout_share < 1 else 0.0
     frames = []
     for arm, policy in enumerate(policies):
         in_arm = challenger if arm == 1 else ~challenger
         offers = policy_offers(users[in_arm], policy, uplift)
+        # The treated users get the arm's budget; the holdout gets whomever the same allocation would fund
+        # at the same margin per euro, so it is a random sample of the users the policy treats.
+        cutoff = 0.0
         for is_holdout in (False, True):
             group = set(ids[in_arm & (holdout == is_holdout)])
-            group_budget = arm_budgets[policy] * (held_out_ratio if is_holdout else 1.0)
-            picked = allocate(offers[offers["user_id"].isin(group)], group_budget)
+            members = offers[offers["user_id"].isin(group)]
+            if is_holdout:
+                picked = allocate(members, budget=float("inf"), min_efficiency=cutoff)
+            else:
+                picked = allocate(members, arm_budgets[policy])
+                cutoff = picked.attrs.get("efficiency_cutoff", 0.0)
             picked["policy"] = policy
             picked["arm_budget"] = arm_budgets[policy]
             picked["is_holdout"] = is_holdout
@@ -253,7 +266,12 @@ def target_day(as_of: date | None = None) -> dict[str, Any]:
         users = load_eligible(con, as_of)
         evidence = gate_policy(con, as_of)
     leader = evidence["champion_policy"]
-    uplift = load_uplift_effects(users) if not users.empty else None
+    uplift, uplift_problem = None, None
+    if not users.empty:
+        try:
+            uplift = load_uplift_effects(users)
+        except ModelError as exc:  # the rules still target; the day's result says why the learned policy did not
+            uplift_problem = str(exc)
     if uplift is None:
         leader = "propensity"  # without a coupon effect model there is only one policy to run
     rows = plan_targets(users, as_of, leader, uplift)
@@ -264,6 +282,7 @@ def target_day(as_of: date | None = None) -> dict[str, Any]:
         "as_of_date": str(as_of),
         "eligible_users": len(users),
         "champion_policy": leader,
+        **({"uplift_unavailable": uplift_problem} if uplift_problem else {}),
         "policy_evidence": {k: v for k, v in evidence.items() if k != "champion_policy"},
         "sent": {p: int((sent["policy"] == p).sum()) for p in POLICIES},
         "held_out": int(rows["is_holdout"].astype(bool).sum()),

@@ -81,3 +81,13 @@ def test_offer_value_pays_the_discount_on_every_redeemed_order():
     assert discount(np.array([100.0, 60.0]), np.array(["SAVE15", "EUR5OFF"])).tolist() == [15.0, 5.0]
     assert valued["expected_cost"].tolist() == pytest.approx([7.5, 1.5])
     assert valued["expected_margin"].tolist() == pytest.approx([-7.5, 0.1 * 60 * 0.4 - 1.5])
+
+
+def test_a_holdout_allocated_at_the_cutoff_picks_whom_the_budget_would_fund():
+    table = offers([(u, "A", 0.1, 1.0, float(10 - u)) for u in range(10)])  # margin per euro 10, 9, ..., 1
+    funded = allocate(table, budget=4.0)
+    assert funded["user_id"].tolist() == [0, 1, 2, 3]
+    assert funded.attrs["efficiency_cutoff"] == 7.0
+    alike = allocate(table, budget=float("inf"), min_efficiency=funded.attrs["efficiency_cutoff"])
+    assert alike["user_id"].tolist() == [0, 1, 2, 3]
+    assert allocate(table, budget=100.0).attrs["efficiency_cutoff"] == 0.0  # the budget was not the limit

@@ -5,7 +5,8 @@
 with
 
 sends as (
-    select campaign_id, user_id, send_date, is_treatment, coupon_code
+    -- The group decides who was treated; a control row's code (if the shop exports one) was never sent.
+    select campaign_id, user_id, send_date, is_treatment, case when is_treatment then coupon_code end as coupon_code
     from {{ ref('stg_landing__coupon_sends') }}
 ),
 

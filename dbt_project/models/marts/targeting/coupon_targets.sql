@@ -4,8 +4,11 @@
         unique_key='as_of_date',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where {{ in_as_of_range() }}{% endif %}",
     )
 }}
+-- The pre-hook empties the dates being built first: delete+insert alone keeps a date's old rows when its
+-- new send list is empty.
 -- One row per targeted or held-out user per as_of_date: who gets which coupon today, under which policy
 -- arm, and why. The choice is made in Python (ml/targeting.py, ml/allocation.py: eligibility, arms,
 -- holdout, budgeted allocation); here it is joined to the segments and catalogue for analysts, and the
