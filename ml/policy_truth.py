@@ -94,6 +94,9 @@ def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, A
     cfg = settings()
     budget = cfg.daily_coupon_budget
     with connect_read_only() as con:
+        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+        if "user_segments" not in tables:
+            return []  # nothing scored and segmented yet: no policy has picked anyone
         scored = [r[0] for r in con.execute("select distinct as_of_date from user_segments order by 1").fetchall()]
         dates = [d for d in scored if as_of_dates is None or d in as_of_dates]
         eligible = {d: load_eligible(con, d) for d in dates}

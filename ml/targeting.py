@@ -75,7 +75,9 @@ def load_eligible(con, as_of: date) -> pd.DataFrame:
     """Scored, consenting users not contacted in the cap window before `as_of`, with their features."""
     cfg = settings()
     tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
-    earlier_targets = "union all select user_id, as_of_date from coupon_targets" if "coupon_targets" in tables else ""
+    earlier_targets = ""
+    if "coupon_targets" in tables:
+        earlier_targets = f"union all select user_id, as_of_date, {int(cfg.contact_cap_days)} from coupon_targets"
     return con.execute(
         f"""
         with contacts as (

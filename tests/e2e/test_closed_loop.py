@@ -23,6 +23,7 @@ def looped_shop(tmp_path_factory):
     from ml.history import build_history
     from ml.loop import realised_vs_truth, run_loop
     from ml.pipeline import train_uplift_if_possible
+    from ml.policy_truth import evaluate_policies
     from ml.registry import configure_mlflow
     from ml.simulate import ShopSpec, simulate
     from ml.train import train_all
@@ -39,7 +40,8 @@ def looped_shop(tmp_path_factory):
         uplift = train_uplift_if_possible()
         days = run_loop(LOOP_DAYS)
         comparison = realised_vs_truth()
-    return {"root": root, "days": days, "comparison": comparison, "uplift": uplift}
+        policies = evaluate_policies()
+    return {"root": root, "days": days, "comparison": comparison, "uplift": uplift, "policies": policies}
 
 
 def test_every_day_plans_within_budget_and_the_shop_delivers_the_sent_coupons(looped_shop):
@@ -87,3 +89,26 @@ def test_policy_gate_records_its_evidence(looped_shop):
     # Before any window matured there is no evidence, and the rules keep leading.
     assert days[0]["policy_evidence"]["difference"] is None
     assert days[0]["champion_policy"] == "propensity"
+
+
+def test_every_scored_day_has_a_truth_line_per_policy(looped_shop):
+    lines = looped_shop["policies"]
+    days = {line["as_of_date"] for line in lines}
+    assert len(days) == LOOP_DAYS
+    keys = {
+        "policy",
+        "as_of_date",
+        "budget",
+        "spend",
+        "n_targeted",
+        "true_incremental_purchases",
+        "true_incremental_margin",
+    }
+    for day in days:
+        by_policy = {line["policy"]: line for line in lines if line["as_of_date"] == day}
+        assert {"propensity", "random", "oracle"} <= set(by_policy)
+        for line in by_policy.values():
+            assert keys <= set(line) and line["spend"] <= line["budget"] + 0.01
+        # Knowing the true effects, the same allocation earns at least what a random one does.
+        assert by_policy["oracle"]["true_incremental_margin"] >= by_policy["random"]["true_incremental_margin"]
+        assert "share_of_oracle" in by_policy["propensity"]
