@@ -4,7 +4,8 @@ For an as-of date D (coupons go out the morning of D):
 
 1. **Eligible users**: scored on D, with marketing consent, and not contacted in the `contact_cap_days`
    before D: a campaign coupon, a sent target or a holdout draw all count as contacts. A campaign's
-   control users are left alone for the 7 days of its coupon window, so the experiment stays clean.
+   control users stay eligible (the shop's campaigns reach every consenting user); the coupon models
+   leave out the controls a send list reached inside their campaign's window (ml.uplift.load_campaigns).
 2. **Two policy arms** on the same day: every user falls, by a salted hash stable for
    `holdout_days`, into the champion policy's arm or the challenger's (`challenger_arm_share` of the
    users and of the budget). The champion policy is the one the policy gate chose (ml.policy_gate) from
@@ -40,7 +41,6 @@ from ml.errors import ModelError
 from ml.storage import write_parquet_atomic
 
 POLICIES = ("uplift", "propensity")
-COUPON_WINDOW_DAYS = 7  # a coupon's validity, and the window its effect is measured over (dbt var coupon_window_days)
 HOLDOUT_EPOCH = date(2000, 1, 3)  # a Monday: holdout periods start on Mondays
 TARGETS_SCHEMA = pa.schema(
     [
@@ -77,15 +77,11 @@ def load_eligible(con, as_of: date) -> pd.DataFrame:
     tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
     earlier_targets = ""
     if "coupon_targets" in tables:
-        earlier_targets = f"union all select user_id, as_of_date, {int(cfg.contact_cap_days)} from coupon_targets"
+        earlier_targets = "union all select user_id, as_of_date from coupon_targets"
     return con.execute(
         f"""
         with contacts as (
-            -- A campaign's control group stays untouched for its coupon window, its treated users and
-            -- every send list row (sent or held out) for the contact cap.
-            select user_id, send_date as contact_date,
-                   case when is_treatment then {int(cfg.contact_cap_days)} else {COUPON_WINDOW_DAYS} end as blocked_days
-            from stg_landing__coupon_sends
+            select user_id, send_date as contact_date from stg_landing__coupon_sends where is_treatment
             {earlier_targets}
         )
         select s.lifecycle_segment, s.propensity_decile, s.churn_risk_tier, s.p_purchase_30d, s.p_churn_30d,
@@ -96,7 +92,7 @@ def load_eligible(con, as_of: date) -> pd.DataFrame:
           and not exists (
               select 1 from contacts as c
               where c.user_id = s.user_id and c.contact_date < s.as_of_date
-                and c.contact_date >= s.as_of_date - c.blocked_days
+                and c.contact_date >= s.as_of_date - {int(cfg.contact_cap_days)}
           )
         order by s.user_id
         """,

@@ -158,14 +158,29 @@ class UpliftPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def load_campaigns(con) -> tuple[pd.DataFrame, list[str]]:
-    """Matured randomised campaign sends joined to the users' features as of the send date."""
+    """Matured randomised campaign sends joined to the users' features as of the send date.
+
+    A control user whom one of the pipeline's send lists reached inside the campaign's coupon window is
+    no longer untreated: such rows are left out. The send lists pick users by their features (and random
+    arm and holdout draws), so leaving them out keeps the comparison fair for users with the same features.
+    """
     columns = feature_columns(con)
+    tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+    reached = (
+        """and not exists (
+               select 1 from coupon_targets as t
+               where t.user_id = o.user_id and not t.is_holdout and not o.is_treatment
+                 and t.as_of_date >= o.send_date and t.as_of_date < o.send_date + 7)"""
+        if "coupon_targets" in tables
+        else ""
+    )
     frame = con.execute(
-        """
+        f"""
         select f.*, o.campaign_id, o.send_date, o.is_treatment, o.coupon_code as sent_coupon,
                o.has_purchase_7d, o.revenue_7d
         from campaign_outcomes as o
         join user_features as f on f.user_id = o.user_id and f.as_of_date = o.send_date
+        where true {reached}
         order by o.send_date, o.user_id
         """
     ).df()

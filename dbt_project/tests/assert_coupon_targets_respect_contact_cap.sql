@@ -1,6 +1,5 @@
 -- Nobody is targeted (or drawn into a holdout) if a campaign coupon, an earlier sent target or an earlier
--- holdout draw reached them in the cap window, or if a campaign kept them as control in the last
--- coupon_window_days (its experiment must stay clean). The same rule as ml/targeting.py load_eligible.
+-- holdout draw reached them in the cap window. The same rule as ml/targeting.py load_eligible.
 with
 
 targets as (
@@ -8,14 +7,11 @@ targets as (
 ),
 
 contacts as (
-    select
-        user_id,
-        send_date as contact_date,
-        case when is_treatment then {{ var('contact_cap_days') }} else {{ var('coupon_window_days') }} end
-            as blocked_days,
+    select user_id, send_date as contact_date
     from {{ ref('stg_landing__coupon_sends') }}
+    where is_treatment
     union all
-    select user_id, as_of_date, {{ var('contact_cap_days') }}
+    select user_id, as_of_date
     from targets
 )
 
@@ -24,4 +20,4 @@ from targets
 inner join contacts
     on targets.user_id = contacts.user_id
     and contacts.contact_date < targets.as_of_date
-    and contacts.contact_date >= targets.as_of_date - contacts.blocked_days
+    and contacts.contact_date >= targets.as_of_date - {{ var('contact_cap_days') }}
