@@ -82,9 +82,12 @@ def _true_margins(treated: pd.DataFrame) -> pd.Series:
 
 
 def realised_vs_truth() -> list[dict[str, Any]]:
-    """Per policy arm, over matured 7-day windows: realised incremental margin (95% CI) and the truth."""
+    """Per policy arm, over matured 7-day windows: realised incremental margin (95% CI) and the truth.
+
+    The truth is summed over the same treated users the estimate counts: the coupons actually delivered.
+    """
     from ml.data import connect_read_only
-    from ml.policy_gate import arm_values, stratified_increment
+    from ml.policy_gate import arm_increment, arm_values
 
     with connect_read_only() as con:
         outcomes = con.execute(
@@ -104,7 +107,7 @@ def realised_vs_truth() -> list[dict[str, Any]]:
     outcomes = arm_values(outcomes, settings().gross_margin_rate)
     lines = []
     for policy, arm in outcomes.groupby("policy"):
-        estimate, variance, treated_rows = stratified_increment(arm)
+        estimate, variance, treated_rows = arm_increment(arm)
         if not treated_rows:
             continue
         delivered = pd.concat(treated_rows)

@@ -7,8 +7,9 @@ Both policies run every day, each on its own random share of users with a budget
     treated: revenue in the 7 days x gross margin rate - the discount actually paid
     holdout: revenue in the 7 days x gross margin rate
 
-and an arm's realised incremental margin is, summed over send days, sum(treated) - n_treated x
-mean(holdout) of that day (stratified by day). Divided by the arm's planned budget over those days,
+and an arm's realised incremental margin is sum(treated) - n_treated x mean(holdout), over all its
+matured send days (each pick is held out with the same probability, so days pool). Divided by the arm's
+planned budget over those days,
 that is its return per euro of budget; times the daily budget, its value at the planned budget. The uplift
 policy is promoted over the propensity one only when its value
 is higher with the 95% bootstrap lower bound of the difference above zero; the same rule, the other way
@@ -51,27 +52,24 @@ def arm_values(outcomes: pd.DataFrame, margin_rate: float) -> pd.DataFrame:
     return outcomes.assign(value=value)
 
 
-def stratified_increment(arm: pd.DataFrame) -> tuple[float, float, list[pd.DataFrame]]:
-    """(incremental value, its variance, the treated rows used) of one arm, day by day.
+def arm_increment(arm: pd.DataFrame) -> tuple[float, float, list[pd.DataFrame]]:
+    """(incremental value, its variance, the treated rows used) of one arm over its matured send days.
 
-    Each send day's treated users are compared with that day's holdout of the same arm (the holdout
-    share and the baseline vary by day, so pooling days would bias the estimate). Days with fewer than
-    two treated or two held-out users cannot be compared and are left out.
+    Every user the arm picks is held out with the same probability (a salted hash), whatever the day,
+    so the days are pooled: sum(treated) - n_treated x mean(holdout). Comparing day by day instead
+    would lean on holdouts of one or two users, whose zero revenue on most days reads as pure lift.
     """
-    estimate, variance, used = 0.0, 0.0, []
-    for _, day in arm.groupby("as_of_date"):
-        treated = day.loc[~day["is_holdout"].astype(bool), "value"]
-        held = day.loc[day["is_holdout"].astype(bool), "value"]
-        if len(treated) < 2 or len(held) < 2:
-            continue
-        estimate += treated.sum() - len(treated) * held.mean()
-        variance += len(treated) ** 2 * (treated.var(ddof=1) / len(treated) + held.var(ddof=1) / len(held))
-        used.append(day[~day["is_holdout"].astype(bool)])
-    return float(estimate), float(variance), used
+    treated = arm.loc[~arm["is_holdout"].astype(bool), "value"]
+    held = arm.loc[arm["is_holdout"].astype(bool), "value"]
+    if len(treated) < 2 or len(held) < 2:
+        return 0.0, 0.0, []
+    estimate = treated.sum() - len(treated) * held.mean()
+    variance = len(treated) ** 2 * (treated.var(ddof=1) / len(treated) + held.var(ddof=1) / len(held))
+    return float(estimate), float(variance), [arm[~arm["is_holdout"].astype(bool)]]
 
 
 def _return_per_euro(arm: pd.DataFrame, budget_euros: float) -> float:
-    estimate, _, used = stratified_increment(arm)
+    estimate, _, used = arm_increment(arm)
     return float(estimate / budget_euros) if used and budget_euros > 0 else float("nan")
 
 
@@ -93,29 +91,21 @@ def compare_policies(outcomes: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     if any(np.isnan(v) for v in point.values()):
         return {**result, "difference": None, "ci_low": None, "ci_high": None}
     rng = np.random.default_rng(seed)
-    # Resample users within each (arm, day) stratum and group, as the randomisation was done.
-    days_by_arm = {
-        p: [
-            (
-                g.loc[~g["is_holdout"].astype(bool), "value"].to_numpy(),
-                g.loc[g["is_holdout"].astype(bool), "value"].to_numpy(),
-            )
-            for _, g in frame[frame["policy"] == p].groupby("as_of_date")
-        ]
+    # Resample users within each arm's treated and holdout groups, as the randomisation was done.
+    groups = {
+        p: (
+            frame.loc[(frame["policy"] == p) & ~frame["is_holdout"].astype(bool), "value"].to_numpy(),
+            frame.loc[(frame["policy"] == p) & frame["is_holdout"].astype(bool), "value"].to_numpy(),
+        )
         for p in policies
     }
     draws = []
     for _ in range(N_BOOT):
         values = {}
-        for p, arm_days in days_by_arm.items():
-            total = 0.0
-            for treated, held in arm_days:
-                if len(treated) < 2 or len(held) < 2:
-                    continue
-                t = treated[rng.integers(0, len(treated), len(treated))]
-                h = held[rng.integers(0, len(held), len(held))]
-                total += t.sum() - len(t) * h.mean()
-            values[p] = total / budgets[p]
+        for p, (treated, held) in groups.items():
+            t = treated[rng.integers(0, len(treated), len(treated))]
+            h = held[rng.integers(0, len(held), len(held))]
+            values[p] = (t.sum() - len(t) * h.mean()) / budgets[p]
         draws.append((values["uplift"] - values["propensity"]) * cfg.daily_coupon_budget)
     low, high = np.percentile(draws, [2.5, 97.5])
     difference = (point["uplift"] - point["propensity"]) * cfg.daily_coupon_budget
