@@ -60,17 +60,10 @@ def _log_run(results: list[dict], scores: dict[str, np.ndarray], y_test: np.ndar
     from sklearn.metrics import roc_curve
 
     import mlflow
-    from ml.registry import configure_mlflow
+    from ml.registry import configure_mlflow, experiment_id
 
     configure_mlflow()
-    cfg = settings()
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        location = cfg.mlflow_artifact_root.as_uri() if cfg.mlflow_tracking_uri.startswith("sqlite:") else None
-        experiment_id = mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"backtest-{split.test_date}"):
+    with mlflow.start_run(experiment_id=experiment_id(EXPERIMENT), run_name=f"backtest-{split.test_date}"):
         mlflow.log_params(
             {
                 **split.as_params(),

@@ -54,6 +54,11 @@ def connect_read_only(path=None) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(path), read_only=True)
 
 
+def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The tables and views the warehouse holds (a step that reads an optional one checks here first)."""
+    return {row[0] for row in con.execute("select table_name from information_schema.tables").fetchall()}
+
+
 def feature_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     names = [row[0] for row in con.execute("describe user_features").fetchall()]
     return [n for n in names if n not in NOT_FEATURES]

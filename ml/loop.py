@@ -65,18 +65,11 @@ def run_loop(days: int) -> list[dict[str, Any]]:
 
 def _true_margins(treated: pd.DataFrame) -> pd.Series:
     """The true incremental margin of each delivered coupon (from the simulator's truth for its send date)."""
-    from ml.allocation import discount
-    from ml.policy_truth import load_truth
+    from ml.policy_truth import load_truth, true_effects
 
     values = []
     for send_date, group in treated.groupby("as_of_date"):
-        truth = load_truth(pd.Timestamp(send_date).date()).reindex(group["user_id"])
-        codes = group["coupon_code"].to_numpy()
-        p_treated = np.array([truth[f"p_buy_7d_{c}"].iloc[i] for i, c in enumerate(codes)], dtype=float)
-        p_treated = np.nan_to_num(p_treated)
-        p_control = truth["p_buy_7d_control"].fillna(0).to_numpy(float)
-        order = truth["expected_order_value"].fillna(0).to_numpy(float)
-        margin = (p_treated - p_control) * order * settings().gross_margin_rate - p_treated * discount(order, codes)
+        _, margin = true_effects(group, load_truth(pd.Timestamp(send_date).date()))
         values.append(pd.Series(margin, index=group.index))
     return pd.concat(values) if values else pd.Series(dtype=float)
 

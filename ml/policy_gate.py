@@ -8,15 +8,14 @@ Both policies run every day, each on its own random share of users with a budget
     holdout: revenue in the 7 days x gross margin rate
 
 and an arm's realised incremental margin is sum(treated) - n_treated x mean(holdout), over all its
-matured send days (each pick is held out with the same probability, so days pool). Divided by the arm's
-planned budget over those days,
-that is its return per euro of budget; times the daily budget, its value at the planned budget. The uplift
-policy is promoted over the propensity one only when its value
-is higher with the 95% bootstrap lower bound of the difference above zero; the same rule, the other way
-round, puts the propensity policy back. The decision is an audit row (model `coupon_policy`) in
-`model_promotions`; the rules lead until the first decision. The interval is checked again every day
-on the growing evidence without a correction for repeated looks, so a flip is likelier than 5% on a
-shop where the policies are equal; the rule back stops a wrong leader from staying.
+matured send days (each pick is held out with the same probability, so days pool). Divided by the
+arm's planned budget over those days, that is its return per euro of budget; times the daily budget,
+its value at the planned budget. The uplift policy is promoted over the propensity one only when its
+value is higher with the 95% bootstrap lower bound of the difference above zero; the same rule, the
+other way round, puts the propensity policy back. The decision is an audit row (model `coupon_policy`)
+in `model_promotions`; the rules lead until the first decision. The interval is checked again every
+day on the growing evidence without a correction for repeated looks, so a flip is likelier than 5% on
+a shop where the policies are equal; the rule back stops a wrong leader from staying.
 """
 
 from __future__ import annotations
@@ -125,7 +124,9 @@ def decide(comparison: dict[str, Any], current: str) -> str:
 
 
 def load_matured_outcomes(con, before) -> pd.DataFrame:
-    tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+    from ml.data import table_names
+
+    tables = table_names(con)
     if "int_coupon_target_outcomes" not in tables:
         return pd.DataFrame()
     return con.execute(

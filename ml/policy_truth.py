@@ -69,32 +69,41 @@ def random_picks(users: pd.DataFrame, as_of: date, budget: float) -> pd.DataFram
     return picked.assign(expected_cost=cost)[np.cumsum(cost) <= budget]
 
 
-def true_outcome(picks: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
-    """True incremental purchases and margin of the picked (user, coupon) pairs."""
-    if picks.empty:
-        return {"true_incremental_purchases": 0.0, "true_incremental_margin": 0.0}
+def true_effects(picks: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(true lift, true incremental margin) of each picked (user_id, coupon_code) pair; 0 for unknown users."""
     known = truth.reindex(picks["user_id"])
     codes = picks["coupon_code"].to_numpy()
-    treated = np.array([known[f"p_buy_7d_{c}"].iloc[i] for i, c in enumerate(codes)], dtype=float)
+    treated = np.zeros(len(picks))
+    for code in np.unique(codes):
+        mask = codes == code
+        treated[mask] = known[f"p_buy_7d_{code}"].to_numpy(float)[mask]
     treated = np.nan_to_num(treated)
     control = known["p_buy_7d_control"].fillna(0).to_numpy(float)
     value = known["expected_order_value"].fillna(0).to_numpy(float)
     margin = (treated - control) * value * settings().gross_margin_rate - treated * discount(value, codes)
+    return treated - control, margin
+
+
+def true_outcome(picks: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+    """True incremental purchases and margin of the picked (user, coupon) pairs."""
+    if picks.empty:
+        return {"true_incremental_purchases": 0.0, "true_incremental_margin": 0.0}
+    lift, margin = true_effects(picks, truth)
     return {
-        "true_incremental_purchases": round(float((treated - control).sum()), 2),
+        "true_incremental_purchases": round(float(lift.sum()), 2),
         "true_incremental_margin": round(float(margin.sum()), 2),
     }
 
 
 def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, Any]]:
     """One line per policy and scored as-of date (default: every date in user_segments)."""
-    from ml.data import connect_read_only
+    from ml.data import connect_read_only, table_names
     from ml.targeting import load_eligible, load_uplift_effects, order_values, propensity_offers, uplift_offers
 
     cfg = settings()
     budget = cfg.daily_coupon_budget
     with connect_read_only() as con:
-        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+        tables = table_names(con)
         if "user_segments" not in tables:
             return []  # nothing scored and segmented yet: no policy has picked anyone
         scored = [r[0] for r in con.execute("select distinct as_of_date from user_segments order by 1").fetchall()]

@@ -63,6 +63,18 @@ def configure_mlflow() -> str:
     return cfg.mlflow_tracking_uri
 
 
+def experiment_id(name: str) -> str:
+    """The MLflow experiment `name`, created on first use (local store: artifacts beside the database)."""
+    import mlflow
+
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    cfg = settings()
+    location = cfg.mlflow_artifact_root.as_uri() if cfg.mlflow_tracking_uri.startswith("sqlite:") else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
 def client():
     from mlflow import MlflowClient
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import duckdb
 
 from ml.config import settings
+from ml.data import table_names
 
 MARTS = ["user_features", "training_labels", "events_quarantine", "user_segments", "coupon_targets", "model_promotions"]
-
-
-def _table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {row[0] for row in con.execute("select table_name from information_schema.tables").fetchall()}
 
 
 def summary_lines() -> list[str]:
@@ -18,7 +15,7 @@ def summary_lines() -> list[str]:
     path = cfg.snapshot_path if cfg.snapshot_path.exists() else cfg.warehouse_path
     lines = [f"Warehouse (pipeline writes): {cfg.warehouse_path}", f"Analyst snapshot (read-only): {cfg.snapshot_path}"]
     with duckdb.connect(str(path), read_only=True) as con:
-        tables = _table_names(con)
+        tables = table_names(con)
         lines.append("\nRows per mart:")
         for mart in MARTS:
             if mart in tables:

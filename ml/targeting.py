@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from ml.allocation import allocate, catalogue, value_offers
 from ml.config import settings
-from ml.data import connect_read_only, model_inputs
+from ml.data import connect_read_only, model_inputs, table_names
 from ml.errors import ModelError
 from ml.storage import write_parquet_atomic
 
@@ -74,7 +74,7 @@ def salted_share(user_ids: np.ndarray, as_of: date, label: str) -> np.ndarray:
 def load_eligible(con, as_of: date) -> pd.DataFrame:
     """Scored, consenting users not contacted in the cap window before `as_of`, with their features."""
     cfg = settings()
-    tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+    tables = table_names(con)
     earlier_targets = ""
     if "coupon_targets" in tables:
         earlier_targets = "union all select user_id, as_of_date from coupon_targets"

@@ -41,6 +41,7 @@ from ml.registry import (
     MODEL_NAMES,
     champion_version,
     configure_mlflow,
+    experiment_id,
     load_champion,
     promote,
     reconcile_ui_changes,
@@ -74,17 +75,6 @@ def code_version() -> str:
         return f"{sha}{'-dirty' if dirty else ''}"
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def _experiment_id() -> str:
-    import mlflow
-
-    cfg = settings()
-    existing = mlflow.get_experiment_by_name(EXPERIMENT)
-    if existing is not None:
-        return existing.experiment_id
-    location = cfg.mlflow_artifact_root.as_uri() if cfg.mlflow_tracking_uri.startswith("sqlite:") else None
-    return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
 
 
 def _requirements() -> list[str]:
@@ -142,7 +132,7 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
     x = {part: model_inputs(frame, columns) for part, frame in parts.items()}
     y = {part: frame["label"].to_numpy(dtype=int) for part, frame in parts.items()}
     feature_hash = hashlib.sha256(",".join(columns).encode()).hexdigest()[:12]
-    experiment_id = _experiment_id()
+    experiment = experiment_id(EXPERIMENT)
     # The classic baselines on the same test rows, logged beside each model's metrics for comparison.
     baselines = {
         f"baseline_{scorer}_test_roc_auc": roc_auc(y["test"], scores)
@@ -150,7 +140,7 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
     }
     candidates = []
     for flavour in FLAVOURS:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-{flavour}-{split.test_date}") as run:
+        with mlflow.start_run(experiment_id=experiment, run_name=f"{name}-{flavour}-{split.test_date}") as run:
             pipeline, params = fit_flavour(flavour, x, y, seed)
             proba = {part: pipeline.predict_proba(x[part])[:, 1] for part in ("valid", "test")}
             threshold = best_f1_threshold(y["valid"], proba["valid"])

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ml.config import settings
-from ml.data import connect_read_only, feature_columns, model_inputs
+from ml.data import connect_read_only, feature_columns, model_inputs, table_names
 from ml.errors import ModelError
 from ml.models import make_preprocessor
 from ml.uplift_metrics import bootstrap_uplift_metrics, uplift_by_decile, uplift_by_decile_figure
@@ -165,7 +165,7 @@ def load_campaigns(con) -> tuple[pd.DataFrame, list[str]]:
     arm and holdout draws), so leaving them out keeps the comparison fair for users with the same features.
     """
     columns = feature_columns(con)
-    tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+    tables = table_names(con)
     reached = (
         """and not exists (
                select 1 from coupon_targets as t

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.config import settings
 from ml.registry import (
     UPLIFT_MODEL,
     champion_version,
     client,
+    experiment_id,
     promote,
     record_audit,
     set_challenger,
@@ -24,17 +24,6 @@ from ml.registry import (
 from ml.uplift import EXPERIMENT, CouponUpliftModel, UpliftPyfunc, evaluate_effects
 
 QINI_FLOOR = 0.0
-
-
-def _experiment_id() -> str:
-    import mlflow
-
-    existing = mlflow.get_experiment_by_name(EXPERIMENT)
-    if existing is not None:
-        return existing.experiment_id
-    cfg = settings()
-    location = cfg.mlflow_artifact_root.as_uri() if cfg.mlflow_tracking_uri.startswith("sqlite:") else None
-    return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
 
 
 def log_candidate(
@@ -54,7 +43,9 @@ def log_candidate(
     from ml.train import _requirements, code_version
 
     test_date = str(test["send_date"].iloc[0])
-    with mlflow.start_run(experiment_id=_experiment_id(), run_name=f"{UPLIFT_MODEL}-{learner}-{test_date}") as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id(EXPERIMENT), run_name=f"{UPLIFT_MODEL}-{learner}-{test_date}"
+    ) as run:
         mlflow.set_tags({"model_name": UPLIFT_MODEL, "learner": learner, "code_version": code_version()})
         mlflow.log_params(
             {

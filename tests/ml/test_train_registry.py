@@ -165,9 +165,10 @@ def test_scoring_refuses_a_champion_whose_signature_does_not_match_and_writes_no
     shop = shop_copy(trained_shop)
     inputs = pd.DataFrame({"count_views_7d": [1.0, 2.0], "feature_from_the_future": [0.0, 1.0]})
     model = DummyClassifier(strategy="prior").fit(inputs, [0, 1])
-    from ml.train import _experiment_id
+    from ml.registry import experiment_id
+    from ml.train import EXPERIMENT
 
-    with mlflow.start_run(experiment_id=_experiment_id()):
+    with mlflow.start_run(experiment_id=experiment_id(EXPERIMENT)):
         info = mlflow.sklearn.log_model(
             model,
             name="model",
