@@ -1,6 +1,8 @@
 -- One row per send date (as_of_date), policy arm and coupon: treated users against their randomised
 -- holdout in the 7-day coupon window and the 30 days after the send, with 95% confidence intervals
 -- (normal approximation to the difference of two means). Window figures stay null until it has landed.
+-- The intervals use the pooled variance of treated and held-out users: a holdout of a few users, most
+-- of whom buy nothing, understates the spread of purchases and revenue on its own.
 with
 
 outcomes as (
@@ -16,18 +18,16 @@ by_group as (
         count(*) filter (where is_holdout) as n_holdout,
         bool_and(is_matured_7d) as is_matured_7d,
         bool_and(is_matured_30d) as is_matured_30d,
-        avg(has_purchase_7d) filter (where not is_holdout) as rate_t_7d,
-        avg(has_purchase_7d) filter (where is_holdout) as rate_h_7d,
-        avg(revenue_7d) filter (where not is_holdout) as revenue_t_7d,
-        avg(revenue_7d) filter (where is_holdout) as revenue_h_7d,
-        var_samp(revenue_7d) filter (where not is_holdout) as revenue_var_t_7d,
-        var_samp(revenue_7d) filter (where is_holdout) as revenue_var_h_7d,
-        avg(has_purchase_30d) filter (where not is_holdout) as rate_t_30d,
-        avg(has_purchase_30d) filter (where is_holdout) as rate_h_30d,
-        avg(revenue_30d) filter (where not is_holdout) as revenue_t_30d,
-        avg(revenue_30d) filter (where is_holdout) as revenue_h_30d,
-        var_samp(revenue_30d) filter (where not is_holdout) as revenue_var_t_30d,
-        var_samp(revenue_30d) filter (where is_holdout) as revenue_var_h_30d,
+        {%- for window in ['7d', '30d'] %}
+        avg(has_purchase_{{ window }}) filter (where not is_holdout) as rate_t_{{ window }},
+        avg(has_purchase_{{ window }}) filter (where is_holdout) as rate_h_{{ window }},
+        var_samp(has_purchase_{{ window }}::double) filter (where not is_holdout) as rate_var_t_{{ window }},
+        var_samp(has_purchase_{{ window }}::double) filter (where is_holdout) as rate_var_h_{{ window }},
+        avg(revenue_{{ window }}) filter (where not is_holdout) as revenue_t_{{ window }},
+        avg(revenue_{{ window }}) filter (where is_holdout) as revenue_h_{{ window }},
+        var_samp(revenue_{{ window }}) filter (where not is_holdout) as revenue_var_t_{{ window }},
+        var_samp(revenue_{{ window }}) filter (where is_holdout) as revenue_var_h_{{ window }},
+        {%- endfor %}
         coalesce(sum(coupon_cost_7d) filter (where not is_holdout), 0) as coupon_cost,
         coalesce(sum(expected_cost) filter (where not is_holdout), 0) as expected_cost,
     from outcomes
@@ -37,18 +37,18 @@ by_group as (
 estimates as (
     select
         *,
-        n_treated * (rate_t_7d - rate_h_7d) as incr_purchases_7d,
-        1.96 * n_treated * sqrt(rate_t_7d * (1 - rate_t_7d) / n_treated + rate_h_7d * (1 - rate_h_7d) / n_holdout)
-            as incr_purchases_7d_half,
-        n_treated * (revenue_t_7d - revenue_h_7d) as incr_revenue_7d,
-        1.96 * n_treated * sqrt(revenue_var_t_7d / n_treated + revenue_var_h_7d / n_holdout) as incr_revenue_7d_half,
-        n_treated * (rate_t_30d - rate_h_30d) as incr_purchases_30d,
+        {%- for window in ['7d', '30d'] %}
+        n_treated * (rate_t_{{ window }} - rate_h_{{ window }}) as incr_purchases_{{ window }},
+        n_treated * (revenue_t_{{ window }} - revenue_h_{{ window }}) as incr_revenue_{{ window }},
+        {%- for measure in ['rate', 'revenue'] %}
         1.96 * n_treated * sqrt(
-            rate_t_30d * (1 - rate_t_30d) / n_treated + rate_h_30d * (1 - rate_h_30d) / n_holdout
-        ) as incr_purchases_30d_half,
-        n_treated * (revenue_t_30d - revenue_h_30d) as incr_revenue_30d,
-        1.96 * n_treated * sqrt(revenue_var_t_30d / n_treated + revenue_var_h_30d / n_holdout)
-            as incr_revenue_30d_half,
+            ((n_treated - 1) * coalesce({{ measure }}_var_t_{{ window }}, 0)
+                + (n_holdout - 1) * coalesce({{ measure }}_var_h_{{ window }}, 0))
+            / nullif(n_treated + n_holdout - 2, 0)
+            * (1.0 / n_treated + 1.0 / n_holdout)
+        ) as {{ 'incr_purchases' if measure == 'rate' else 'incr_revenue' }}_{{ window }}_half,
+        {%- endfor %}
+        {%- endfor %}
     from by_group
 ),
 
