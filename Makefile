@@ -11,6 +11,8 @@ AIRFLOW := $(VENV)/bin/airflow
 DBT := $(VENV)/bin/dbt
 
 export UV_PYTHON_DOWNLOADS := never
+# Airflow standalone starts its components by the bare name `airflow`: the project's environment comes first.
+export PATH := $(VENV)/bin:$(PATH)
 export AIRFLOW_HOME ?= $(ROOT)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
@@ -57,12 +59,13 @@ run: airflow-init ## Simulate the default shop, build history, run the DAG for t
 	days=$$($(PY) -m ml history --keep-last $(LAST_DAYS)) && \
 	for day in $$days; do \
 		echo "== shop_daily for $$day"; \
-		SHOP_TASK_RETRIES=0 $(AIRFLOW) dags test shop_daily $$day -c "{\"run_date\": \"$$day\"}" > $(AIRFLOW_HOME)/dags-test-$$day.log 2>&1 \
+		SHOP_TASK_RETRIES=0 SHOP_SOURCE=simulate $(AIRFLOW) dags test shop_daily -c "{\"run_date\": \"$$day\"}" \
+			> $(AIRFLOW_HOME)/dags-test-$$day.log 2>&1 \
 			|| { tail -40 $(AIRFLOW_HOME)/dags-test-$$day.log; echo "DAG run for $$day failed; log: $(AIRFLOW_HOME)/dags-test-$$day.log"; exit 1; }; \
 	done && \
 	$(PY) -m ml summary && echo "make run took $$(( $$(date +%s) - start ))s"
 
-test: airflow-init ## Run the test suite (real dbt, DuckDB, MLflow and Airflow runs on small shops)
+test: setup ## Run the test suite (real dbt, DuckDB, MLflow and Airflow runs on small shops, own Airflow home)
 	$(PY) -m pytest
 
 lint: setup ## ruff check and format check
@@ -89,4 +92,4 @@ dbt-docs: setup ## Generate and serve the dbt docs (http://localhost:$(DBT_DOCS_
 	cd dbt_project && $(DBT) docs generate && $(DBT) docs serve --port $(DBT_DOCS_PORT) --no-browser
 
 clean: ## Remove generated data, the Airflow home and dbt build output (keeps the environment)
-	rm -rf data .airflow dbt_project/target dbt_project/logs mlflow/mlflow.db mlflow/artifacts
+	rm -rf data .airflow .airflow-test dbt_project/target dbt_project/logs mlflow/mlflow.db mlflow/artifacts

@@ -6,18 +6,24 @@ For the business day D (the data interval's start, or the `run_date` param):
 1. **land_day** lands D's event export from the inbox as the `event_date=D` partition (with
    `source=simulate`, the synthetic shop simulates the day first if the inbox lacks it).
 2. **features** (one Airflow task per dbt model, via Cosmos) builds staging, quarantine and
-   `user_features` / `training_labels` as of D + 1: everything known by the end of D.
+   `user_features` / `training_labels` as of D + 1: everything known by the end of D. Then
+   **check_features** runs the tests that join two models (the quarantine share above all): a flood of
+   malformed rows fails the day here, before training, scoring or publishing.
 3. **train** retrains the propensity, churn and coupon effect models weekly (and whenever a model has no
-   champion), else it is skipped.
+   champion), else it is skipped; only labels matured before the day are used.
 4. **score** scores every known user with the `@champion` models (churn: users active in the last 30 days).
 5. **segments** (dbt) builds `user_segments` for D + 1.
 6. **target** plans the send list for D + 1: eligibility, the two policy arms, the holdout and the
    budgeted allocation (`ml/targeting.py`); the policy gate first checks which policy leads.
-7. **targeting** (dbt) builds `coupon_targets`, the realised `coupon_results` and tests the house rules.
+7. **targeting** (dbt) builds `coupon_targets` and the realised `coupon_results`; **check_targeting** tests
+   the house rules (consent, contact cap, budget, holdout) before anything is published.
 8. **publish** swaps in a fresh read-only analyst snapshot.
 
 Every task that opens the warehouse runs in the single-slot `warehouse` pool; rerunning a day
-replaces that day's partitions and rows, so backfills and reruns are safe.
+replaces that day's partitions and rows with the same ones: the first run pins its training decision,
+model versions and leading policy (`ml/day_pins.py`), so a rerun or backfill in any order reproduces
+the day and later days still build. The `source` param defaults to `SHOP_SOURCE` (`inbox`: a missing
+export fails the day). A failed task is logged with its reason and kept in `audit/failed_days/`.
 """
 
 from __future__ import annotations
@@ -32,18 +38,23 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from shop_assets import ANALYST_SNAPSHOT, SCORES, TARGETING, USER_FEATURES
 
-from ml.config import settings
+from ml.config import SOURCES, settings
+from ml.pipeline import report_failure
 from ml.warehouse import as_of_vars, dbt_env
 
 WAREHOUSE_POOL = "warehouse"
 CFG = settings()
 DBT_DIR = CFG.dbt_project_dir
 AS_OF = "{{ ti.xcom_pull(task_ids='land_day')['as_of_date'] }}"
+# Retries only where waiting can help: an export that lands late, a warehouse another writer holds.
+# A failed test, a bad file or a model error fails the same way again.
+RETRIES = int(os.environ.get("SHOP_TASK_RETRIES", "2"))
 DEFAULT_ARGS = {
     "owner": "data-engineering",
-    "retries": int(os.environ.get("SHOP_TASK_RETRIES", "2")),
+    "retries": 0,
     "retry_delay": timedelta(minutes=5),
     "pool": WAREHOUSE_POOL,
+    "on_failure_callback": report_failure,
 }
 
 
@@ -73,7 +84,7 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup:
             "install_deps": False,
             "vars": {**as_of_vars(None, cfg=CFG), "as_of_start": AS_OF, "as_of_end": AS_OF},
         },
-        default_args={"outlets": outlets},
+        default_args={"outlets": outlets, "retries": min(RETRIES, 1)},
     )
 
 
@@ -94,15 +105,16 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup:
             description="Business day to (re)build; default: the data interval's start.",
         ),
         "source": Param(
-            "simulate",
-            enum=["simulate", "inbox"],
-            description="simulate: synthesise a missing day; inbox: require the exported file.",
+            CFG.source,
+            enum=list(SOURCES),
+            description="inbox: require the shop's exported file (default; SHOP_SOURCE sets it); "
+            "simulate: synthesise a missing day (the demo shop).",
         ),
         "force_train": Param(False, type="boolean", description="Retrain even if not the weekly training day."),
     },
 )
 def shop_daily():
-    @task
+    @task(retries=RETRIES)
     def land_day(**context) -> dict:
         from ml.pipeline import business_date, land
 
@@ -116,7 +128,9 @@ def shop_daily():
 
         result = train_if_due(as_of_from(context), force=context["params"]["force_train"])
         if result is None:
-            raise AirflowSkipException("not a training day and both models have a champion")
+            raise AirflowSkipException(
+                "not a training day and both models have a champion, or this day's first run already decided"
+            )
         return result
 
     @task(trigger_rule="none_failed", outlets=[SCORES])
@@ -133,6 +147,14 @@ def shop_daily():
 
         return target_day(as_of_from(context))
 
+    @task(retries=0)
+    def check(tag: str, **context) -> str:
+        """The tests that join two models (quarantine share, consent, contact cap): fail the day here."""
+        from ml.pipeline import as_of_from
+        from ml.warehouse import check_data
+
+        return check_data(tag, as_of_from(context))[-2000:]
+
     @task(outlets=[ANALYST_SNAPSHOT])
     def publish() -> str:
         from ml.warehouse import publish_snapshot
@@ -147,7 +169,10 @@ def shop_daily():
     segments = dbt_group("segments", "segments", [])
     planned = target()
     targeting = dbt_group("targeting", "targeting", [TARGETING])
-    landed >> features >> trained >> scored >> segments >> planned >> targeting >> publish()
+    features_checked = check.override(task_id="check_features")("features")
+    targeting_checked = check.override(task_id="check_targeting")("targeting")
+    landed >> features >> features_checked >> trained >> scored >> segments >> planned >> targeting
+    targeting >> targeting_checked >> publish()
 
 
 shop_daily()

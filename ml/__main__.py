@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from datetime import date
 
@@ -98,6 +99,12 @@ def cmd_score(args: argparse.Namespace) -> None:
     from ml.score import score_day
 
     print(json.dumps(score_day(args.as_of)))
+
+
+def cmd_unpin(args: argparse.Namespace) -> None:
+    from ml.day_pins import pin_path, unpin
+
+    print(json.dumps({"as_of_date": str(args.as_of), "unpinned": unpin(args.as_of), "path": str(pin_path(args.as_of))}))
 
 
 def cmd_loop(args: argparse.Namespace) -> None:
@@ -209,9 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_date, help="test on this matured as-of date (default: the newest)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("score", help="score users as of a date with the @champion models")
+    p = sub.add_parser("score", help="score users as of a date with the @champion models (a rerun: the pinned ones)")
     p.add_argument("as_of", type=_date, nargs="?", help="default: the newest as-of date in user_features")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "unpin", help="forget the model versions, training decision and policy a day's first run pinned (ml.day_pins)"
+    )
+    p.add_argument("--as-of", dest="as_of", type=_date, required=True, help="the as-of date (business day + 1)")
+    p.set_defaults(func=cmd_unpin)
 
     p = sub.add_parser(
         "loop", help="run the daily pipeline N more simulated days (the shop delivers the coupons), then the results"
@@ -251,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # A stopped command unwinds like Ctrl-C: its dbt child is stopped and its MLflow run ends FAILED.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "models":

@@ -12,6 +12,8 @@ from pathlib import Path
 from ml.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where a DAG run gets its day (SHOP_SOURCE): the shop's export in the inbox, or the simulated demo shop.
+SOURCES = ("inbox", "simulate")
 
 
 def _path(name: str, default: Path) -> Path:
@@ -46,6 +48,8 @@ class Settings:
     challenger_arm_share: float
     # Gross margin on an order's value: what an incremental euro of revenue is worth before coupon cost.
     gross_margin_rate: float
+    # Where a DAG run gets its day: "inbox" (the shop's export must be there) or "simulate" (the demo shop).
+    source: str
     # None: score (and train on) every known customer; N: only users active in the N days before the as-of date.
     scoring_lookback_days: int | None
 
@@ -80,7 +84,15 @@ def settings() -> Settings:
         challenger_arm_share=_float_env("SHOP_CHALLENGER_ARM_SHARE", 0.2),
         gross_margin_rate=_float_env("SHOP_GROSS_MARGIN_RATE", 0.4),
         scoring_lookback_days=_optional_positive_int_env("SHOP_SCORING_LOOKBACK_DAYS"),
+        source=_choice_env("SHOP_SOURCE", "inbox", SOURCES),
     )
+
+
+def _choice_env(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, "").strip() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _int_env(name: str, default: int) -> int:

@@ -13,14 +13,16 @@ is a change. `SHOP_SCORING_LOOKBACK_DAYS` narrows both to users active within th
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from ml.config import settings
-from ml.errors import ModelError
+from ml.errors import ModelError, WarehouseLockedError
 
 LABEL_HORIZON_DAYS = 30
 TRAIN_SNAPSHOTS = 8
@@ -51,7 +53,27 @@ def connect_read_only(path=None) -> duckdb.DuckDBPyConnection:
     path = path or settings().warehouse_path
     if not path.exists():
         raise ModelError(f"{path}: warehouse not found; build it first (make run, or python -m ml history)")
-    return duckdb.connect(str(path), read_only=True)
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise WarehouseLockedError(locked_message(path, str(exc))) from None
+
+
+def locked_message(path, error: str) -> str:
+    """One line: which process holds the warehouse (from DuckDB's lock error) and what to do."""
+    match = re.search(r"\(PID (\d+)\)", error)
+    holder = "another process"
+    if match:
+        pid = match.group(1)
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            command = ""
+        command = " ".join(command.split())[:120]
+        holder = f"process {pid}" + (f" ({command})" if command else "")
+    return f"{path} is locked by {holder}: wait until it finishes (a dbt build or a DAG task writes it) and retry"
 
 
 def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:

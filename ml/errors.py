@@ -19,3 +19,7 @@ class ModelError(UserFacingError, RuntimeError):
 
 class ConfigError(UserFacingError, ValueError):
     """An environment setting with a value the pipeline cannot use."""
+
+
+class WarehouseLockedError(UserFacingError, RuntimeError):
+    """The DuckDB warehouse is held by another process (a dbt build, the DAG); the message names it."""

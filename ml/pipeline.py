@@ -47,22 +47,76 @@ def land(day: date, source: str = "inbox") -> dict[str, Any]:
     return summary
 
 
+def report_failure(context: dict[str, Any]) -> None:
+    """Airflow's failure callback: log the failed day with its reason and keep it in audit/failed_days/."""
+    import json
+    import logging
+
+    from ml.config import settings
+
+    ti = context.get("task_instance") or context.get("ti")
+    run = context.get("dag_run")
+    try:
+        day = str(business_date(context))
+    except UserFacingError:
+        day = None
+    exception = context.get("exception")
+    report = {
+        "dag_id": getattr(run, "dag_id", None),
+        "run_id": getattr(run, "run_id", None),
+        "business_date": day,
+        "task_id": getattr(ti, "task_id", None),
+        "try_number": getattr(ti, "try_number", None),
+        "reason": f"{type(exception).__name__}: {exception}" if exception else "unknown",
+    }
+    logging.getLogger(__name__).error("shop_daily failed for %s in %s: %s", day, report["task_id"], report["reason"])
+    folder = settings().audit_dir / "failed_days"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{day or 'unknown'}__{report['task_id']}__{report['run_id']}".replace("/", "_").replace(":", "-")
+    (folder / f"{name}.json").write_text(json.dumps(report, indent=2, default=str))
+
+
 def as_of_from(context: dict[str, Any]) -> date:
     return as_of_for(business_date(context))
 
 
 def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
-    """Train on the weekly training day, when forced, or when a model has no champion; else None."""
+    """Train on the weekly training day, when forced, or when a model has no champion; else None.
+
+    Only labels and campaigns whose windows closed before `as_of` are used, so a backfill of an old
+    day trains on what that day could know. The decision is pinned (ml.day_pins): a rerun of the day
+    does not train again (unless forced), and scores with the versions its first run used.
+    """
+    from ml.day_pins import pin, pins
     from ml.registry import MODEL_NAMES, champion_version
     from ml.train import train_all
 
+    if "training" in pins(as_of) and not force:
+        return None
     missing = [name for name in MODEL_NAMES.values() if champion_version(name) is None]
     if not (force or missing or as_of.weekday() == TRAIN_WEEKDAY):
+        pin(as_of, training={"trained": False})
         return None
-    return {"results": train_all(as_of=None), "coupon_uplift": train_uplift_if_possible()}
+    result = {
+        "results": train_all(as_of=newest_label_date_before(as_of)),
+        "coupon_uplift": train_uplift_if_possible(as_of),
+    }
+    pin(as_of, training={"trained": True, "champions": {n: champion_version(n) for n in MODEL_NAMES.values()}})
+    return result
 
 
-def train_uplift_if_possible() -> dict[str, Any]:
+def newest_label_date_before(as_of: date) -> date:
+    """The newest as-of date of training_labels whose 30-day window closed by `as_of` (what a run then knew)."""
+    from ml.data import LABEL_HORIZON_DAYS, connect_read_only, matured_dates
+
+    with connect_read_only() as con:
+        known = [d for d in matured_dates(con) if d + timedelta(days=LABEL_HORIZON_DAYS) <= as_of]
+    if not known:
+        raise UserFacingError(f"no training labels matured before {as_of}: build earlier history first")
+    return known[-1]
+
+
+def train_uplift_if_possible(as_of: date | None = None) -> dict[str, Any]:
     """Train the coupon effect models; a shop without randomised campaigns gets the reason instead.
 
     A failure here never stops the day: the current champion (or the propensity rules) keeps targeting,
@@ -74,7 +128,7 @@ def train_uplift_if_possible() -> dict[str, Any]:
     from ml.uplift import train_uplift
 
     try:
-        return train_uplift()
+        return train_uplift(before=as_of)
     except ModelError as exc:
         return {"model": "coupon_uplift", "decision": "skipped", "reason": str(exc)}
     except Exception as exc:  # the behaviour models are trained; a broken uplift fit must not block scoring

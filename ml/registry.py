@@ -101,6 +101,18 @@ def load_champion(name: str):
     return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}"), version
 
 
+def load_version(name: str, version: str | None = None):
+    """Load version `version` of `name` (default: the @champion) as a pyfunc, with the version loaded."""
+    import mlflow
+
+    if version is None:
+        return load_champion(name)
+    try:
+        return mlflow.pyfunc.load_model(f"models:/{name}/{version}"), str(version)
+    except mlflow.exceptions.MlflowException as exc:
+        raise ModelError(f"{name} v{version} (pinned by this day's first run) cannot be loaded: {exc}") from None
+
+
 def _actor() -> str:
     try:
         return os.environ.get("SHOP_ACTOR") or getpass.getuser()

@@ -17,8 +17,9 @@ import pandas as pd
 
 from ml.config import settings
 from ml.data import connect_read_only, in_population, load_scoring_population, model_inputs
+from ml.day_pins import pin, pins
 from ml.errors import ModelError
-from ml.registry import MODEL_NAMES, load_champion
+from ml.registry import MODEL_NAMES, load_version
 from ml.storage import write_parquet_atomic
 
 OUTPUT_COLUMNS = {
@@ -50,7 +51,10 @@ def check_signature(model, frame: pd.DataFrame, name: str, version: str) -> list
 
 
 def score_day(as_of: date | None = None) -> dict[str, Any]:
-    """Score the population as of `as_of` (default: the newest built) into `scores/as_of_date=<as_of>/`."""
+    """Score the population as of `as_of` (default: the newest built) into `scores/as_of_date=<as_of>/`.
+
+    The first run of a day uses the `@champion` versions and pins them; a rerun uses the pinned ones.
+    """
     with connect_read_only() as con:
         as_of = as_of or con.execute("select max(as_of_date) from user_features").fetchone()[0]
         if as_of is None:
@@ -62,8 +66,10 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
     versions = {}
     # Check every champion before writing anything.
     loaded = {}
+    # A rerun of the day scores with the versions its first run used (ml.day_pins), not today's champions.
+    pinned = pins(as_of).get("models", {})
     for task, name in MODEL_NAMES.items():
-        model, version = load_champion(name)
+        model, version = load_version(name, pinned.get(name))
         columns = check_signature(model, population, name, version)
         loaded[task] = (model, version, columns)
     for task, (model, version, columns) in loaded.items():
@@ -77,4 +83,5 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
         versions[MODEL_NAMES[task]] = version
     target = settings().scores_dir / f"as_of_date={as_of}" / "part-0.parquet"
     write_parquet_atomic(out, target)
+    pin(as_of, models={name: str(v) for name, v in versions.items()})
     return {"as_of_date": str(as_of), "users_scored": len(out), "model_versions": versions, "path": str(target)}

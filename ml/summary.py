@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import duckdb
-
 from ml.config import settings
-from ml.data import table_names
+from ml.data import connect_read_only, table_names
 
 MARTS = ["user_features", "training_labels", "events_quarantine", "user_segments", "coupon_targets", "model_promotions"]
 
@@ -14,7 +12,7 @@ def summary_lines() -> list[str]:
     cfg = settings()
     path = cfg.snapshot_path if cfg.snapshot_path.exists() else cfg.warehouse_path
     lines = [f"Warehouse (pipeline writes): {cfg.warehouse_path}", f"Analyst snapshot (read-only): {cfg.snapshot_path}"]
-    with duckdb.connect(str(path), read_only=True) as con:
+    with connect_read_only(path) as con:
         tables = table_names(con)
         lines.append("\nRows per mart:")
         for mart in MARTS:

@@ -37,6 +37,7 @@ import pyarrow as pa
 from ml.allocation import allocate, catalogue, value_offers
 from ml.config import settings
 from ml.data import connect_read_only, model_inputs, table_names
+from ml.day_pins import pin, pins
 from ml.errors import ModelError
 from ml.storage import write_parquet_atomic
 
@@ -177,13 +178,13 @@ def reasons(picked: pd.DataFrame, policy: str) -> list[str]:
     ]
 
 
-def load_uplift_effects(users: pd.DataFrame) -> tuple[pd.DataFrame, str] | None:
-    """The uplift champion's effect table for these users, or None when no coupon_uplift champion exists."""
-    from ml.registry import UPLIFT_MODEL, champion_version, load_champion
+def load_uplift_effects(users: pd.DataFrame, version: str | None = None) -> tuple[pd.DataFrame, str] | None:
+    """The coupon effect table for these users from `version` (default: the champion); None without a champion."""
+    from ml.registry import UPLIFT_MODEL, champion_version, load_version
 
-    if champion_version(UPLIFT_MODEL) is None:
+    if version is None and champion_version(UPLIFT_MODEL) is None:
         return None
-    model, version = load_champion(UPLIFT_MODEL)
+    model, version = load_version(UPLIFT_MODEL, version)
     columns = [c.name for c in model.metadata.get_input_schema().inputs]
     missing = [c for c in columns if c not in users.columns]
     if missing:
@@ -262,17 +263,23 @@ def target_day(as_of: date | None = None) -> dict[str, Any]:
                     "user_segments is empty: score and build segments first (python -m ml build --targeting)"
                 )
         users = load_eligible(con, as_of)
-        evidence = gate_policy(con, as_of)
+        # A rerun keeps the first run's leader and model version (ml.day_pins): the gate's evidence grows
+        # as windows mature, and a send list that changed after the fact would break later days' caps.
+        pinned = pins(as_of)
+        evidence = (
+            {"champion_policy": pinned["policy"], "pinned": True} if "policy" in pinned else gate_policy(con, as_of)
+        )
     leader = evidence["champion_policy"]
     uplift, uplift_problem = None, None
-    if not users.empty:
+    if not users.empty and pinned.get("uplift_model_version", "") is not None:
         try:
-            uplift = load_uplift_effects(users)
+            uplift = load_uplift_effects(users, pinned.get("uplift_model_version"))
         except ModelError as exc:  # the rules still target; the day's result says why the learned policy did not
             uplift_problem = str(exc)
     if uplift is None:
         leader = "propensity"  # without a coupon effect model there is only one policy to run
     rows = plan_targets(users, as_of, leader, uplift)
+    pin(as_of, policy=leader, uplift_model_version=None if uplift is None else uplift[1])
     target = settings().targets_dir / f"as_of_date={as_of}" / "part-0.parquet"
     write_parquet_atomic(rows, target, schema=TARGETS_SCHEMA)
     sent = rows[~rows["is_holdout"].astype(bool)]

@@ -43,6 +43,9 @@ LEARNERS = ("t_xgboost", "x_xgboost", "t_logistic")
 CONTROL_COLUMN = "p_buy_7d_control"
 MIN_TRAIN_CAMPAIGNS = 2
 
+# The outcome window of a coupon send (dbt var coupon_window_days): a campaign is usable once it has closed.
+COUPON_WINDOW_DAYS = 7
+
 
 def lift_column(code: str) -> str:
     return f"lift_{code}"
@@ -237,8 +240,11 @@ def pooled_deciles(effects: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     return uplift_by_decile(score, sent.notna().to_numpy(), test["has_purchase_7d"].to_numpy(dtype=float))
 
 
-def train_uplift(test_date: date | None = None, n_boot: int = 200) -> dict[str, Any]:
-    """Fit, log, register and gate the coupon effect models; then run the policy gate."""
+def train_uplift(test_date: date | None = None, n_boot: int = 200, before: date | None = None) -> dict[str, Any]:
+    """Fit, log, register and gate the coupon effect models; then run the policy gate.
+
+    `before`: use only campaigns whose outcome window closed by then (a backfill's view of the past).
+    """
     from ml.registry import configure_mlflow
     from ml.uplift_registry import gate_uplift, log_candidate
 
@@ -246,6 +252,9 @@ def train_uplift(test_date: date | None = None, n_boot: int = 200) -> dict[str, 
     seed = settings().seed
     with connect_read_only() as con:
         frame, columns = load_campaigns(con)
+    if before is not None:
+        window_end = pd.to_datetime(frame["send_date"]) + pd.Timedelta(days=COUPON_WINDOW_DAYS)
+        frame = frame[(window_end <= pd.Timestamp(before)).to_numpy()]
     train, test = campaign_split(frame, test_date)
     x_train, x_test = model_inputs(train, columns), model_inputs(test, columns)
     candidates = []

@@ -57,16 +57,39 @@ def run_dbt(args: list[str], dbt_vars: dict[str, object] | None = None, cfg: Set
     # Stream dbt's log as it goes (a long build shows its progress), keep it for the error message.
     lines: list[str] = []
     with subprocess.Popen(
-        command, env=dbt_env(cfg), cwd=cfg.dbt_project_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        env=dbt_env(cfg),
+        cwd=cfg.dbt_project_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_die_with_parent,
     ) as process:
-        for line in process.stdout:
-            print(line, end="", file=sys.stderr, flush=True)
-            lines.append(line.rstrip("\n"))
+        try:
+            for line in process.stdout:
+                print(line, end="", file=sys.stderr, flush=True)
+                lines.append(line.rstrip("\n"))
+        except BaseException:  # Ctrl-C, SIGTERM (ml.cli), an Airflow task being stopped: stop dbt too
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
     if process.returncode != 0:
         failing = [line for line in lines if "ERROR" in line or "FAIL" in line or "Error" in line]
         tail = "\n".join((failing[-15:] or []) + ["..."] + lines[-15:])
         raise DbtError(f"dbt {' '.join(args)} failed (exit {process.returncode}):\n{tail}")
     return "\n".join(lines)
+
+
+def _die_with_parent() -> None:
+    """In the dbt child: get SIGTERM when the Python process that started it dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Settings | None = None) -> dict:
@@ -111,6 +134,15 @@ def build_targeting(as_of: date, plan: bool = True) -> str:
         build_segments(as_of)
         target_day(as_of)
     return run_dbt(["build", "--select", "tag:targeting"], as_of_vars(as_of))
+
+
+def check_data(tag: str, as_of: date) -> str:
+    """Run the data tests tagged `tag` that read more than one model (quarantine share, consent, contact cap).
+
+    The DAG builds one model per task, and dbt selects a test with two parents only when both are built
+    in the same command: without this step such a test never runs there. Fails (DbtError) on a finding.
+    """
+    return run_dbt(["test", "--select", f"tag:{tag},resource_type:test"], as_of_vars(as_of))
 
 
 def publish_snapshot(cfg: Settings | None = None) -> Path:

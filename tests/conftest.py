@@ -18,7 +18,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Airflow reads its configuration when first imported: set it before any test imports airflow.
-os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow"))
+# Tests keep their own Airflow home and database, so the UI of `make airflow` shows only real runs.
+TEST_AIRFLOW_HOME = ROOT / ".airflow-test"
+os.environ["AIRFLOW_HOME"] = str(TEST_AIRFLOW_HOME)
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{TEST_AIRFLOW_HOME / 'airflow.db'}"
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] = "False"

@@ -1,3 +1,4 @@
+{{ config(tags=['targeting']) }}
 -- The expected cost of sent (non-holdout) coupons never exceeds each policy arm's budget, nor the
 -- daily budget in all (allowing half a cent per row: costs are rounded to cents).
 with

@@ -1,3 +1,4 @@
+{{ config(tags=['targeting']) }}
 -- Nobody without marketing consent is ever targeted (holdout rows included).
 select targets.user_id, targets.as_of_date
 from {{ ref('coupon_targets') }} as targets

@@ -1,3 +1,4 @@
+{{ config(tags=['features']) }}
 -- Point in time (docs: point_in_time): no feature for as_of_date T may reflect an event at or after T.
 -- For the oldest as-of date built in this run (a history build has later events landed by then), view,
 -- cart, order and purchase-day counts and purchase recency are recomputed straight from the clean events

@@ -1,3 +1,4 @@
+{{ config(tags=['targeting']) }}
 -- A user held out is never sent a coupon by the pipeline in the same holdout period (holdout_days long,
 -- periods counted from Monday 2000-01-03 as in ml/targeting.py).
 with

@@ -1,3 +1,4 @@
+{{ config(tags=['features']) }}
 -- A flood of bad rows is a failure, not a quarantine count: fails for any event day feeding this run's
 -- as-of dates whose quarantined share is above var('max_quarantine_share').
 with

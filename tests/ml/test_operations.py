@@ -1,0 +1,90 @@
+"""What an operator hits: a locked warehouse, a wrong setting, a build that is stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ml.config import settings
+from ml.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ml", *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True
+    )
+
+
+def test_a_locked_warehouse_is_one_line_naming_its_holder(tmp_path):
+    warehouse = tmp_path / "data" / "warehouse.duckdb"
+    warehouse.parent.mkdir(parents=True)
+    writer = duckdb.connect(str(warehouse))
+    writer.execute("create table kept as select 42 as answer")
+    env = {"SHOP_DATA_DIR": str(tmp_path / "data"), "SHOP_MLFLOW_DIR": str(tmp_path / "mlflow")}
+    for command in (["summary"], ["score"]):
+        result = _cli(*command, env=env)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.stderr
+        assert f"{warehouse} is locked by process {os.getpid()}" in lines[0] and "retry" in lines[0]
+    assert writer.execute("select answer from kept").fetchone() == (42,)  # nothing lost
+    writer.close()
+
+
+def test_the_source_setting_defaults_to_the_inbox_and_refuses_anything_else(monkeypatch):
+    monkeypatch.delenv("SHOP_SOURCE", raising=False)
+    assert settings().source == "inbox"  # a scheduled run never fabricates a missing day
+    monkeypatch.setenv("SHOP_SOURCE", "simulate")
+    assert settings().source == "simulate"
+    monkeypatch.setenv("SHOP_SOURCE", "s3")
+    with pytest.raises(ConfigError, match="SHOP_SOURCE must be one of inbox, simulate, got 's3'"):
+        settings()
+
+
+def test_stopping_a_build_stops_its_dbt_process(tmp_path):
+    """SIGTERM to `ml build` (what Airflow sends a stopped task) ends its dbt child; SIGKILL does too."""
+    fake_dbt = tmp_path / "bin" / "dbt"
+    fake_dbt.parent.mkdir()
+    pid_file = tmp_path / "dbt.pid"
+    # A stand-in for a long dbt build: records its pid, then works for a minute.
+    fake_dbt.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
+    fake_dbt.chmod(0o755)
+    script = (
+        "import sys, signal; from ml import warehouse; "
+        f"warehouse.dbt_executable = lambda: {str(fake_dbt)!r}; "
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143)); "
+        "warehouse.run_dbt(['build'])"
+    )
+    env = {**os.environ, "SHOP_DATA_DIR": str(tmp_path / "data")}
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        pid_file.unlink(missing_ok=True)
+        parent = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env)
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        parent.send_signal(stop)
+        parent.wait(timeout=30)
+        for _ in range(100):
+            if not _alive(child):
+                break
+            time.sleep(0.05)
+        assert not _alive(child), f"dbt stand-in {child} outlived its parent stopped by {stop.name}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
