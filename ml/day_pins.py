@@ -15,12 +15,12 @@ counted its contacts still build. To decide a day afresh, delete its file (`pyth
 from __future__ import annotations
 
 import json
-import os
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from ml.config import settings
+from ml.storage import write_text_atomic
 
 
 def pin_path(as_of: date) -> Path:
@@ -38,11 +38,7 @@ def pin(as_of: date, **decisions: Any) -> dict[str, Any]:
     new = {key: value for key, value in decisions.items() if key not in current}
     if new:
         current |= new
-        path = pin_path(as_of)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, path)
+        write_text_atomic(json.dumps(current, indent=2, sort_keys=True, default=str), pin_path(as_of))
     return current
 
 

@@ -53,6 +53,7 @@ def report_failure(context: dict[str, Any]) -> None:
     import logging
 
     from ml.config import settings
+    from ml.storage import write_text_atomic
 
     ti = context.get("task_instance") or context.get("ti")
     run = context.get("dag_run")
@@ -70,10 +71,8 @@ def report_failure(context: dict[str, Any]) -> None:
         "reason": f"{type(exception).__name__}: {exception}" if exception else "unknown",
     }
     logging.getLogger(__name__).error("shop_daily failed for %s in %s: %s", day, report["task_id"], report["reason"])
-    folder = settings().audit_dir / "failed_days"
-    folder.mkdir(parents=True, exist_ok=True)
     name = f"{day or 'unknown'}__{report['task_id']}__{report['run_id']}".replace("/", "_").replace(":", "-")
-    (folder / f"{name}.json").write_text(json.dumps(report, indent=2, default=str))
+    write_text_atomic(json.dumps(report, indent=2, default=str), settings().audit_dir / "failed_days" / f"{name}.json")
 
 
 def as_of_from(context: dict[str, Any]) -> date:
@@ -101,7 +100,7 @@ def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
         "results": train_all(as_of=newest_label_date_before(as_of)),
         "coupon_uplift": train_uplift_if_possible(as_of),
     }
-    pin(as_of, training={"trained": True, "champions": {n: champion_version(n) for n in MODEL_NAMES.values()}})
+    pin(as_of, training={"trained": True})  # the versions that score the day are pinned by score_day
     return result
 
 

@@ -58,6 +58,18 @@ def write_parquet_atomic(frame: pd.DataFrame | pa.Table, path: Path, schema: pa.
     return path
 
 
+def write_text_atomic(text: str, path: Path) -> Path:
+    """Like write_parquet_atomic, for a small text file (a JSON record)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_parquet_files_atomic(tables: dict[Path, pa.Table]) -> list[Path]:
     """Write several files all or nothing: every file is written aside first, then all are renamed.
 
