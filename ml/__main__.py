@@ -64,6 +64,12 @@ def cmd_history(args: argparse.Namespace) -> None:
     print("\n".join(str(d) for d in build_history(args.keep_last, full_refresh=args.full_refresh)))
 
 
+def cmd_bootstrap(args: argparse.Namespace) -> None:
+    from ml.history import bootstrap
+
+    print(json.dumps(bootstrap(args.keep_last, users=args.users, days=args.days)))
+
+
 def cmd_publish(args: argparse.Namespace) -> None:
     from ml.warehouse import publish_snapshot
 
@@ -202,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--full-refresh", action="store_true", help="rebuild the feature marts from scratch (after an upgrade)"
     )
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser(
+        "bootstrap",
+        help="a deployment's first start: build history once (SHOP_SOURCE=simulate: a demo shop ending yesterday)",
+    )
+    p.add_argument("--keep-last", type=int, default=1, help="leave the newest N inbox days for the scheduler")
+    p.add_argument("--users", type=_positive, default=20_000, help="demo shop only")
+    p.add_argument("--days", type=_positive, default=180, help="demo shop only")
+    p.set_defaults(func=cmd_bootstrap)
 
     p = sub.add_parser("publish", help="publish the analyst snapshot (atomic replace)")
     p.set_defaults(func=cmd_publish)

@@ -60,10 +60,12 @@ def _log_run(results: list[dict], scores: dict[str, np.ndarray], y_test: np.ndar
     from sklearn.metrics import roc_curve
 
     import mlflow
-    from ml.registry import configure_mlflow, experiment_id
+    from ml.registry import configure_mlflow, experiment_id, owner_tags
 
     configure_mlflow()
-    with mlflow.start_run(experiment_id=experiment_id(EXPERIMENT), run_name=f"backtest-{split.test_date}"):
+    with mlflow.start_run(
+        experiment_id=experiment_id(EXPERIMENT), run_name=f"backtest-{split.test_date}", tags=owner_tags()
+    ):
         mlflow.log_params(
             {
                 **split.as_params(),

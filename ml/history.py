@@ -69,3 +69,35 @@ def build_history(keep_last: int = 0, full_refresh: bool = False) -> list[date]:
         )
     build_features(landed[0] + timedelta(days=WARM_UP_DAYS), as_of_for(landed[-1]), full_refresh=full_refresh)
     return remaining
+
+
+def bootstrap(keep_last: int = 1, users: int = 20_000, days: int = 180, today: date | None = None) -> dict:
+    """A deployment's first start (compose's `shop-init`, `make test-deploy`): build history once.
+
+    A warehouse that already holds landed history is left alone, so restarting the stack costs nothing.
+    With SHOP_SOURCE=simulate and an empty inbox, a synthetic shop ending yesterday (UTC, the scheduler's
+    clock) is simulated first. The newest `keep_last` inbox days are left for the scheduler's first runs.
+    """
+    from datetime import UTC, datetime
+
+    cfg = settings()
+    if cfg.warehouse_path.exists() and landed_days():
+        return {"bootstrapped": False, "reason": "history already built", "landed_days": len(landed_days())}
+    simulated = None
+    if not inbox_days():
+        if cfg.source != "simulate":
+            raise UserFacingError(
+                f"no daily exports in {cfg.inbox_dir / 'events'} to build history from: put the shop's exports "
+                "there (events_YYYY-MM-DD.parquet or .csv), or set SHOP_SOURCE=simulate for the demo shop"
+            )
+        from ml.simulate import ShopSpec, simulate
+
+        last = (today or datetime.now(UTC).date()) - timedelta(days=1)
+        simulated = simulate(ShopSpec(seed=cfg.seed, users=users, days=days, start=last - timedelta(days=days - 1)))
+    remaining = build_history(keep_last)
+    return {
+        "bootstrapped": True,
+        "simulated": simulated,
+        "landed_days": len(landed_days()),
+        "left_for_the_dag": [str(d) for d in remaining],
+    }

@@ -73,6 +73,13 @@ def report_failure(context: dict[str, Any]) -> None:
     logging.getLogger(__name__).error("shop_daily failed for %s in %s: %s", day, report["task_id"], report["reason"])
     name = f"{day or 'unknown'}__{report['task_id']}__{report['run_id']}".replace("/", "_").replace(":", "-")
     write_text_atomic(json.dumps(report, indent=2, default=str), settings().audit_dir / "failed_days" / f"{name}.json")
+    # A task killed outright (out of memory, SIGKILL) leaves its MLflow run RUNNING: close it as FAILED.
+    try:
+        from ml.registry import fail_orphaned_runs
+
+        fail_orphaned_runs()
+    except Exception:  # the report above matters more than this tidy-up
+        logging.getLogger(__name__).exception("could not check MLflow for runs left open")
 
 
 def as_of_from(context: dict[str, Any]) -> date:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
+import socket
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -226,6 +228,50 @@ def list_versions() -> list[dict[str, Any]]:
                 }
             )
     return sorted(rows, key=lambda r: (r["model"], -int(r["version"])))
+
+
+def owner_tags() -> dict[str, str]:
+    """Which process owns a run (tagged on every run), so a run left RUNNING by a killed process can be found."""
+    import psutil
+
+    me = psutil.Process()
+    return {"shop.host": socket.gethostname(), "shop.pid": str(me.pid), "shop.pid_started": f"{me.create_time():.2f}"}
+
+
+def _process_alive(pid: int, started: str) -> bool:
+    import psutil
+
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}" == started  # same pid, same start: the same process
+    except psutil.NoSuchProcess:
+        return False
+
+
+def fail_orphaned_runs() -> list[str]:
+    """Mark FAILED the RUNNING runs whose process on this host is gone (SIGKILL, out of memory, a reboot).
+
+    A run whose process ends normally, raises or gets SIGTERM is closed by MLflow itself; only a process
+    that never got to run its handlers leaves one RUNNING forever. Runs owned by other hosts are left alone:
+    this host cannot see their processes.
+    """
+    mlflow_client = client()
+    experiments = [e.experiment_id for e in mlflow_client.search_experiments()]
+    if not experiments:
+        return []
+    host = socket.gethostname()
+    failed = []
+    for run in mlflow_client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        if tags.get("shop.host") != host or not tags.get("shop.pid", "").isdigit():
+            continue
+        if _process_alive(int(tags["shop.pid"]), tags.get("shop.pid_started", "")):
+            continue
+        reason = f"process {tags['shop.pid']} on {host} ended without closing the run (killed?)"
+        mlflow_client.set_tag(run.info.run_id, "shop.failure", reason)
+        mlflow_client.set_terminated(run.info.run_id, status="FAILED")
+        logging.getLogger(__name__).warning("MLflow run %s marked FAILED: %s", run.info.run_id, reason)
+        failed.append(run.info.run_id)
+    return failed
 
 
 def reconcile_ui_changes() -> list[dict[str, Any]]:

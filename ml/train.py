@@ -42,7 +42,9 @@ from ml.registry import (
     champion_version,
     configure_mlflow,
     experiment_id,
+    fail_orphaned_runs,
     load_champion,
+    owner_tags,
     promote,
     reconcile_ui_changes,
     record_audit,
@@ -86,6 +88,7 @@ def train_all(tasks: list[str] | None = None, as_of: date | None = None) -> list
     """Train, log, register and gate every task; return one summary per task."""
     configure_mlflow()
     reconcile_ui_changes()
+    fail_orphaned_runs()
     split, columns, frames = load_split(tasks or list(TASKS), as_of)
     return [train_task(task, parts, split, columns) for task, parts in frames.items()]
 
@@ -140,7 +143,9 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
     }
     candidates = []
     for flavour in FLAVOURS:
-        with mlflow.start_run(experiment_id=experiment, run_name=f"{name}-{flavour}-{split.test_date}") as run:
+        with mlflow.start_run(
+            experiment_id=experiment, run_name=f"{name}-{flavour}-{split.test_date}", tags=owner_tags()
+        ) as run:
             pipeline, params = fit_flavour(flavour, x, y, seed)
             proba = {part: pipeline.predict_proba(x[part])[:, 1] for part in ("valid", "test")}
             threshold = best_f1_threshold(y["valid"], proba["valid"])

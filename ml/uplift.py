@@ -245,10 +245,11 @@ def train_uplift(test_date: date | None = None, n_boot: int = 200, before: date 
 
     `before`: use only campaigns whose outcome window closed by then (a backfill's view of the past).
     """
-    from ml.registry import configure_mlflow
+    from ml.registry import configure_mlflow, fail_orphaned_runs
     from ml.uplift_registry import gate_uplift, log_candidate
 
     configure_mlflow()
+    fail_orphaned_runs()
     seed = settings().seed
     with connect_read_only() as con:
         frame, columns = load_campaigns(con)

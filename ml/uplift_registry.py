@@ -40,11 +40,12 @@ def log_candidate(
     import matplotlib.pyplot as plt
 
     import mlflow
+    from ml.registry import owner_tags
     from ml.train import _requirements, code_version
 
     test_date = str(test["send_date"].iloc[0])
     with mlflow.start_run(
-        experiment_id=experiment_id(EXPERIMENT), run_name=f"{UPLIFT_MODEL}-{learner}-{test_date}"
+        experiment_id=experiment_id(EXPERIMENT), run_name=f"{UPLIFT_MODEL}-{learner}-{test_date}", tags=owner_tags()
     ) as run:
         mlflow.set_tags({"model_name": UPLIFT_MODEL, "learner": learner, "code_version": code_version()})
         mlflow.log_params(

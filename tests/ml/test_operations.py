@@ -88,3 +88,63 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _running_runs(client) -> list:
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, "attributes.status = 'RUNNING'") if experiments else []
+
+
+@pytest.mark.slow
+def test_a_killed_training_run_is_marked_failed(built_shop, shop_copy):
+    """SIGTERM ends the open MLflow run FAILED at once; after SIGKILL the next training marks it FAILED."""
+    from ml.registry import configure_mlflow, fail_orphaned_runs
+    from mlflow import MlflowClient
+
+    shop = shop_copy(built_shop)
+    client = MlflowClient(configure_mlflow())
+    env = {"SHOP_DATA_DIR": str(shop.data), "SHOP_MLFLOW_DIR": str(shop.root / "mlflow")}
+    outcomes = {}
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        training = subprocess.Popen([sys.executable, "-m", "ml", "train"], cwd=ROOT, env={**os.environ, **env})
+        deadline = time.monotonic() + 300
+        while not _running_runs(client):
+            assert training.poll() is None and time.monotonic() < deadline, "training never opened an MLflow run"
+            time.sleep(0.2)
+        run_id = _running_runs(client)[0].info.run_id
+        training.send_signal(stop)
+        training.wait(timeout=60)
+        outcomes[stop.name] = client.get_run(run_id).info.status
+        if stop == signal.SIGKILL:
+            assert outcomes["SIGKILL"] == "RUNNING"  # nothing in the killed process could close it
+            assert fail_orphaned_runs() == [run_id]
+            killed = client.get_run(run_id)
+            assert killed.info.status == "FAILED"
+            assert "ended without closing the run" in killed.data.tags["shop.failure"]
+    assert outcomes["SIGTERM"] == "FAILED"
+    assert not _running_runs(client)
+
+
+def test_a_live_or_foreign_run_is_never_marked_failed(empty_env):
+    import mlflow
+    from ml.registry import experiment_id, fail_orphaned_runs, owner_tags
+
+    experiment = experiment_id("shop_behaviour_models")
+    with mlflow.start_run(experiment_id=experiment) as live:
+        mlflow.set_tags(owner_tags())  # this process: alive
+        with mlflow.start_run(experiment_id=experiment, nested=True) as foreign:
+            mlflow.set_tags({**owner_tags(), "shop.host": "another-host", "shop.pid": "1"})
+            assert fail_orphaned_runs() == []
+    client = mlflow.MlflowClient()
+    assert client.get_run(live.info.run_id).info.status == "FINISHED"
+    assert client.get_run(foreign.info.run_id).info.status == "FINISHED"
+
+
+def test_bootstrap_without_exports_says_where_to_put_them(empty_env, monkeypatch):
+    from ml.errors import UserFacingError
+    from ml.history import bootstrap
+
+    monkeypatch.setenv("SHOP_SOURCE", "inbox")
+    with pytest.raises(UserFacingError, match=r"no daily exports in .*inbox/events.*SHOP_SOURCE=simulate"):
+        bootstrap()
+    assert not (empty_env / "data" / "warehouse.duckdb").exists()  # nothing half-built
