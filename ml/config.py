@@ -52,6 +52,8 @@ class Settings:
     source: str
     # None: score (and train on) every known customer; N: only users active in the N days before the as-of date.
     scoring_lookback_days: int | None
+    # As-of dates per dbt query when building history: the peak memory grows with users x this, not with days.
+    history_batch_days: int
 
     @property
     def mlflow_dir(self) -> Path:
@@ -85,6 +87,7 @@ def settings() -> Settings:
         gross_margin_rate=_float_env("SHOP_GROSS_MARGIN_RATE", 0.4),
         scoring_lookback_days=_optional_positive_int_env("SHOP_SCORING_LOOKBACK_DAYS"),
         source=_choice_env("SHOP_SOURCE", "inbox", SOURCES),
+        history_batch_days=_positive_int_env("SHOP_HISTORY_BATCH_DAYS", 30),
     )
 
 

@@ -13,7 +13,7 @@ from ml.config import settings
 from ml.errors import UserFacingError
 from ml.landing import LandingPlan, named_day, plan_coupon_sends, plan_events, plan_inbox_tables
 from ml.pipeline import as_of_for
-from ml.warehouse import build_features
+from ml.warehouse import build_feature_history
 
 # The first as-of date is this many days after the first landed day: earlier snapshots see too little.
 WARM_UP_DAYS = 28
@@ -67,7 +67,7 @@ def build_history(keep_last: int = 0, full_refresh: bool = False) -> list[date]:
             f"the landed events cover {span} days ({landed[0]}..{landed[-1]}): need more than {WARM_UP_DAYS} "
             "to build history"
         )
-    build_features(landed[0] + timedelta(days=WARM_UP_DAYS), as_of_for(landed[-1]), full_refresh=full_refresh)
+    build_feature_history(landed[0] + timedelta(days=WARM_UP_DAYS), as_of_for(landed[-1]), full_refresh=full_refresh)
     return remaining
 
 

@@ -133,3 +133,16 @@ def test_the_quarantine_threshold_is_a_setting(built_shop, shop_copy, monkeypatc
 
     with pytest.raises(ConfigError, match="SHOP_MAX_QUARANTINE_SHARE must be a number, got 'lots'"):
         build_features(day + timedelta(days=1))
+
+
+def test_history_built_in_batches_equals_one_query_over_every_date(built_shop, shop_copy, monkeypatch):
+    """The session shop's history was built 30 as-of dates per query; one query over all gives the same rows."""
+    from ml.history import build_history
+
+    marts = ["user_features", "training_labels", "campaign_outcomes", "events_quarantine", "landing_daily_summary"]
+    shop = shop_copy(built_shop)
+    batched = table_checksums(shop.warehouse, marts)
+    assert batched["user_features"][0] > 0
+    monkeypatch.setenv("SHOP_HISTORY_BATCH_DAYS", "1000")
+    build_history(keep_last=3, full_refresh=True)
+    assert table_checksums(shop.warehouse, marts) == batched
