@@ -120,7 +120,7 @@ def main() -> None:
     import duckdb
 
     cfg = settings()
-    events = duckdb.sql(f"select count(*) from read_parquet('{cfg.landing_dir}/events/*/*.parquet')").fetchone()[0]
+    events = duckdb.sql(f"select count(*) from read_parquet('{cfg.landing_dir}/events/*/*.parquet')").fetchall()[0][0]
     warehouse_mb = round(cfg.warehouse_path.stat().st_size / 2**20, 1)
     summary = {"users": users, "days": days, "events": events, "warehouse_mb": warehouse_mb}
     (root / "results.json").write_text(json.dumps({**summary, "steps": results}, indent=2))
