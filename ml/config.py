@@ -52,7 +52,7 @@ class Settings:
     source: str
     # None: score (and train on) every known customer; N: only users active in the N days before the as-of date.
     scoring_lookback_days: int | None
-    # As-of dates per dbt query when building history: the peak memory grows with users x this, not with days.
+    # As-of dates per dbt query when building user_features' history: its memory grows with users x this.
     history_batch_days: int
 
     @property

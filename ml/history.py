@@ -71,17 +71,30 @@ def build_history(keep_last: int = 0, full_refresh: bool = False) -> list[date]:
     return remaining
 
 
+def history_built() -> bool:
+    """True once a history build finished: labels exist (the build's last step), not just a warehouse file."""
+    from ml.data import connect_read_only, table_names
+
+    if not settings().warehouse_path.exists():
+        return False
+    with connect_read_only() as con:
+        if "training_labels" not in table_names(con):
+            return False
+        return con.execute("select count(*) from training_labels").fetchone()[0] > 0
+
+
 def bootstrap(keep_last: int = 1, users: int = 20_000, days: int = 180, today: date | None = None) -> dict:
     """A deployment's first start (compose's `shop-init`, `make test-deploy`): build history once.
 
-    A warehouse that already holds landed history is left alone, so restarting the stack costs nothing.
+    A warehouse whose history build finished is left alone, so restarting the stack costs nothing; one that
+    failed half-way (out of memory, a failed check) is built again.
     With SHOP_SOURCE=simulate and an empty inbox, a synthetic shop ending yesterday (UTC, the scheduler's
     clock) is simulated first. The newest `keep_last` inbox days are left for the scheduler's first runs.
     """
     from datetime import UTC, datetime
 
     cfg = settings()
-    if cfg.warehouse_path.exists() and landed_days():
+    if history_built():
         return {"bootstrapped": False, "reason": "history already built", "landed_days": len(landed_days())}
     simulated = None
     if not inbox_days():

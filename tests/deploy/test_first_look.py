@@ -2,6 +2,7 @@
 
 Run by `make test-deploy` (after `make test` in CI): the UI must serve the DAG, and the runs it lists
 must be those of `make run` (conf `{"run_date": D}`), never the test suite's (it has its own home).
+Like a newcomer, it uses the project's own `.airflow` home: in a working copy, that of your `make run`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -28,6 +30,14 @@ def _fresh_shell() -> dict[str, str]:
     venv = str(ROOT / ".venv")
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(venv))
     return env
+
+
+def _test_suite_run_ids() -> set[str]:
+    database = ROOT / ".airflow-test" / "airflow.db"
+    if not database.exists():
+        return set()
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as con:
+        return {row[0] for row in con.execute("select run_id from dag_run where dag_id = 'shop_daily'")}
 
 
 def _start(target: str, port_var: str, port: int, log: Path) -> subprocess.Popen:
@@ -91,6 +101,8 @@ def test_make_airflow_serves_the_dag_and_only_the_runs_of_make_run(tmp_path):
         assert dag["dag_id"] == "shop_daily"
         runs = api("dags/shop_daily/dagRuns?limit=1000")["dag_runs"]
         assert all(set(run["conf"] or {}) == {"run_date"} for run in runs), [r["conf"] for r in runs]
+        # The test suite's own DAG runs (in CI, `make test` just made some) live in its own home only.
+        assert not {r["dag_run_id"] for r in runs} & _test_suite_run_ids()
         with urllib.request.urlopen(f"{base}/dags/shop_daily/grid", timeout=10) as page:
             assert page.status == 200 and b"<html" in page.read().lower()
     finally:

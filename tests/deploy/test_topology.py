@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import date, timedelta
 from urllib.parse import urlencode
 
 import duckdb
@@ -34,6 +34,7 @@ def topology(tmp_path_factory):
             for _ in range(2)
         )
         assert first["bootstrapped"] and not second["bootstrapped"], (first, second)
+        topology.day_left = first["left_for_the_dag"]  # yesterday when it ran: the scheduler's first day
         topology.start_services()
         yield topology
     finally:
@@ -69,7 +70,8 @@ def _champion(topology: Topology, name: str) -> str:
 
 
 def test_a_scheduled_day_trains_registers_scores_and_publishes_through_the_servers(topology):
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    [day] = topology.day_left
+    yesterday = date.fromisoformat(day)
     topology.wait_for("the DAG processor to parse shop_daily", lambda: _airflow(topology, "dags/shop_daily"), 240)
     # New DAGs start paused; unpausing lets the scheduler make its own run for the newest whole day.
     _airflow(topology, "dags/shop_daily", {"is_paused": False}, method="PATCH")

@@ -125,26 +125,33 @@ def test_a_killed_training_run_is_marked_failed(built_shop, shop_copy):
     assert not _running_runs(client)
 
 
-def test_a_live_or_foreign_run_is_never_marked_failed(empty_env):
+def test_only_runs_whose_process_is_gone_here_are_marked_failed(empty_env):
     import mlflow
     from ml.registry import experiment_id, fail_orphaned_runs, owner_tags
 
     experiment = experiment_id("shop_behaviour_models")
-    with mlflow.start_run(experiment_id=experiment) as live:
-        mlflow.set_tags(owner_tags())  # this process: alive
-        with mlflow.start_run(experiment_id=experiment, nested=True) as foreign:
-            mlflow.set_tags({**owner_tags(), "shop.host": "another-host", "shop.pid": "1"})
-            assert fail_orphaned_runs() == []
     client = mlflow.MlflowClient()
-    assert client.get_run(live.info.run_id).info.status == "FINISHED"
-    assert client.get_run(foreign.info.run_id).info.status == "FINISHED"
+    with mlflow.start_run(experiment_id=experiment, tags=owner_tags()) as live:  # this process: alive
+        foreign = client.create_run(
+            experiment, tags={**owner_tags(), "shop.machine": "another-machine", "shop.pid": "1"}
+        )
+        dead = client.create_run(experiment, tags={**owner_tags(), "shop.pid_started": "0"})  # our pid, not our start
+        assert fail_orphaned_runs() == [dead.info.run_id]
+        assert client.get_run(live.info.run_id).info.status == "RUNNING"
+        assert client.get_run(foreign.info.run_id).info.status == "RUNNING"
+        assert client.get_run(dead.info.run_id).info.status == "FAILED"
 
 
-def test_bootstrap_without_exports_says_where_to_put_them(empty_env, monkeypatch):
-    from ml.errors import UserFacingError
-    from ml.history import bootstrap
+def test_a_half_built_history_is_built_again_by_bootstrap(empty_env):
+    """A warehouse file alone (a build that failed half-way) is not history: bootstrap must not skip it."""
+    from ml.config import settings
+    from ml.history import history_built
 
-    monkeypatch.setenv("SHOP_SOURCE", "inbox")
-    with pytest.raises(UserFacingError, match=r"no daily exports in .*inbox/events.*SHOP_SOURCE=simulate"):
-        bootstrap()
-    assert not (empty_env / "data" / "warehouse.duckdb").exists()  # nothing half-built
+    warehouse = settings().warehouse_path
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create table user_features as select 1 as user_id")
+    assert not history_built()
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create table training_labels as select 1 as user_id")
+    assert history_built()
