@@ -245,6 +245,11 @@ def _machine() -> str:
     return _first_line("/etc/machine-id", "/var/lib/dbus/machine-id") or socket.gethostname()
 
 
+def _boot_id() -> str:
+    """This boot of the machine: a process from an earlier boot is gone whatever its pid."""
+    return _first_line("/proc/sys/kernel/random/boot_id")
+
+
 def _started(pid: int) -> str | None:
     """When process `pid` started, immune to clock changes: clock ticks since boot (Linux), else psutil's time."""
     stat = Path(f"/proc/{pid}/stat")
@@ -267,7 +272,7 @@ def owner_tags() -> dict[str, str]:
     return {
         "shop.host": socket.gethostname(),
         "shop.machine": _machine(),
-        "shop.boot": _first_line("/proc/sys/kernel/random/boot_id"),
+        "shop.boot": _boot_id(),
         "shop.pid": str(os.getpid()),
         "shop.pid_started": _started(os.getpid()) or "",
     }
@@ -277,7 +282,7 @@ def _owner_gone(tags: dict[str, str]) -> bool:
     """True when the run's process is known to be gone: this machine, and a reboot since or no such process."""
     if tags.get("shop.machine") != _machine() or not tags.get("shop.pid", "").isdigit():
         return False  # another machine's run (or an untagged one): its process cannot be seen from here
-    if tags.get("shop.boot") != _first_line("/proc/sys/kernel/random/boot_id"):
+    if tags.get("shop.boot") != _boot_id():
         return True
     return _started(int(tags["shop.pid"])) != tags.get("shop.pid_started")  # same pid, same start: alive
 

@@ -6,9 +6,11 @@ absolute, so a build does the same thing from the CLI, `make`, a test or an Airf
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -17,6 +19,8 @@ from pathlib import Path
 
 from ml.config import Settings, settings
 from ml.errors import DbtError
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def dbt_env(cfg: Settings | None = None) -> dict[str, str]:
@@ -63,7 +67,7 @@ def run_dbt(args: list[str], dbt_vars: dict[str, object] | None = None, cfg: Set
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     ) as process:
         try:
             for line in process.stdout:
@@ -83,13 +87,13 @@ def run_dbt(args: list[str], dbt_vars: dict[str, object] | None = None, cfg: Set
     return "\n".join(lines)
 
 
-def _die_with_parent() -> None:
-    """In the dbt child: get SIGTERM when the Python process that started it dies, even by SIGKILL (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
+def die_with_parent() -> None:
+    """In a child process (preexec_fn): get SIGTERM when the process that started it dies, even by SIGKILL.
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    Linux only (PR_SET_PDEATHSIG); libc is loaded at import, so nothing is imported between fork and exec.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Settings | None = None) -> dict:

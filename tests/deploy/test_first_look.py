@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
-import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.deploy.topology import ROOT, _die_with_parent, free_port, get_json
+from tests.deploy.topology import ROOT, Topology, free_port, get_json
 
 pytestmark = pytest.mark.deploy
 
@@ -40,50 +37,24 @@ def _test_suite_run_ids() -> set[str]:
         return {row[0] for row in con.execute("select run_id from dag_run where dag_id = 'shop_daily'")}
 
 
-def _start(target: str, port_var: str, port: int, log: Path) -> subprocess.Popen:
-    with open(log, "w") as out:
-        return subprocess.Popen(
-            ["make", target, f"{port_var}={port}"],
-            cwd=ROOT,
-            env=_fresh_shell(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-
-
-def _wait(proc: subprocess.Popen, log: Path, check, timeout: float = 240):
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, f"exited {proc.returncode}:\n{log.read_text()[-4000:]}"
-        try:
-            result = check()
-        except Exception:
-            result = None
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"not up after {timeout}s:\n{log.read_text()[-4000:]}"
-        time.sleep(2)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+def _start(target: str, port_var: str, port: int, root: Path) -> Topology:
+    """`make TARGET` as one service of a bare harness (no Postgres): logged, stopped with its process group."""
+    services = Topology(root)
+    services.spawn(target, "make", target, f"{port_var}={port}", env=_fresh_shell())
+    return services
 
 
 def test_make_airflow_serves_the_dag_and_only_the_runs_of_make_run(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "airflow.log"
-    proc = _start("airflow", "AIRFLOW_PORT", port, log)
+    services = _start("airflow", "AIRFLOW_PORT", port, tmp_path)
     try:
-        health = _wait(proc, log, lambda: get_json(f"{base}/api/v2/monitor/health"))
-        _wait(proc, log, lambda: get_json(f"{base}/api/v2/monitor/health")["scheduler"]["status"] == "healthy")
+        health = services.wait_for("the API server", lambda: get_json(f"{base}/api/v2/monitor/health"), 240)
+        services.wait_for(
+            "a healthy scheduler",
+            lambda: get_json(f"{base}/api/v2/monitor/health")["scheduler"]["status"] == "healthy",
+            240,
+        )
         assert health["metadatabase"]["status"] == "healthy"
         passwords = ROOT / ".airflow" / "simple_auth_manager_passwords.json.generated"
         token = get_json(
@@ -97,7 +68,7 @@ def test_make_airflow_serves_the_dag_and_only_the_runs_of_make_run(tmp_path):
             with urllib.request.urlopen(request, timeout=10) as response:
                 return json.loads(response.read())
 
-        dag = _wait(proc, log, lambda: api("dags/shop_daily"))
+        dag = services.wait_for("shop_daily to be served", lambda: api("dags/shop_daily"), 240)
         assert dag["dag_id"] == "shop_daily"
         runs = api("dags/shop_daily/dagRuns?limit=1000")["dag_runs"]
         assert all(set(run["conf"] or {}) == {"run_date"} for run in runs), [r["conf"] for r in runs]
@@ -106,18 +77,21 @@ def test_make_airflow_serves_the_dag_and_only_the_runs_of_make_run(tmp_path):
         with urllib.request.urlopen(f"{base}/dags/shop_daily/grid", timeout=10) as page:
             assert page.status == 200 and b"<html" in page.read().lower()
     finally:
-        _stop(proc)
+        services.stop()
 
 
 def test_make_mlflow_serves_the_ui(tmp_path):
     port = free_port()
-    log = tmp_path / "mlflow.log"
-    proc = _start("mlflow", "MLFLOW_PORT", port, log)
+    services = _start("mlflow", "MLFLOW_PORT", port, tmp_path)
     try:
-        _wait(proc, log, lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).status == 200)
+        services.wait_for(
+            "the MLflow server",
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).status == 200,
+            240,
+        )
         experiments = get_json(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search", {"max_results": 10})
         assert "experiments" in experiments
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
             assert page.status == 200
     finally:
-        _stop(proc)
+        services.stop()

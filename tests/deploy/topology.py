@@ -8,11 +8,9 @@ its own process group with its own log; `stop()` ends them all, Postgres last.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,9 +20,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ml.warehouse import die_with_parent
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def free_port() -> int:
@@ -33,16 +32,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In each service: get SIGTERM when the test process dies, even by SIGKILL (nothing imported after fork)."""
-    _LIBC.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
 def get_json(url: str, data: dict | None = None, timeout: float = 10, method: str | None = None) -> dict:
     body = None if data is None else json.dumps(data).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method=method)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -57,6 +57,8 @@ class Topology:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     mlflow_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
+    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    fernet_key: str = field(default_factory=lambda: _fernet_key())
     _postgres: object = None
 
     @property
@@ -88,10 +90,6 @@ class Topology:
     def env(self) -> dict[str, str]:
         """What compose's x-shop-env sets, with host names replaced by this machine's ports."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOP_", "AIRFLOW_", "AIRFLOW__", "MLFLOW_"))}
-        if not hasattr(self, "_secrets"):
-            from cryptography.fernet import Fernet
-
-            self._secrets = {"jwt": secrets.token_urlsafe(32), "fernet": Fernet.generate_key().decode()}
         env.update(
             PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
             PYTHONPATH=str(ROOT),
@@ -111,8 +109,8 @@ class Topology:
             AIRFLOW__CORE__PARALLELISM="4",
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=self.database_uri("airflow"),
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.api_url}/execution/",
-            AIRFLOW__API_AUTH__JWT_SECRET=self._secrets["jwt"],
-            AIRFLOW__CORE__FERNET_KEY=self._secrets["fernet"],
+            AIRFLOW__API_AUTH__JWT_SECRET=self.jwt_secret,
+            AIRFLOW__CORE__FERNET_KEY=self.fernet_key,
             AIRFLOW__COSMOS__ENABLE_TELEMETRY="False",
             AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="120",
             # The test reads the REST API without logging in; compose keeps Airflow's login.
@@ -130,17 +128,18 @@ class Topology:
             )
         return done
 
-    def spawn(self, name: str, *args: str) -> None:
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+        """Start a long-running service (default: with the topology's environment), logging to logs/NAME.log."""
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"{name}.log", "w") as log:
             self.processes[name] = subprocess.Popen(
                 args,
-                env=self.env(),
+                env=env or self.env(),
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # a killed test run leaves no services behind
+                preexec_fn=die_with_parent,  # a killed test run leaves no services behind
             )
 
     def wait_for(self, what: str, check, timeout: float = 180, every: float = 2):
@@ -206,12 +205,9 @@ class Topology:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.processes.values():
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         if self._postgres is not None:
             self._postgres.cleanup()
-
-    def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
