@@ -112,6 +112,8 @@ def test_a_killed_training_run_is_marked_failed(built_shop, shop_copy):
             assert training.poll() is None and time.monotonic() < deadline, "training never opened an MLflow run"
             time.sleep(0.2)
         run_id = _running_runs(client)[0].info.run_id
+        # Signal inside the run's `with` block (the fit), not in the instant between its creation and entry.
+        time.sleep(1.0)
         training.send_signal(stop)
         training.wait(timeout=60)
         outcomes[stop.name] = client.get_run(run_id).info.status
