@@ -6,7 +6,9 @@ For the business day D (the data interval's start, or the `run_date` param):
 1. **land_day** lands D's event export from the inbox as the `event_date=D` partition (with
    `source=simulate`, the synthetic shop simulates the day first if the inbox lacks it).
 2. **features** (one Airflow task per dbt model, via Cosmos) builds staging, quarantine and
-   `user_features` / `training_labels` as of D + 1: everything known by the end of D. Then
+   `user_features` / `training_labels` as of D + 1: everything known by the end of D. The models over
+   events are incremental by day: they re-process only from `reprocess_from` (land_day's XCom: D minus
+   `SHOP_LATE_EVENT_DAYS`, earlier if the landing changed an older day or a landed day was never built). Then
    **check_features** runs the tests that join two models (the quarantine share above all): a flood of
    malformed rows fails the day here, before training, scoring or publishing.
 3. **train** retrains the propensity, churn and coupon effect models weekly (and whenever a model has no
@@ -46,6 +48,7 @@ WAREHOUSE_POOL = "warehouse"
 CFG = settings()
 DBT_DIR = CFG.dbt_project_dir
 AS_OF = "{{ ti.xcom_pull(task_ids='land_day')['as_of_date'] }}"
+REPROCESS_FROM = "{{ ti.xcom_pull(task_ids='land_day')['reprocess_from'] }}"
 # Retries only where waiting can help: an export that lands late, a warehouse another writer holds.
 # A failed test, a bad file or a model error fails the same way again.
 RETRIES = int(os.environ.get("SHOP_TASK_RETRIES", "2"))
@@ -82,7 +85,7 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup:
         operator_args={
             "pool": WAREHOUSE_POOL,
             "install_deps": False,
-            "vars": {**as_of_vars(None, cfg=CFG), "as_of_start": AS_OF, "as_of_end": AS_OF},
+            "vars": {**as_of_vars(None, cfg=CFG), "as_of_start": AS_OF, "as_of_end": AS_OF, "reprocess_from": REPROCESS_FROM},
         },
         default_args={"outlets": outlets, "retries": min(RETRIES, 1)},
     )

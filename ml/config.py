@@ -54,6 +54,8 @@ class Settings:
     scoring_lookback_days: int | None
     # As-of dates per dbt query when building user_features' history: its memory grows with users x this.
     history_batch_days: int
+    # A daily run re-processes this many event days before its business day: corrected exports landed late.
+    late_event_days: int
 
     @property
     def mlflow_dir(self) -> Path:
@@ -88,6 +90,7 @@ def settings() -> Settings:
         scoring_lookback_days=_optional_positive_int_env("SHOP_SCORING_LOOKBACK_DAYS"),
         source=_choice_env("SHOP_SOURCE", "inbox", SOURCES),
         history_batch_days=_positive_int_env("SHOP_HISTORY_BATCH_DAYS", 30),
+        late_event_days=_non_negative_int_env("SHOP_LATE_EVENT_DAYS", 3),
     )
 
 
@@ -112,6 +115,13 @@ def _positive_int_env(name: str, default: int) -> int:
     value = _int_env(name, default)
     if value <= 0:
         raise ConfigError(f"{name} must be a positive whole number, got {os.environ.get(name)!r}")
+    return value
+
+
+def _non_negative_int_env(name: str, default: int) -> int:
+    value = _int_env(name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or a positive whole number, got {os.environ.get(name)!r}")
     return value
 
 

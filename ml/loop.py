@@ -36,7 +36,7 @@ def run_day(day: date) -> dict[str, Any]:
 
     landed = land(day, source="simulate")
     as_of = as_of_for(day)
-    build_features(as_of, as_of)
+    build_features(as_of, as_of, reprocess_from=date.fromisoformat(landed["reprocess_from"]))
     trained = train_if_due(as_of)
     score_day(as_of)
     build_segments(as_of)

@@ -41,9 +41,14 @@ def land(day: date, source: str = "inbox") -> dict[str, Any]:
         from ml.simulate import extend_shop
 
         extend_shop(day)
+    from ml.warehouse import reprocess_start
+
     summary = land_day(day)
     summary["business_date"] = str(day)
     summary["as_of_date"] = str(as_of_for(day))
+    changed = summary["first_changed_day"]
+    # The event days the feature build re-processes, passed to dbt (var reprocess_from) through XCom.
+    summary["reprocess_from"] = str(reprocess_start(as_of_for(day), changed and date.fromisoformat(changed)))
     return summary
 
 

@@ -112,14 +112,60 @@ def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Set
     return dbt_vars
 
 
-def build_features(as_of_start: date | None = None, as_of_end: date | None = None, full_refresh: bool = False) -> str:
+def newest_processed_day(cfg: Settings | None = None) -> date | None:
+    """The newest event day the incremental models hold (None before the first build)."""
+    import duckdb
+
+    cfg = cfg or settings()
+    if not cfg.warehouse_path.exists():
+        return None
+    from ml.data import connect_read_only, table_names
+
+    with connect_read_only(cfg.warehouse_path) as con:
+        if not {"landing_daily_summary", "int_user_days_aggregated"} <= set(table_names(con)):
+            return None
+        try:
+            return con.execute(
+                "select least((select max(event_date) from landing_daily_summary),"
+                " (select max(activity_date) from int_user_days_aggregated))"
+            ).fetchall()[0][0]
+        except duckdb.Error:
+            return None
+
+
+def reprocess_start(as_of_start: date, first_changed_day: date | None = None, cfg: Settings | None = None) -> date:
+    """The first event day a run for `as_of_start` re-processes (dbt var `reprocess_from`).
+
+    `SHOP_LATE_EVENT_DAYS` before the business day; earlier if the landing changed an older partition
+    (`first_changed_day`) or if landed days were never processed (a gap of failed or skipped runs).
+    """
+    cfg = cfg or settings()
+    start = as_of_start - timedelta(days=1 + cfg.late_event_days)
+    if first_changed_day is not None:
+        start = min(start, first_changed_day)
+    processed = newest_processed_day(cfg)
+    if processed is not None:
+        start = min(start, processed + timedelta(days=1))
+    return start
+
+
+def build_features(
+    as_of_start: date | None = None,
+    as_of_end: date | None = None,
+    full_refresh: bool = False,
+    reprocess_from: date | None = None,
+) -> str:
     """`dbt build` of staging, intermediate, quality and feature marts for the given as-of dates.
 
-    `full_refresh` rebuilds the incremental marts from scratch: needed once after an upgrade that adds
-    feature columns to a warehouse built before it (their contracts refuse a silent schema change).
+    The models over events re-process event days from `reprocess_from` (default: `reprocess_start`) and
+    keep the rest. `full_refresh` rebuilds every table from the landed files: needed once after an upgrade
+    that adds feature columns to a warehouse built before it (their contracts refuse a silent schema change).
     """
     args = ["build", "--select", "tag:features", *(["--full-refresh"] if full_refresh else [])]
-    return run_dbt(args, as_of_vars(as_of_start, as_of_end))
+    dbt_vars = as_of_vars(as_of_start, as_of_end)
+    if as_of_start and not full_refresh:
+        dbt_vars["reprocess_from"] = str(reprocess_from or reprocess_start(as_of_start))
+    return run_dbt(args, dbt_vars)
 
 
 def build_feature_history(
@@ -136,7 +182,8 @@ def build_feature_history(
     batch_days = batch_days or settings().history_batch_days
     refresh = ["--full-refresh"] if full_refresh else []
     everything = as_of_vars(as_of_start, as_of_end)
-    run_dbt(["build", "--select", "tag:features", "--exclude", "user_features+", *refresh], everything)
+    # History is every landed day: the models over events and the labels are rebuilt whole.
+    run_dbt(["build", "--select", "tag:features", "--exclude", "user_features+", "--full-refresh"], everything)
     starts = [
         as_of_start + timedelta(days=offset) for offset in range(0, (as_of_end - as_of_start).days + 1, batch_days)
     ]
@@ -144,7 +191,7 @@ def build_feature_history(
         last = min(first + timedelta(days=batch_days - 1), as_of_end)
         batch_refresh = refresh if first == as_of_start else []
         run_dbt(["build", "--select", "int_as_of_dates", "user_features", *batch_refresh], as_of_vars(first, last))
-    run_dbt(["build", "--select", "tag:features,user_features+", "--exclude", "user_features"], everything)
+    run_dbt(["build", "--select", "tag:features,user_features+", "--exclude", "user_features", "--full-refresh"], everything)
 
 
 def build_segments(as_of: date) -> str:

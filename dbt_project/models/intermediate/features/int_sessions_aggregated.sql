@@ -1,3 +1,10 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_reprocessed('activity_date') }}",
+    )
+}}
 -- One row per session per day it has clean events in. Events belong to the day of their own timestamp:
 -- a session running past midnight is split at midnight, so a feature as of a date never sees an event
 -- on or after it. Events without a session id (e.g. a purchase-only log) form a session of their own.
@@ -5,7 +12,8 @@ with
 
 events as (
     select * from {{ ref('int_events_checked') }}
-    where quarantine_reason is null
+    -- A clean event's day is its partition day (other rows are quarantined): incremental by day.
+    where quarantine_reason is null and {{ in_reprocess_window('event_date') }}
 ),
 
 keyed as (
@@ -32,7 +40,8 @@ sessions as (
         count(distinct coalesce(order_id, event_id)) filter (
             where event_type = 'purchase' and coupon_code is not null
         ) as count_coupon_orders,
-        list_distinct(list(category) filter (where category is not null)) as categories,
+        -- Sorted: a list's order would otherwise depend on how the rows were scanned, and a rerun must match.
+        list_sort(list_distinct(list(category) filter (where category is not null))) as categories,
     from keyed
     group by 1, 2, 3
 ),

@@ -1,7 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_reprocessed('send_date', var('coupon_window_days') - 1) }}",
+    )
+}}
 -- One row per user per randomised campaign send whose 7-day coupon window [send_date, send_date + 7) has
 -- fully landed: who was treated with which coupon, and whether they bought in the window. This is the
 -- experiment the coupon effect models learn from; features come from user_features as of the send date
 -- (sends go out in the morning, so features as of that date see only earlier days).
+-- Incremental: a run rebuilds only the sends whose window reaches a re-processed day.
 with
 
 sends as (
@@ -21,6 +29,7 @@ randomised_campaigns as (
 user_days as (
     select user_id, activity_date, count_orders, sum_revenue
     from {{ ref('int_user_days_aggregated') }}
+    where {{ in_reprocess_window('activity_date', var('coupon_window_days') - 1) }}
 ),
 
 landed as (
@@ -34,6 +43,7 @@ matured_sends as (
     inner join randomised_campaigns using (campaign_id)
     cross join landed
     where sends.send_date + {{ var('coupon_window_days') }} <= landed.newest_event_date + 1
+      and {{ in_reprocess_window('sends.send_date', var('coupon_window_days') - 1) }}
 ),
 
 outcomes as (

@@ -1,4 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_reprocessed('as_of_date', var('label_horizon_days') - 1) }}",
+    )
+}}
 -- One row per user per as_of_date whose 30-day label window [T, T + 30) has fully landed.
+-- Incremental: a run rebuilds only the labels whose window reaches a re-processed day.
 -- purchase_30d: any clean purchase in the window.
 -- churn_30d: for users active in the 30 days before T only (null otherwise): no activity in the window.
 with
@@ -6,11 +14,13 @@ with
 features as (
     select user_id, as_of_date, days_since_last_activity
     from {{ ref('user_features') }}
+    where {{ in_reprocess_window('as_of_date', var('label_horizon_days') - 1) }}
 ),
 
 user_days as (
     select user_id, activity_date, count_orders
     from {{ ref('int_user_days_aggregated') }}
+    where {{ in_reprocess_window('activity_date', var('label_horizon_days') - 1) }}
 ),
 
 landed as (

@@ -1,9 +1,17 @@
--- Every landed event that failed validation, with the reason. Rebuilt whole from the landing files,
--- so a fixed and re-landed day leaves no stale rows behind.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_reprocessed('event_date') }}",
+    )
+}}
+-- Every landed event that failed validation, with the reason. The re-processed days are emptied and
+-- rebuilt from the landing files, so a fixed and re-landed day leaves no stale rows behind.
 with
 
 checked as (
     select * from {{ ref('int_events_checked') }}
+    where {{ in_reprocess_window('event_date') }}
 ),
 
 quarantined as (

@@ -1,8 +1,16 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_reprocessed('event_date') }}",
+    )
+}}
 -- One row per landed event day: how many events arrived, how many were quarantined and why.
 with
 
 checked as (
     select * from {{ ref('int_events_checked') }}
+    where {{ in_reprocess_window('event_date') }}
 ),
 
 daily as (
