@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pandas as pd
 import pytest
@@ -135,14 +135,62 @@ def test_the_quarantine_threshold_is_a_setting(built_shop, shop_copy, monkeypatc
         build_features(day + timedelta(days=1))
 
 
-def test_history_built_in_batches_equals_one_query_over_every_date(built_shop, shop_copy, monkeypatch):
-    """The session shop's history was built 30 as-of dates per query; one query over all gives the same rows."""
-    from ml.history import build_history
+INCREMENTAL = [
+    "int_events_checked",
+    "int_sessions_aggregated",
+    "int_user_days_aggregated",
+    "events_quarantine",
+    "landing_daily_summary",
+    "user_features",
+    "training_labels",
+    "campaign_outcomes",
+]
 
-    marts = ["user_features", "training_labels", "campaign_outcomes", "events_quarantine", "landing_daily_summary"]
+
+def test_incremental_days_and_a_rerun_equal_one_full_build(built_shop, shop_copy, monkeypatch):
+    """Daily runs re-process only a few event days; a rerun of a past day and a full rebuild give the same rows.
+
+    The session shop's history was built 30 as-of dates per query. Its last 3 days then run as the DAG
+    runs them (land, incremental build); the first is rerun; then everything is rebuilt from the landed
+    files with one query over every as-of date.
+    """
+    from ml.history import build_history
+    from ml.pipeline import as_of_for, land
+
     shop = shop_copy(built_shop)
-    batched = table_checksums(shop.warehouse, marts)
-    assert batched["user_features"][0] > 0
+    windows = []
+    for day in shop.remaining_days:
+        landed = land(day)
+        windows.append(landed["reprocess_from"])
+        build_features(as_of_for(day), reprocess_from=date.fromisoformat(landed["reprocess_from"]))
+    # SHOP_LATE_EVENT_DAYS (3) before the business day: 4 event days per run, not the whole history.
+    assert windows == [str(day - timedelta(days=3)) for day in shop.remaining_days]
+    summary = query(shop.warehouse, "select min(event_date), max(event_date), count(*) from landing_daily_summary")
+    assert summary[0][1] == shop.remaining_days[-1] and summary[0][2] == 120
+    incremental = table_checksums(shop.warehouse, INCREMENTAL)
+    assert all(count > 0 for table, (count, _) in incremental.items() if table != "events_quarantine")
+
+    rerun_day = shop.remaining_days[0]
+    landed = land(rerun_day)
+    build_features(as_of_for(rerun_day), reprocess_from=date.fromisoformat(landed["reprocess_from"]))
+    assert table_checksums(shop.warehouse, INCREMENTAL) == incremental
+
     monkeypatch.setenv("SHOP_HISTORY_BATCH_DAYS", "1000")
-    build_history(keep_last=3, full_refresh=True)
-    assert table_checksums(shop.warehouse, marts) == batched
+    build_history(keep_last=0, full_refresh=True)
+    assert table_checksums(shop.warehouse, INCREMENTAL) == incremental
+
+
+def test_a_gap_of_unbuilt_days_is_reprocessed(built_shop, shop_copy, monkeypatch):
+    """Days landed without a feature build (failed or skipped runs) are picked up by the next run."""
+    from ml.pipeline import as_of_for, land
+    from ml.warehouse import reprocess_start
+
+    shop = shop_copy(built_shop)
+    monkeypatch.setenv("SHOP_LATE_EVENT_DAYS", "0")
+    first, _, last = shop.remaining_days
+    for day in shop.remaining_days:
+        landed = land(day)
+    assert landed["reprocess_from"] == str(first)  # the newest built day is the one before `first`
+    build_features(as_of_for(last), reprocess_from=date.fromisoformat(landed["reprocess_from"]))
+    days = query(shop.warehouse, "select count(distinct activity_date) from int_user_days_aggregated")[0][0]
+    assert days == 120 and reprocess_start(as_of_for(last)) == last

@@ -50,6 +50,17 @@ def test_the_source_setting_defaults_to_the_inbox_and_refuses_anything_else(monk
         settings()
 
 
+def test_the_late_event_days_setting_refuses_a_negative_or_non_number(monkeypatch):
+    monkeypatch.setenv("SHOP_LATE_EVENT_DAYS", "0")
+    assert settings().late_event_days == 0  # only the business day itself is re-processed
+    monkeypatch.setenv("SHOP_LATE_EVENT_DAYS", "-1")
+    with pytest.raises(ConfigError, match="SHOP_LATE_EVENT_DAYS must be 0 or a positive whole number, got '-1'"):
+        settings()
+    monkeypatch.setenv("SHOP_LATE_EVENT_DAYS", "a week")
+    with pytest.raises(ConfigError, match="SHOP_LATE_EVENT_DAYS must be an integer, got 'a week'"):
+        settings()
+
+
 def test_stopping_a_build_stops_its_dbt_process(tmp_path):
     """SIGTERM to `ml build` (what Airflow sends a stopped task) ends its dbt child; SIGKILL does too."""
     fake_dbt = tmp_path / "bin" / "dbt"
