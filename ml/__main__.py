@@ -54,7 +54,7 @@ def cmd_build(args: argparse.Namespace) -> None:
     if args.targeting:
         build_targeting(args.as_of_start)
     else:
-        build_features(args.as_of_start, args.as_of_end)
+        build_features(args.as_of_start, args.as_of_end, reprocess_from=args.reprocess_from)
 
 
 def cmd_history(args: argparse.Namespace) -> None:
@@ -197,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="dbt build of the feature marts for as-of dates (or targeting)")
     p.add_argument("--as-of-start", type=_date)
     p.add_argument("--as-of-end", type=_date)
+    p.add_argument(
+        "--reprocess-from",
+        type=_date,
+        help="re-process event days from this day on (default: SHOP_LATE_EVENT_DAYS before --as-of-start); "
+        "after correcting older days with `ml ingest`",
+    )
     p.add_argument("--targeting", action="store_true", help="build the targeting marts for --as-of-start")
     p.set_defaults(func=cmd_build)
 
