@@ -85,7 +85,12 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup:
         operator_args={
             "pool": WAREHOUSE_POOL,
             "install_deps": False,
-            "vars": {**as_of_vars(None, cfg=CFG), "as_of_start": AS_OF, "as_of_end": AS_OF, "reprocess_from": REPROCESS_FROM},
+            "vars": {
+                **as_of_vars(None, cfg=CFG),
+                "as_of_start": AS_OF,
+                "as_of_end": AS_OF,
+                "reprocess_from": REPROCESS_FROM,
+            },
         },
         default_args={"outlets": outlets, "retries": min(RETRIES, 1)},
     )

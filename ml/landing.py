@@ -370,7 +370,9 @@ def land_day(day: date) -> dict[str, object]:
     plan.commit()
     summary["events"] = per_day[str(day)]["rows"] if str(day) in per_day else 0
     summary["late_events"] = sum(d["rows"] for d_str, d in per_day.items() if d_str != str(day))
-    changed = [d for d, counts in per_day.items() if counts.get("added") or counts.get("updated") or counts.get("moved_out")]
+    changed = [
+        d for d, counts in per_day.items() if counts.get("added") or counts.get("updated") or counts.get("moved_out")
+    ]
     # The feature build re-processes from here at the latest (late rows may land in an older partition).
     summary["first_changed_day"] = min(changed, default=None)
     return summary

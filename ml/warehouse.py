@@ -191,7 +191,9 @@ def build_feature_history(
         last = min(first + timedelta(days=batch_days - 1), as_of_end)
         batch_refresh = refresh if first == as_of_start else []
         run_dbt(["build", "--select", "int_as_of_dates", "user_features", *batch_refresh], as_of_vars(first, last))
-    run_dbt(["build", "--select", "tag:features,user_features+", "--exclude", "user_features", "--full-refresh"], everything)
+    run_dbt(
+        ["build", "--select", "tag:features,user_features+", "--exclude", "user_features", "--full-refresh"], everything
+    )
 
 
 def build_segments(as_of: date) -> str:
