@@ -2,8 +2,15 @@
 
 `SHOP_BENCH_USERS` and `SHOP_BENCH_DAYS` pick the shop. Prints one JSON line per step: wall seconds, the
 peak memory of the whole process tree during the step (this process and dbt, sampled) and of dbt alone;
-writes them to data/bench/results.json with the shop's size and the warehouse's, then the model quality
-against the simulator's truth. Figures depend on the machine; nothing here asserts a speed.
+writes them to data/bench/results.json with the shop's size and the warehouse's, a plot of a day's cost
+against the history's length (day_cost.png), then the model quality against the simulator's truth.
+Figures depend on the machine; nothing here asserts a speed.
+
+Day cost against history length: before the full history, the history up to day 59 (and 179 on a longer
+shop) is built and day 60 (180) runs its landing, feature build and checks, as the DAG does. The full
+history build then rebuilds everything from the landed files (its landing covers only the days not yet
+landed). The last day runs every step. `reference_features_day_last` is a hand-written single DuckDB
+query over the landed files that computes the event features of the last day's as-of date from scratch.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 
 from ml.config import PROJECT_ROOT
@@ -72,6 +80,112 @@ def step(name: str, results: list, detail: str = ""):
     print(json.dumps(results[-1]), flush=True)
 
 
+REFERENCE_FEATURES = """
+-- One query, no intermediate tables: the event features of every known user as of {as_of}.
+with
+events as (
+    select
+        user_id, event_type, cast(event_at as date) as day,
+        coalesce(session_id, 'order:' || order_id, 'event:' || event_id) as session_key,
+        coalesce(order_id, event_id) as order_key,
+        cast(price * quantity as decimal(18, 2)) as order_value, coupon_code, category
+    from read_parquet('{landing}/events/*/*.parquet', hive_partitioning = true, union_by_name = true)
+    where event_date < date '{as_of}' and event_at < date '{as_of}' and user_id is not null
+      and event_type in ('view', 'cart', 'remove_from_cart', 'purchase')
+),
+per_user as (
+    select
+        user_id,
+        {windows}
+        count(distinct session_key) as count_sessions_lifetime,
+        count(*) filter (where event_type = 'view') as count_views_lifetime,
+        count(*) filter (where event_type = 'cart') as count_carts_lifetime,
+        count(distinct order_key) filter (where event_type = 'purchase') as count_purchases_lifetime,
+        coalesce(sum(order_value) filter (where event_type = 'purchase'), 0) as sum_revenue_lifetime,
+        count(distinct order_key) filter (where event_type = 'purchase' and coupon_code is not null)
+            as count_coupon_redemptions_lifetime,
+        count(distinct day) filter (where event_type = 'purchase') as count_purchase_days_lifetime,
+        count(distinct day) filter (where day >= date '{as_of}' - 30) as count_active_days_30d,
+        count(distinct category) filter (where day >= date '{as_of}' - 90) as count_distinct_categories_90d,
+        date '{as_of}' - max(day) as days_since_last_activity,
+        date '{as_of}' - max(day) filter (where event_type = 'view') as days_since_last_view,
+        date '{as_of}' - max(day) filter (where event_type = 'cart') as days_since_last_cart,
+        date '{as_of}' - max(day) filter (where event_type = 'purchase') as days_since_last_purchase,
+        date '{as_of}' - min(day) filter (where event_type = 'purchase') as days_since_first_purchase,
+    from events
+    group by 1
+),
+users as (
+    select user_id, cast(signup_at as date) as signup_date, country, device
+    from read_parquet('{landing}/users/users.parquet')
+    where signup_at < date '{as_of}'
+)
+select users.*, date '{as_of}' - users.signup_date as tenure_days, per_user.* exclude (user_id)
+from users
+left join per_user using (user_id)
+"""
+
+
+def reference_features(as_of) -> int:
+    """Run the hand-written single-query feature build for `as_of`; return its row count."""
+    import duckdb
+
+    from ml.config import settings
+
+    windows = "".join(
+        f"count(distinct session_key) filter (where day >= date '{as_of}' - {n}) as count_sessions_{n}d, "
+        f"count(*) filter (where event_type = 'view' and day >= date '{as_of}' - {n}) as count_views_{n}d, "
+        f"count(*) filter (where event_type = 'cart' and day >= date '{as_of}' - {n}) as count_carts_{n}d, "
+        f"count(distinct order_key) filter (where event_type = 'purchase' and day >= date '{as_of}' - {n}) "
+        f"as count_purchases_{n}d, "
+        f"coalesce(sum(order_value) filter (where event_type = 'purchase' and day >= date '{as_of}' - {n}), 0) "
+        f"as sum_revenue_{n}d,\n"
+        for n in (7, 30, 90)
+    )
+    sql = REFERENCE_FEATURES.format(as_of=as_of, landing=settings().landing_dir, windows=windows)
+    with duckdb.connect() as con:
+        con.execute(f"create table reference as {sql}")
+        return con.execute("select count(*) from reference").fetchall()[0][0]
+
+
+def plot_day_cost(results: list[dict], path: Path) -> None:
+    """Seconds of one day's landing, feature build and checks against the days of history before it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted((r["history_days"], r["seconds"]) for r in results if "history_days" in r)
+    reference = [r["seconds"] for r in results if r["step"] == "reference_features_day_last"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label="land + dbt features + checks")
+    for days, seconds in points:
+        ax.annotate(f"{seconds:.0f} s", (days, seconds), textcoords="offset points", xytext=(0, 6), ha="center")
+    if reference and points:
+        ax.scatter([points[-1][0]], reference, marker="x", color="black", label="one hand-written query")
+    ax.set_xlabel("days of history before the day")
+    ax.set_ylabel("seconds")
+    ax.set_ylim(bottom=0)
+    ax.set_title("One day's feature build against history length")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_day_features(day, results: list, name: str, history_days: int) -> None:
+    """One day as the DAG's first tasks run it: land, the incremental feature build, the checks."""
+    from ml.pipeline import as_of_for, land
+    from ml.warehouse import build_features, check_data
+
+    as_of = as_of_for(day)
+    with step(name, results, f"{day}: land, dbt features, checks after {history_days} days of history"):
+        landed = land(day)
+        build_features(as_of, as_of, reprocess_from=date.fromisoformat(landed["reprocess_from"]))
+        check_data("features", as_of)
+    results[-1]["history_days"] = history_days
+
+
 def main() -> None:
     root = Path(os.environ.get("SHOP_BENCH_DIR", PROJECT_ROOT / "data" / "bench"))
     shutil.rmtree(root, ignore_errors=True)
@@ -95,6 +209,12 @@ def main() -> None:
     results: list[dict] = []
     with step("simulate", results, f"{users} users x {days} days"):
         stats = simulate(spec)
+    for day_number in (60, 180):
+        if day_number >= days - 1:
+            continue
+        with step(f"history_{day_number - 1}", results, f"land and build the first {day_number - 1} days"):
+            build_history(keep_last=days - day_number + 1)
+        run_day_features(spec.start + timedelta(days=day_number - 1), results, f"day_{day_number}", day_number - 1)
     with step("history", results, f"land and build every day but the last ({settings().history_batch_days} per batch)"):
         build_history(keep_last=1)
     with step("train", results, "2 tasks x 2 flavours and the coupon effect model: log, register, gate"):
@@ -103,9 +223,9 @@ def main() -> None:
     # The last day as the DAG runs it, step by step, without Airflow's own overhead.
     with step("day_last", results, f"{last_day}: land, features, checks, score, targeting, publish"):
         with step("land_day_last", results):
-            land(last_day)
-        with step("dbt_features_day_last", results, f"user_features and its inputs for as-of {as_of}"):
-            build_features(as_of, as_of)
+            landed = land(last_day)
+        with step("dbt_features_day_last", results, f"the incremental feature build and checks for as-of {as_of}"):
+            build_features(as_of, as_of, reprocess_from=date.fromisoformat(landed["reprocess_from"]))
             check_data("features", as_of)
         with step("score", results, "every known user, both champions"):
             scored = score_day(as_of)
@@ -114,6 +234,10 @@ def main() -> None:
             check_data("targeting", as_of)
         with step("publish", results, "the analyst snapshot"):
             publish_snapshot()
+    day_last_features = sum(r["seconds"] for r in results if r["step"] in ("land_day_last", "dbt_features_day_last"))
+    results.append({"step": "features_day_last", "seconds": round(day_last_features, 1), "history_days": days - 1})
+    with step("reference_features_day_last", results, f"one hand-written DuckDB query for as-of {as_of}"):
+        reference_features(as_of)
     with step("backtest", results, "2 flavours + 3 baselines on the newest matured date"):
         backtested = backtest()
 
@@ -124,6 +248,7 @@ def main() -> None:
     warehouse_mb = round(cfg.warehouse_path.stat().st_size / 2**20, 1)
     summary = {"users": users, "days": days, "events": events, "warehouse_mb": warehouse_mb}
     (root / "results.json").write_text(json.dumps({**summary, "steps": results}, indent=2))
+    plot_day_cost(results, root / "day_cost.png")
     print(json.dumps(summary))
     print(json.dumps({"simulator": stats}))
     print(json.dumps({"users_scored": scored["users_scored"], "trained": trained}))
