@@ -36,13 +36,12 @@ def land(day: date, source: str = "inbox") -> dict[str, Any]:
     """Land the business day's export; with source=simulate, the synthetic shop first writes a missing day."""
     from ml.config import settings
     from ml.landing import inbox_file, land_day
+    from ml.warehouse import reprocess_start
 
     if source == "simulate" and inbox_file(settings().inbox_dir / "events", "events", day) is None:
         from ml.simulate import extend_shop
 
         extend_shop(day)
-    from ml.warehouse import reprocess_start
-
     summary = land_day(day)
     summary["business_date"] = str(day)
     summary["as_of_date"] = str(as_of_for(day))

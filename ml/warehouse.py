@@ -105,6 +105,8 @@ def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Set
         "holdout_share": cfg.holdout_share,
         "holdout_days": cfg.holdout_days,
         "gross_margin_rate": cfg.gross_margin_rate,
+        # dbt's own window when no reprocess_from is passed (dbt by hand): the same setting as Python's.
+        "late_event_days": cfg.late_event_days,
     }
     if as_of_start:
         dbt_vars["as_of_start"] = str(as_of_start)
@@ -114,8 +116,6 @@ def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Set
 
 def newest_processed_day(cfg: Settings | None = None) -> date | None:
     """The newest event day the incremental models hold (None before the first build)."""
-    import duckdb
-
     cfg = cfg or settings()
     if not cfg.warehouse_path.exists():
         return None
@@ -124,13 +124,10 @@ def newest_processed_day(cfg: Settings | None = None) -> date | None:
     with connect_read_only(cfg.warehouse_path) as con:
         if not {"landing_daily_summary", "int_user_days_aggregated"} <= set(table_names(con)):
             return None
-        try:
-            return con.execute(
-                "select least((select max(event_date) from landing_daily_summary),"
-                " (select max(activity_date) from int_user_days_aggregated))"
-            ).fetchall()[0][0]
-        except duckdb.Error:
-            return None
+        return con.execute(
+            "select least((select max(event_date) from landing_daily_summary),"
+            " (select max(activity_date) from int_user_days_aggregated))"
+        ).fetchall()[0][0]
 
 
 def reprocess_start(as_of_start: date, first_changed_day: date | None = None, cfg: Settings | None = None) -> date:
