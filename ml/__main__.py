@@ -61,7 +61,7 @@ def cmd_history(args: argparse.Namespace) -> None:
     from ml.history import build_history
 
     # stdout carries only the remaining days, one per line, for `make run` to loop over.
-    print("\n".join(str(d) for d in build_history(args.keep_last, full_refresh=args.full_refresh)))
+    print("\n".join(str(d) for d in build_history(args.keep_last)))
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> None:
@@ -210,9 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
         "history", help="land the inbox (but its last N days), build features over every landed day; print the N days"
     )
     p.add_argument("--keep-last", type=int, default=0, help="leave the newest N inbox days for the DAG")
-    p.add_argument(
-        "--full-refresh", action="store_true", help="rebuild the feature marts from scratch (after an upgrade)"
-    )
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser(

@@ -12,11 +12,12 @@ from datetime import date, timedelta
 from ml.config import settings
 from ml.errors import UserFacingError
 from ml.landing import LandingPlan, named_day, plan_coupon_sends, plan_events, plan_inbox_tables
-from ml.pipeline import as_of_for
+from ml.progress import progress
 from ml.warehouse import build_feature_history
 
 # The first as-of date is this many days after the first landed day: earlier snapshots see too little.
 WARM_UP_DAYS = 28
+LAND_BATCH_DAYS = 7
 
 
 def inbox_days() -> dict[date, object]:
@@ -32,7 +33,11 @@ def landed_days() -> list[date]:
 
 
 def land_inbox(keep_last: int) -> list[date]:
-    """Land every inbox day but the last `keep_last` (all or nothing); return the days left for the DAG."""
+    """Land every inbox day but the last `keep_last`; return the days left for the DAG.
+
+    A week of exports at a time, so memory is a week's, not the history's. Each week lands whole or not
+    at all; after a failure, running it again lands the rest (a day landed twice is merged, not doubled).
+    """
     cfg = settings()
     days = inbox_days()
     ordered = list(days)
@@ -45,13 +50,17 @@ def land_inbox(keep_last: int) -> list[date]:
     sends = [p for p in sends if named_day(p) and named_day(p) <= history[-1]]
     if sends:
         plan_coupon_sends(sends, plan, cfg.landing_dir)
-    plan_events([days[d] for d in history], plan, cfg.landing_dir)
     plan.commit()
+    weeks = [history[i : i + LAND_BATCH_DAYS] for i in range(0, len(history), LAND_BATCH_DAYS)]
+    for week in progress(weeks, f"landing the inbox, {LAND_BATCH_DAYS} days at a time", every=0):
+        plan = LandingPlan()
+        plan_events([days[d] for d in week], plan, cfg.landing_dir)
+        plan.commit()
     return ordered[len(history) :]
 
 
-def build_history(keep_last: int = 0, full_refresh: bool = False) -> list[date]:
-    """Land the inbox (but its last `keep_last` days), build features for all landed days; return the rest."""
+def build_history(keep_last: int = 0) -> list[date]:
+    """Land the inbox (but its last `keep_last` days), rebuild every table over all landed days; return the rest."""
     if keep_last < 0:
         raise UserFacingError(f"--keep-last must be 0 or more, got {keep_last}")
     remaining = land_inbox(keep_last)
@@ -67,7 +76,7 @@ def build_history(keep_last: int = 0, full_refresh: bool = False) -> list[date]:
             f"the landed events cover {span} days ({landed[0]}..{landed[-1]}): need more than {WARM_UP_DAYS} "
             "to build history"
         )
-    build_feature_history(landed[0] + timedelta(days=WARM_UP_DAYS), as_of_for(landed[-1]), full_refresh=full_refresh)
+    build_feature_history(landed[0], landed[-1], as_of_start=landed[0] + timedelta(days=WARM_UP_DAYS))
     return remaining
 
 

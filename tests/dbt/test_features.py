@@ -150,9 +150,9 @@ INCREMENTAL = [
 def test_incremental_days_and_a_rerun_equal_one_full_build(built_shop, shop_copy, monkeypatch):
     """Daily runs re-process only a few event days; a rerun of a past day and a full rebuild give the same rows.
 
-    The session shop's history was built 30 as-of dates per query. Its last 3 days then run as the DAG
-    runs them (land, incremental build); the first is rerun; then everything is rebuilt from the landed
-    files with one query over every as-of date.
+    The session shop's history was built 30 event days per dbt run (4 batches, each continuing the one
+    before). Its last 3 days then run as the DAG runs them (land, incremental build); the first is rerun;
+    then everything is rebuilt from the landed files in one batch.
     """
     from ml.history import build_history
     from ml.pipeline import as_of_for, land
@@ -176,7 +176,7 @@ def test_incremental_days_and_a_rerun_equal_one_full_build(built_shop, shop_copy
     assert table_checksums(shop.warehouse, INCREMENTAL) == incremental
 
     monkeypatch.setenv("SHOP_HISTORY_BATCH_DAYS", "1000")
-    build_history(keep_last=0, full_refresh=True)
+    build_history(keep_last=0)
     assert table_checksums(shop.warehouse, INCREMENTAL) == incremental
 
 

@@ -41,6 +41,7 @@ earlier as (
     select *
     from {{ this }}
     where user_id in (select user_id from daily)
+        {%- if reprocess_from() %} and activity_date < {{ reprocess_from() }}{% endif %}
     qualify row_number() over (partition by user_id order by activity_date desc) = 1
     {%- else -%}
     select

@@ -29,7 +29,7 @@ randomised_campaigns as (
 user_days as (
     select user_id, activity_date, count_orders, sum_revenue
     from {{ ref('int_user_days_aggregated') }}
-    where {{ in_reprocess_window('activity_date', var('coupon_window_days') - 1) }}
+    where {{ in_reprocess_window('activity_date', var('coupon_window_days') - 1, end_days_before=0) }}
 ),
 
 landed as (

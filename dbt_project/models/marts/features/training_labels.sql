@@ -20,7 +20,7 @@ features as (
 user_days as (
     select user_id, activity_date, count_orders
     from {{ ref('int_user_days_aggregated') }}
-    where {{ in_reprocess_window('activity_date', var('label_horizon_days') - 1) }}
+    where {{ in_reprocess_window('activity_date', var('label_horizon_days') - 1, end_days_before=0) }}
 ),
 
 landed as (
