@@ -19,7 +19,7 @@ For the business day D (the data interval's start, or the `run_date` param):
    budgeted allocation (`ml/targeting.py`); the policy gate first checks which policy leads.
 7. **targeting** (dbt) builds `coupon_targets` and the realised `coupon_results`; **check_targeting** tests
    the house rules (consent, contact cap, budget, holdout) before anything is published.
-8. **publish** swaps in a fresh read-only analyst snapshot.
+8. **publish** exports the days the run changed and swaps in a fresh read-only analyst snapshot.
 
 Every task that opens the warehouse runs in the single-slot `warehouse` pool; rerunning a day
 replaces that day's partitions and rows with the same ones: the first run pins its training decision,
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
@@ -164,10 +164,11 @@ def shop_daily():
         return check_data(tag, as_of_from(context))[-2000:]
 
     @task(outlets=[ANALYST_SNAPSHOT])
-    def publish() -> str:
-        from ml.warehouse import publish_snapshot
+    def publish(**context) -> str:
+        from ml.publish import changed_since, publish_snapshot
 
-        return str(publish_snapshot())
+        reprocess_from = date.fromisoformat(context["ti"].xcom_pull(task_ids="land_day")["reprocess_from"])
+        return str(publish_snapshot(since=changed_since(reprocess_from)))
 
     landed = land_day()
     features = dbt_group("features", "features", [USER_FEATURES])

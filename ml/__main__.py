@@ -71,9 +71,9 @@ def cmd_bootstrap(args: argparse.Namespace) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
-    from ml.warehouse import publish_snapshot
+    from ml.publish import publish_snapshot
 
-    print(publish_snapshot())
+    print(publish_snapshot(since=args.since))
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bootstrap)
 
     p = sub.add_parser("publish", help="publish the analyst snapshot (atomic replace)")
+    p.add_argument("--since", type=_date, default=None, help="compare only the days from DATE on (default: every day)")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("summary", help="print rows per mart, quarantine counts, models and targeting")

@@ -199,10 +199,11 @@ def main() -> None:
     from ml.evaluate import evaluate_against_truth
     from ml.history import build_history
     from ml.pipeline import as_of_for, land, train_uplift_if_possible
+    from ml.publish import publish_snapshot
     from ml.score import score_day
     from ml.simulate import ShopSpec, simulate
     from ml.train import train_all
-    from ml.warehouse import build_features, build_targeting, check_data, publish_snapshot
+    from ml.warehouse import build_features, build_targeting, check_data
 
     spec = ShopSpec(users=users, days=days)
     last_day, as_of = spec.end, as_of_for(spec.end)

@@ -29,6 +29,8 @@ class Settings:
     landing_dir: Path
     warehouse_path: Path
     snapshot_path: Path
+    # The snapshot's folder as the analysts' tools see it: its views name their Parquet files under it.
+    snapshot_read_dir: Path
     scores_dir: Path
     targets_dir: Path
     audit_dir: Path
@@ -52,7 +54,7 @@ class Settings:
     source: str
     # None: score (and train on) every known customer; N: only users active in the N days before the as-of date.
     scoring_lookback_days: int | None
-    # As-of dates per dbt query when building user_features' history: its memory grows with users x this.
+    # Event days per dbt run of the history build (and its as-of dates): its memory grows with this, not the history.
     history_batch_days: int
     # A daily run re-processes this many event days before its business day: corrected exports landed late.
     late_event_days: int
@@ -65,12 +67,14 @@ class Settings:
 def settings() -> Settings:
     data_dir = _path("SHOP_DATA_DIR", PROJECT_ROOT / "data")
     mlflow_dir = _path("SHOP_MLFLOW_DIR", PROJECT_ROOT / "mlflow")
+    snapshot_path = _path("SHOP_SNAPSHOT_PATH", data_dir / "analyst" / "warehouse_snapshot.duckdb")
     return Settings(
         data_dir=data_dir,
         inbox_dir=_path("SHOP_INBOX_DIR", data_dir / "inbox"),
         landing_dir=_path("SHOP_LANDING_DIR", data_dir / "landing"),
         warehouse_path=_path("SHOP_WAREHOUSE_PATH", data_dir / "warehouse.duckdb"),
-        snapshot_path=_path("SHOP_SNAPSHOT_PATH", data_dir / "analyst" / "warehouse_snapshot.duckdb"),
+        snapshot_path=snapshot_path,
+        snapshot_read_dir=_path("SHOP_SNAPSHOT_READ_DIR", snapshot_path.parent),
         scores_dir=_path("SHOP_SCORES_DIR", data_dir / "scores"),
         targets_dir=_path("SHOP_TARGETS_DIR", data_dir / "targets"),
         audit_dir=_path("SHOP_AUDIT_DIR", data_dir / "audit"),

@@ -48,7 +48,7 @@ def run_day(day: date) -> dict[str, Any]:
 def run_loop(days: int) -> list[dict[str, Any]]:
     """Run `days` business days after the newest landed day; return one summary per day."""
     from ml.history import landed_days
-    from ml.warehouse import publish_snapshot
+    from ml.publish import publish_snapshot
 
     if not (settings().inbox_dir / "shop_spec.json").exists():
         raise UserFacingError("the closed loop needs the simulated shop: run `python -m ml simulate` first")

@@ -1,4 +1,4 @@
-"""Runs dbt (the only writer of the warehouse) and publishes the analyst snapshot.
+"""Runs dbt, the only writer of the warehouse (ml.publish makes the analysts' snapshot of it).
 
 dbt runs as a subprocess with the project's environment: every path is passed explicitly and
 absolute, so a build does the same thing from the CLI, `make`, a test or an Airflow task.
@@ -9,11 +9,9 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -223,22 +221,3 @@ def check_data(tag: str, as_of: date) -> str:
     in the same command: without this step such a test never runs there. Fails (DbtError) on a finding.
     """
     return run_dbt(["test", "--select", f"tag:{tag},resource_type:test"], as_of_vars(as_of))
-
-
-def publish_snapshot(cfg: Settings | None = None) -> Path:
-    """Copy the warehouse to a new file, then rename it over the analyst snapshot.
-
-    Analysts with the old snapshot open keep reading it (the old inode lives until they close it);
-    new connections see the new file whole. Never a half-written table.
-    """
-    cfg = cfg or settings()
-    if not cfg.warehouse_path.exists():
-        raise FileNotFoundError(f"{cfg.warehouse_path}: no warehouse to publish; build it first")
-    cfg.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.snapshot_path.with_name(f".{cfg.snapshot_path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        shutil.copyfile(cfg.warehouse_path, tmp)
-        os.replace(tmp, cfg.snapshot_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return cfg.snapshot_path

@@ -51,7 +51,7 @@ def test_two_days_then_a_rerun_of_the_first_are_identical_and_an_open_analyst_se
 ):
     from airflow.dag_processing.dagbag import DagBag
 
-    from ml.warehouse import publish_snapshot
+    from ml.publish import publish_snapshot
 
     shop = shop_copy(built_shop)
     snapshot = publish_snapshot()
@@ -106,7 +106,7 @@ def test_a_day_with_30_percent_malformed_rows_fails_before_publishing(airflow_db
     import pandas as pd
     from airflow.dag_processing.dagbag import DagBag
 
-    from ml.warehouse import publish_snapshot
+    from ml.publish import publish_snapshot
     from tests.dbt.test_features import _bad_day
 
     shop = shop_copy(built_shop)

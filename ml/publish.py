@@ -1,0 +1,167 @@
+"""Publish the analyst snapshot without copying the warehouse.
+
+The published marts live as Parquet files, one per table and day, under `<analyst dir>/published/`; the
+snapshot (`warehouse_snapshot.duckdb`) is a small DuckDB file of views over the current files, plus the
+small whole tables. A publish fingerprints the days a run can have changed (`since` on), writes only the
+partitions whose rows differ, each to a new file, and renames a freshly built snapshot file over the old
+one. So a publish costs the changed days, not the warehouse; analysts never see a half-published day and
+never block the pipeline (they open the snapshot read-only; nothing writes it in place). A session that
+stays open keeps reading the files its snapshot names: a replaced file is deleted only at the publish
+after the next, and the manifest `published_partitions` says what each file holds.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from ml.config import Settings, settings
+
+# Published tables and the day column they are partitioned by; None: small, copied whole into the snapshot.
+PUBLISHED: dict[str, str | None] = {
+    "user_features": "as_of_date",
+    "training_labels": "as_of_date",
+    "user_segments": "as_of_date",
+    "coupon_targets": "as_of_date",
+    "stg_ml__scores": "as_of_date",
+    "campaign_outcomes": "send_date",
+    "events_quarantine": "event_date",
+    "coupon_results": None,
+    "landing_daily_summary": None,
+    "model_promotions": None,
+    "coupon_catalogue": None,
+}
+MANIFEST = "published_partitions"
+
+
+def changed_since(reprocess_from: date) -> date:
+    """The first day a run re-processing event days from `reprocess_from` can change in a published table.
+
+    A label for as-of T reads the 30 days from T: the labels from `reprocess_from` - 29 on are rebuilt.
+    """
+    from ml.data import LABEL_HORIZON_DAYS
+
+    return reprocess_from - timedelta(days=LABEL_HORIZON_DAYS - 1)
+
+
+def publish_snapshot(since: date | None = None, cfg: Settings | None = None) -> Path:
+    """Export the partitions changed from `since` on (every day when None) and swap in a new snapshot file."""
+    cfg = cfg or settings()
+    if not cfg.warehouse_path.exists():
+        raise FileNotFoundError(f"{cfg.warehouse_path}: no warehouse to publish; build it first")
+    files_dir = cfg.snapshot_path.parent / "published"
+    files_dir.mkdir(parents=True, exist_ok=True)
+    previous = _read_manifest(cfg.snapshot_path)
+    tmp = cfg.snapshot_path.with_name(f".{cfg.snapshot_path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with duckdb.connect(str(tmp)) as con:
+            con.execute("set enable_progress_bar = false")
+            con.execute(f"attach '{cfg.warehouse_path}' as wh (read_only)")
+            present = {
+                row[0]
+                for row in con.execute(
+                    "select table_name from duckdb_tables() where database_name = 'wh' "
+                    "union all select view_name from duckdb_views() where database_name = 'wh'"
+                ).fetchall()
+            }
+            manifest = []
+            for table, column in PUBLISHED.items():
+                if table not in present:
+                    continue
+                if column is None:
+                    con.execute(f"create table main.{table} as select * from wh.main.{table}")
+                    continue
+                kept = [row for row in previous if row["table_name"] == table]
+                rows = _publish_table(con, table, column, kept, since, files_dir)
+                manifest += rows
+                _create_view(con, table, rows, cfg.snapshot_read_dir / "published")
+            _write_manifest(con, manifest)
+            con.execute("detach wh")
+        os.replace(tmp, cfg.snapshot_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _delete_unlisted(files_dir, {row["file"] for row in previous} | {row["file"] for row in manifest})
+    return cfg.snapshot_path
+
+
+def _publish_table(
+    con: duckdb.DuckDBPyConnection, table: str, column: str, kept: list[dict], since: date | None, files_dir: Path
+) -> list[dict]:
+    """This table's manifest rows: earlier days as they were, days from `since` on re-exported if changed."""
+    # A table never published before (or a full publish) is compared on every day.
+    since = since if kept and since else None
+    where = f"where {column} >= date '{since}'" if since else ""
+    current = con.execute(
+        f"select {column}, count(*), sum(hash(t))::hugeint::varchar "
+        f"from wh.main.{table} as t {where} group by 1 order by 1"
+    ).fetchall()
+    old = {row["partition_date"]: row for row in kept}
+    rows = [row for day, row in old.items() if since and day < since]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for day, count, fingerprint in current:
+        if day in old and old[day]["fingerprint"] == fingerprint and (files_dir / old[day]["file"]).exists():
+            rows.append(old[day])
+            continue
+        name = f"{table}/{column}={day}/{uuid.uuid4().hex}.parquet"
+        (files_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        part = files_dir / f"{name}.tmp"
+        con.execute(f"copy (select * from wh.main.{table} where {column} = date '{day}') to '{part}' (format parquet)")
+        os.replace(part, files_dir / name)
+        rows.append(
+            {
+                "table_name": table,
+                "partition_date": day,
+                "file": name,
+                "rows": count,
+                "fingerprint": fingerprint,
+                "published_at": now,
+            }
+        )
+    return sorted(rows, key=lambda row: row["partition_date"])
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict], read_dir: Path) -> None:
+    """A view over the table's files as the analysts' tools see them; an empty table of the same columns if none."""
+    if not rows:
+        con.execute(f"create table main.{table} as select * from wh.main.{table} limit 0")
+        return
+    files = ", ".join(f"'{read_dir / row['file']}'" for row in rows)
+    con.execute(f"create view main.{table} as select * from read_parquet([{files}])")
+
+
+def _write_manifest(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
+    con.execute(
+        f"create table {MANIFEST} (table_name varchar, partition_date date, file varchar, rows bigint, "
+        "fingerprint varchar, published_at timestamp)"
+    )
+    if rows:
+        con.executemany(
+            f"insert into {MANIFEST} values (?, ?, ?, ?, ?, ?)",
+            [
+                [r["table_name"], r["partition_date"], r["file"], r["rows"], r["fingerprint"], r["published_at"]]
+                for r in rows
+            ],
+        )
+
+
+def _read_manifest(snapshot: Path) -> list[dict]:
+    """The manifest of the snapshot being replaced (empty for none, or one from before files were published)."""
+    if not snapshot.exists():
+        return []
+    with duckdb.connect(str(snapshot), read_only=True) as con:
+        if not con.execute("select count(*) from duckdb_tables() where table_name = ?", [MANIFEST]).fetchall()[0][0]:
+            return []
+        cursor = con.execute(f"select * from {MANIFEST}")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _delete_unlisted(files_dir: Path, listed: set[str]) -> None:
+    """Delete published files neither the new snapshot nor the one it replaced names (and stale temp files)."""
+    for path in files_dir.rglob("*.parquet*"):
+        if path.relative_to(files_dir).as_posix() not in listed:
+            path.unlink(missing_ok=True)

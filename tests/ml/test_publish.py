@@ -1,0 +1,79 @@
+"""The analyst snapshot: views over per-day Parquet files; a publish rewrites only the days that changed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+
+import duckdb
+import pytest
+
+from ml.config import settings
+from ml.publish import MANIFEST, PUBLISHED, publish_snapshot
+from tests.checksums import query, table_checksums
+
+
+def _manifest(snapshot) -> dict[tuple[str, object], str]:
+    return {
+        (table, day): file
+        for table, day, file in query(snapshot, f"select table_name, partition_date, file from {MANIFEST}")
+    }
+
+
+def test_a_publish_rewrites_only_changed_days_and_an_open_session_keeps_its_snapshot(built_shop, shop_copy):
+    shop = shop_copy(built_shop)
+    cfg = settings()
+    tables = [
+        t
+        for t in PUBLISHED
+        if query(shop.warehouse, f"select count(*) from duckdb_tables() where table_name = '{t}'")[0][0]
+    ]
+    assert {"user_features", "training_labels", "campaign_outcomes", "landing_daily_summary"} <= set(tables)
+
+    snapshot = publish_snapshot()
+    assert table_checksums(snapshot, tables) == table_checksums(shop.warehouse, tables)
+    first = _manifest(snapshot)
+    published_dir = snapshot.parent / "published"
+    assert {p.relative_to(published_dir).as_posix() for p in published_dir.rglob("*.parquet")} == set(first.values())
+    # The snapshot holds views, not the data: it stays small however long the history.
+    assert snapshot.stat().st_size < 5_000_000 < cfg.warehouse_path.stat().st_size
+
+    newest = query(shop.warehouse, "select max(as_of_date) from user_features")[0][0]
+    analyst = duckdb.connect(str(snapshot), read_only=True)
+    before = analyst.execute(
+        "select sum(count_purchases_30d) from user_features where as_of_date = ?", [newest]
+    ).fetchall()
+    with duckdb.connect(str(cfg.warehouse_path)) as con:  # a correction of the newest day's features
+        con.execute(
+            "update user_features set count_purchases_30d = count_purchases_30d + 1 where as_of_date = ?", [newest]
+        )
+
+    again = publish_snapshot(since=newest - timedelta(days=10))
+    # The open session still reads the snapshot it opened, the replaced file included.
+    assert (
+        analyst.execute("select sum(count_purchases_30d) from user_features where as_of_date = ?", [newest]).fetchall()
+        == before
+    )
+    analyst.close()  # (in one process DuckDB hands a path's open database to every new connection)
+    second = _manifest(again)
+    changed = {key for key in second if second[key] != first.get(key)}
+    assert changed == {("user_features", newest)}  # one file written, every other day kept as it was
+    assert table_checksums(again, tables) == table_checksums(shop.warehouse, tables)
+
+    # The file the first snapshot named is deleted at the publish after the next, not before.
+    replaced = published_dir / first[("user_features", newest)]
+    assert replaced.exists()
+    publish_snapshot(since=newest)
+    assert not replaced.exists()
+    assert table_checksums(snapshot, tables) == table_checksums(shop.warehouse, tables)
+
+
+def test_publishing_without_a_warehouse_or_with_a_bad_date_says_what_to_do(empty_env):
+    with pytest.raises(FileNotFoundError, match="no warehouse to publish; build it first"):
+        publish_snapshot()
+    assert not settings().snapshot_path.exists()
+    result = subprocess.run(
+        [sys.executable, "-m", "ml", "publish", "--since", "2026-13-01"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "2026-13-01" in result.stderr, result.stderr
