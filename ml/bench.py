@@ -199,7 +199,7 @@ def main() -> None:
     from ml.evaluate import evaluate_against_truth
     from ml.history import build_history
     from ml.pipeline import as_of_for, land, train_uplift_if_possible
-    from ml.publish import publish_snapshot
+    from ml.publish import changed_since, publish_snapshot
     from ml.score import score_day
     from ml.simulate import ShopSpec, simulate
     from ml.train import train_all
@@ -218,6 +218,8 @@ def main() -> None:
         run_day_features(spec.start + timedelta(days=day_number - 1), results, f"day_{day_number}", day_number - 1)
     with step("history", results, f"land and build every day but the last ({settings().history_batch_days} per batch)"):
         build_history(keep_last=1)
+    with step("publish_history", results, "the first publish: every day of every published table to Parquet"):
+        publish_snapshot()
     with step("train", results, "2 tasks x 2 flavours and the coupon effect model: log, register, gate"):
         trained = train_all()
         train_uplift_if_possible(as_of)
@@ -233,8 +235,8 @@ def main() -> None:
         with step("targeting_day_last", results, "segments, send list, targeting marts, checks"):
             build_targeting(as_of)
             check_data("targeting", as_of)
-        with step("publish", results, "the analyst snapshot"):
-            publish_snapshot()
+        with step("publish", results, "the days this run can have changed, and a new snapshot file of views"):
+            publish_snapshot(since=changed_since(date.fromisoformat(landed["reprocess_from"])))
     day_last_features = sum(r["seconds"] for r in results if r["step"] in ("land_day_last", "dbt_features_day_last"))
     results.append({"step": "features_day_last", "seconds": round(day_last_features, 1), "history_days": days - 1})
     with step("reference_features_day_last", results, f"one hand-written DuckDB query for as-of {as_of}"):
@@ -247,7 +249,17 @@ def main() -> None:
     cfg = settings()
     events = duckdb.sql(f"select count(*) from read_parquet('{cfg.landing_dir}/events/*/*.parquet')").fetchall()[0][0]
     warehouse_mb = round(cfg.warehouse_path.stat().st_size / 2**20, 1)
-    summary = {"users": users, "days": days, "events": events, "warehouse_mb": warehouse_mb}
+    published = cfg.snapshot_path.parent / "published"
+    published_mb = round(sum(p.stat().st_size for p in published.rglob("*.parquet")) / 2**20, 1)
+    summary = {
+        "users": users,
+        "days": days,
+        "events": events,
+        "warehouse_mb": warehouse_mb,
+        "warehouse_bytes_per_user_day": round(warehouse_mb * 2**20 / (users * days), 1),
+        "published_mb": published_mb,
+        "snapshot_kb": round(cfg.snapshot_path.stat().st_size / 2**10, 1),
+    }
     (root / "results.json").write_text(json.dumps({**summary, "steps": results}, indent=2))
     plot_day_cost(results, root / "day_cost.png")
     print(json.dumps(summary))
