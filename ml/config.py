@@ -58,6 +58,9 @@ class Settings:
     history_batch_days: int
     # A daily run re-processes this many event days before its business day: corrected exports landed late.
     late_event_days: int
+    # None: user_features keeps every as-of date; N: daily rows for the newest N dates, then Mondays and
+    # campaign send dates only (what training and the coupon models read), and the labels of those dates.
+    feature_retention_days: int | None
 
     @property
     def mlflow_dir(self) -> Path:
@@ -92,6 +95,7 @@ def settings() -> Settings:
         challenger_arm_share=_float_env("SHOP_CHALLENGER_ARM_SHARE", 0.2),
         gross_margin_rate=_float_env("SHOP_GROSS_MARGIN_RATE", 0.4),
         scoring_lookback_days=_optional_positive_int_env("SHOP_SCORING_LOOKBACK_DAYS"),
+        feature_retention_days=_optional_positive_int_env("SHOP_FEATURE_RETENTION_DAYS"),
         source=_choice_env("SHOP_SOURCE", "inbox", SOURCES),
         history_batch_days=_positive_int_env("SHOP_HISTORY_BATCH_DAYS", 30),
         late_event_days=_non_negative_int_env("SHOP_LATE_EVENT_DAYS", 3),

@@ -125,8 +125,10 @@ def choose_split(available: list[date], test_date: date | None = None) -> Split:
             f"{LABEL_HORIZON_DAYS + TRAIN_EVERY_DAYS} days "
             f"earlier (have {available[0]}..{available[-1]})"
         )
-    train = [newest_train - timedelta(days=TRAIN_EVERY_DAYS * k) for k in range(TRAIN_SNAPSHOTS)]
-    train = sorted(d for d in train if d in have)
+    # Weekly, each the newest built date on or before its week's (older dates may be kept weekly only).
+    weeks = [newest_train - timedelta(days=TRAIN_EVERY_DAYS * k) for k in range(TRAIN_SNAPSHOTS)]
+    train = {_latest_on_or_before(have, week) for week in weeks}
+    train = sorted(d for d in train if d is not None)
     return Split(train_dates=train, validation_date=validation, test_date=test_date)
 
 

@@ -105,6 +105,7 @@ def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Set
         "gross_margin_rate": cfg.gross_margin_rate,
         # dbt's own window when no reprocess_from is passed (dbt by hand): the same setting as Python's.
         "late_event_days": cfg.late_event_days,
+        "feature_retention_days": cfg.feature_retention_days,
     }
     if as_of_start:
         dbt_vars["as_of_start"] = str(as_of_start)

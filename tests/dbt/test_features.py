@@ -180,6 +180,41 @@ def test_incremental_days_and_a_rerun_equal_one_full_build(built_shop, shop_copy
     assert table_checksums(shop.warehouse, INCREMENTAL) == incremental
 
 
+def test_feature_retention_keeps_recent_dates_mondays_and_send_dates_in_every_build(built_shop, shop_copy, monkeypatch):
+    """SHOP_FEATURE_RETENTION_DAYS: the same dates are kept by batched history, daily runs and one full build."""
+    from ml.data import choose_split
+    from ml.history import build_history
+    from ml.pipeline import as_of_for, land
+
+    shop = shop_copy(built_shop)
+    monkeypatch.setenv("SHOP_FEATURE_RETENTION_DAYS", "20")
+    build_history(keep_last=3)  # 30 event days per batch
+    for day in shop.remaining_days:
+        landed = land(day)
+        build_features(as_of_for(day), reprocess_from=date.fromisoformat(landed["reprocess_from"]))
+    daily = table_checksums(shop.warehouse, ["user_features", "training_labels"])
+
+    kept = [row[0] for row in query(shop.warehouse, "select distinct as_of_date from user_features order by 1")]
+    sends = {row[0] for row in query(shop.warehouse, "select distinct send_date from stg_landing__coupon_sends")}
+    newest = as_of_for(shop.remaining_days[-1])
+    recent = [newest - timedelta(days=n) for n in range(20)]
+    assert kept[-20:] == sorted(recent)
+    older = kept[:-20]
+    assert older and all(d.isoweekday() == 1 or d in sends for d in older)
+    assert any(d.isoweekday() == 1 for d in older) and len(older) < (older[-1] - older[0]).days / 2
+    labelled = [row[0] for row in query(shop.warehouse, "select distinct as_of_date from training_labels order by 1")]
+    assert labelled and set(labelled) <= set(kept)
+    # Training finds as many weekly snapshots among the kept dates as it would with every date kept.
+    split = choose_split(labelled)
+    every_date = [labelled[0] + timedelta(days=n) for n in range((labelled[-1] - labelled[0]).days + 1)]
+    assert set(split.train_dates) <= set(labelled) and split.test_date == labelled[-1]
+    assert len(split.train_dates) == len(choose_split(every_date).train_dates) >= 3
+
+    monkeypatch.setenv("SHOP_HISTORY_BATCH_DAYS", "1000")
+    build_history(keep_last=0)
+    assert table_checksums(shop.warehouse, ["user_features", "training_labels"]) == daily
+
+
 def test_a_gap_of_unbuilt_days_is_reprocessed(built_shop, shop_copy, monkeypatch):
     """Days landed without a feature build (failed or skipped runs) are picked up by the next run."""
     from ml.pipeline import as_of_for, land

@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         pre_hook="{{ delete_reprocessed('as_of_date', var('label_horizon_days') - 1) }}",
+        post_hook="{{ apply_feature_retention(ref('user_features')) }}",
     )
 }}
 -- One row per user per as_of_date whose 30-day label window [T, T + 30) has fully landed.

@@ -4,6 +4,7 @@
         unique_key='as_of_date',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        post_hook="{{ apply_feature_retention(this) }}",
     )
 }}
 -- One row per user per as_of_date for every known user who signed up before that date.
