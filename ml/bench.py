@@ -197,7 +197,7 @@ def main() -> None:
     from ml.backtest import backtest
     from ml.config import settings
     from ml.evaluate import evaluate_against_truth
-    from ml.history import build_history
+    from ml.history import build_history, history_batch_days
     from ml.pipeline import as_of_for, land, train_uplift_if_possible
     from ml.publish import changed_since, publish_snapshot
     from ml.score import score_day
@@ -216,7 +216,7 @@ def main() -> None:
         with step(f"history_{day_number - 1}", results, f"land and build the first {day_number - 1} days"):
             build_history(keep_last=days - day_number + 1)
         run_day_features(spec.start + timedelta(days=day_number - 1), results, f"day_{day_number}", day_number - 1)
-    with step("history", results, f"land and build every day but the last ({settings().history_batch_days} per batch)"):
+    with step("history", results, f"land and build every day but the last ({history_batch_days()} days per batch)"):
         build_history(keep_last=1)
     with step("publish_history", results, "the first publish: every day of every published table to Parquet"):
         publish_snapshot()

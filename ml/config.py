@@ -54,8 +54,9 @@ class Settings:
     source: str
     # None: score (and train on) every known customer; N: only users active in the N days before the as-of date.
     scoring_lookback_days: int | None
-    # Event days per dbt run of the history build (and its as-of dates): its memory grows with this, not the history.
-    history_batch_days: int
+    # Event days per dbt run of the history build (and its as-of dates): its memory grows with this, not the
+    # history. None: sized to the shop (ml.history.history_batch_days).
+    history_batch_days: int | None
     # A daily run re-processes this many event days before its business day: corrected exports landed late.
     late_event_days: int
     # None: user_features keeps every as-of date; N: daily rows for the newest N dates, then Mondays and
@@ -97,7 +98,7 @@ def settings() -> Settings:
         scoring_lookback_days=_optional_positive_int_env("SHOP_SCORING_LOOKBACK_DAYS"),
         feature_retention_days=_optional_positive_int_env("SHOP_FEATURE_RETENTION_DAYS"),
         source=_choice_env("SHOP_SOURCE", "inbox", SOURCES),
-        history_batch_days=_positive_int_env("SHOP_HISTORY_BATCH_DAYS", 30),
+        history_batch_days=_optional_positive_int_env("SHOP_HISTORY_BATCH_DAYS"),
         late_event_days=_non_negative_int_env("SHOP_LATE_EVENT_DAYS", 3),
     )
 

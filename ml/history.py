@@ -18,6 +18,10 @@ from ml.warehouse import build_feature_history
 # The first as-of date is this many days after the first landed day: earlier snapshots see too little.
 WARM_UP_DAYS = 28
 LAND_BATCH_DAYS = 7
+# Users x event days per history batch when SHOP_HISTORY_BATCH_DAYS is unset. dbt needs about 1.2 KB per
+# user-day of a batch (200k users x 30 days peaked at 7.0 GB): 3M user-days keep a batch near 3.5 GB.
+BATCH_USER_DAYS = 3_000_000
+MAX_BATCH_DAYS = 30
 
 
 def inbox_days() -> dict[date, object]:
@@ -30,6 +34,30 @@ def inbox_days() -> dict[date, object]:
 def landed_days() -> list[date]:
     folder = settings().landing_dir / "events"
     return sorted(named_day(p) for p in folder.glob("event_date=*") if named_day(p) and any(p.glob("*.parquet")))
+
+
+def known_users() -> int:
+    """How many users the landed files know: the user table's rows, else the distinct ids in the events."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    landing = settings().landing_dir
+    tables = sorted((landing / "users").glob("*.parquet"))
+    if tables:
+        return sum(pq.ParquetFile(path).metadata.num_rows for path in tables)
+    if not any((landing / "events").glob("event_date=*/*.parquet")):
+        return 0
+    with duckdb.connect() as con:
+        glob = landing / "events" / "event_date=*" / "*.parquet"
+        return con.execute(f"select count(distinct user_id) from read_parquet('{glob}')").fetchall()[0][0]
+
+
+def history_batch_days() -> int:
+    """Event days per dbt run of the history build: SHOP_HISTORY_BATCH_DAYS, else sized to the shop's users."""
+    configured = settings().history_batch_days
+    if configured:
+        return configured
+    return max(1, min(MAX_BATCH_DAYS, BATCH_USER_DAYS // max(known_users(), 1)))
 
 
 def land_inbox(keep_last: int) -> list[date]:
@@ -76,7 +104,9 @@ def build_history(keep_last: int = 0) -> list[date]:
             f"the landed events cover {span} days ({landed[0]}..{landed[-1]}): need more than {WARM_UP_DAYS} "
             "to build history"
         )
-    build_feature_history(landed[0], landed[-1], as_of_start=landed[0] + timedelta(days=WARM_UP_DAYS))
+    build_feature_history(
+        landed[0], landed[-1], as_of_start=landed[0] + timedelta(days=WARM_UP_DAYS), batch_days=history_batch_days()
+    )
     return remaining
 
 

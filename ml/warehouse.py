@@ -164,7 +164,7 @@ def build_features(
     return run_dbt(args, dbt_vars)
 
 
-def build_feature_history(first_day: date, last_day: date, as_of_start: date, batch_days: int | None = None) -> None:
+def build_feature_history(first_day: date, last_day: date, as_of_start: date, batch_days: int) -> None:
     """Build every table over the landed event days [first_day, last_day] from scratch, a batch at a time.
 
     One query over the whole history holds every event, user-day and users x dates row at once (100k
@@ -177,7 +177,6 @@ def build_feature_history(first_day: date, last_day: date, as_of_start: date, ba
     """
     from ml.progress import progress
 
-    batch_days = batch_days or settings().history_batch_days
     first_batch_end = min(max(as_of_start - timedelta(days=1), first_day + timedelta(days=batch_days - 1)), last_day)
     batches = [(first_day, first_batch_end)]
     if first_batch_end < last_day:
