@@ -20,8 +20,46 @@ users as (
     from {{ ref('int_users_resolved') }}
 ),
 
+{%- set as_of_start = var('as_of_start') %}
+{%- set as_of_end = var('as_of_end') or as_of_start %}
+{%- set lifetime_columns = [
+    'lifetime_sessions', 'lifetime_views', 'lifetime_carts', 'lifetime_orders', 'lifetime_revenue',
+    'lifetime_coupon_orders', 'lifetime_purchase_days', 'lifetime_sum_purchase_gap_days',
+    'lifetime_sum_sq_purchase_gap_days', 'first_purchase_date', 'last_view_date', 'last_cart_date',
+    'last_purchase_date'] %}
+
+-- The 90 days before the run's as-of dates (a run for known dates never reads older user-days here).
 user_days as (
-    select * from {{ ref('int_user_days_aggregated') }}
+    select
+        user_id, activity_date, count_sessions, count_views, count_carts, count_orders, sum_revenue,
+        count_cart_sessions, count_abandoned_cart_sessions, count_removes,
+    from {{ ref('int_user_days_aggregated') }}
+    {%- if as_of_start %}
+    where activity_date >= date '{{ as_of_start }}' - 90 and activity_date < date '{{ as_of_end }}'
+    {%- endif %}
+),
+
+-- The running totals the as-of join picks from: each user's newest row before the first as-of date
+-- (one row per user, however long the history) and the rows between the run's as-of dates.
+lifetime_days as (
+    {%- if as_of_start %}
+    select
+        user_id,
+        max(activity_date) as activity_date,
+        {%- for column in lifetime_columns %}
+        arg_max({{ column }}, activity_date) as {{ column }},
+        {%- endfor %}
+    from {{ ref('int_user_days_aggregated') }}
+    where activity_date < date '{{ as_of_start }}'
+    group by user_id
+    union all
+    select user_id, activity_date, {{ lifetime_columns | join(', ') }}
+    from {{ ref('int_user_days_aggregated') }}
+    where activity_date >= date '{{ as_of_start }}' and activity_date < date '{{ as_of_end }}'
+    {%- else %}
+    select user_id, activity_date, {{ lifetime_columns | join(', ') }}
+    from {{ ref('int_user_days_aggregated') }}
+    {%- endif %}
 ),
 
 treatment_sends as (
@@ -59,7 +97,6 @@ windowed_activity as (
         coalesce(sum(count_cart_sessions), 0) as count_cart_sessions_90d,
         coalesce(sum(count_abandoned_cart_sessions), 0) as count_abandoned_cart_sessions_90d,
         coalesce(sum(count_removes), 0) as count_removes_90d,
-        coalesce(len(list_distinct(flatten(list(categories)))), 0) as count_distinct_categories_90d,
     from user_spine
     left join user_days
         on user_spine.user_id = user_days.user_id
@@ -68,29 +105,52 @@ windowed_activity as (
     group by 1, 2
 ),
 
+-- Distinct categories by counting rows, not by merging lists: lists per user and as-of date held
+-- 5 GB for 200k users x 30 as-of dates.
+user_category_days as (
+    select distinct user_id, activity_date, unnest(categories) as category
+    from {{ ref('int_user_days_aggregated') }}
+    {%- if as_of_start %}
+    where activity_date >= date '{{ as_of_start }}' - 90 and activity_date < date '{{ as_of_end }}'
+    {%- endif %}
+),
+
+categories_90d as (
+    select
+        user_spine.user_id,
+        user_spine.as_of_date,
+        count(distinct user_category_days.category) as count_distinct_categories_90d,
+    from user_spine
+    inner join user_category_days
+        on user_spine.user_id = user_category_days.user_id
+        and user_category_days.activity_date < user_spine.as_of_date
+        and user_category_days.activity_date >= user_spine.as_of_date - 90
+    group by 1, 2
+),
+
 lifetime_activity as (
     -- The newest user-day strictly before the as-of date carries the running lifetime totals.
     select
         user_spine.user_id,
         user_spine.as_of_date,
-        coalesce(user_days.lifetime_sessions, 0) as count_sessions_lifetime,
-        coalesce(user_days.lifetime_views, 0) as count_views_lifetime,
-        coalesce(user_days.lifetime_carts, 0) as count_carts_lifetime,
-        coalesce(user_days.lifetime_orders, 0) as count_purchases_lifetime,
-        coalesce(user_days.lifetime_revenue, 0) as sum_revenue_lifetime,
-        coalesce(user_days.lifetime_coupon_orders, 0) as count_coupon_redemptions_lifetime,
-        user_days.activity_date as last_activity_date,
-        user_days.lifetime_purchase_days,
-        user_days.lifetime_sum_purchase_gap_days,
-        user_days.lifetime_sum_sq_purchase_gap_days,
-        user_days.first_purchase_date,
-        user_days.last_view_date,
-        user_days.last_cart_date,
-        user_days.last_purchase_date,
+        coalesce(lifetime_days.lifetime_sessions, 0) as count_sessions_lifetime,
+        coalesce(lifetime_days.lifetime_views, 0) as count_views_lifetime,
+        coalesce(lifetime_days.lifetime_carts, 0) as count_carts_lifetime,
+        coalesce(lifetime_days.lifetime_orders, 0) as count_purchases_lifetime,
+        coalesce(lifetime_days.lifetime_revenue, 0) as sum_revenue_lifetime,
+        coalesce(lifetime_days.lifetime_coupon_orders, 0) as count_coupon_redemptions_lifetime,
+        lifetime_days.activity_date as last_activity_date,
+        lifetime_days.lifetime_purchase_days,
+        lifetime_days.lifetime_sum_purchase_gap_days,
+        lifetime_days.lifetime_sum_sq_purchase_gap_days,
+        lifetime_days.first_purchase_date,
+        lifetime_days.last_view_date,
+        lifetime_days.last_cart_date,
+        lifetime_days.last_purchase_date,
     from user_spine
-    asof left join user_days
-        on user_spine.user_id = user_days.user_id
-        and user_spine.as_of_date > user_days.activity_date
+    asof left join lifetime_days
+        on user_spine.user_id = lifetime_days.user_id
+        and user_spine.as_of_date > lifetime_days.activity_date
 ),
 
 coupon_history as (
@@ -128,7 +188,7 @@ features as (
         {%- endfor %}
         cast(windowed_activity.count_active_days_30d as integer) as count_active_days_30d,
         cast(windowed_activity.count_active_days_90d as integer) as count_active_days_90d,
-        cast(windowed_activity.count_distinct_categories_90d as integer) as count_distinct_categories_90d,
+        cast(coalesce(categories_90d.count_distinct_categories_90d, 0) as integer) as count_distinct_categories_90d,
         cast(
             windowed_activity.count_abandoned_cart_sessions_90d
             / nullif(windowed_activity.count_cart_sessions_90d, 0) as double
@@ -201,6 +261,7 @@ features as (
     inner join windowed_activity using (user_id, as_of_date)
     inner join lifetime_activity using (user_id, as_of_date)
     inner join coupon_history using (user_id, as_of_date)
+    left join categories_90d using (user_id, as_of_date)
 )
 
 select * from features
