@@ -100,7 +100,16 @@ def _publish_table(
         f"from wh.main.{table} as t {where} group by 1 order by 1"
     ).fetchall()
     old = {row["partition_date"]: row for row in kept}
-    rows = [row for day, row in old.items() if since and day < since]
+    rows = []
+    if since:
+        # Earlier days are kept as published unless they left the warehouse (feature retention drops days).
+        earlier = {
+            r[0]
+            for r in con.execute(
+                f"select distinct {column} from wh.main.{table} where {column} < ?", [since]
+            ).fetchall()
+        }
+        rows = [row for day, row in old.items() if day < since and day in earlier]
     now = datetime.now(UTC).replace(tzinfo=None)
     for day, count, fingerprint in current:
         if day in old and old[day]["fingerprint"] == fingerprint and (files_dir / old[day]["file"]).exists():

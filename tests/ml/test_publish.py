@@ -61,11 +61,16 @@ def test_a_publish_rewrites_only_changed_days_and_an_open_session_keeps_its_snap
     assert changed == {("user_features", newest)}  # one file written, every other day kept as it was
     assert table_checksums(again, tables) == table_checksums(shop.warehouse, tables)
 
-    # The file the first snapshot named is deleted at the publish after the next, not before.
+    # The file the first snapshot named is deleted at the publish after the next, not before. A day that left
+    # the warehouse before `since` (retention) leaves the snapshot too.
     replaced = published_dir / first[("user_features", newest)]
+    oldest = min(day for table, day in first if table == "user_features")
+    with duckdb.connect(str(cfg.warehouse_path)) as con:
+        con.execute("delete from user_features where as_of_date = ?", [oldest])
     assert replaced.exists()
     publish_snapshot(since=newest)
     assert not replaced.exists()
+    assert ("user_features", oldest) not in _manifest(snapshot) and ("training_labels", oldest) in _manifest(snapshot)
     assert table_checksums(snapshot, tables) == table_checksums(shop.warehouse, tables)
 
 
