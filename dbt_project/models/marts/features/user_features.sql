@@ -29,13 +29,15 @@ users as (
     'last_purchase_date'] %}
 
 -- The 90 days before the run's as-of dates (a run for known dates never reads older user-days here).
+-- The bounds include the last as-of date itself: the joins below, not these bounds, keep each date's
+-- features to the days strictly before it (a leaking join must fail the unit and data tests).
 user_days as (
     select
         user_id, activity_date, count_sessions, count_views, count_carts, count_orders, sum_revenue,
         count_cart_sessions, count_abandoned_cart_sessions, count_removes,
     from {{ ref('int_user_days_aggregated') }}
     {%- if as_of_start %}
-    where activity_date >= date '{{ as_of_start }}' - 90 and activity_date < date '{{ as_of_end }}'
+    where activity_date >= date '{{ as_of_start }}' - 90 and activity_date <= date '{{ as_of_end }}'
     {%- endif %}
 ),
 
@@ -55,7 +57,7 @@ lifetime_days as (
     union all
     select user_id, activity_date, {{ lifetime_columns | join(', ') }}
     from {{ ref('int_user_days_aggregated') }}
-    where activity_date >= date '{{ as_of_start }}' and activity_date < date '{{ as_of_end }}'
+    where activity_date >= date '{{ as_of_start }}' and activity_date <= date '{{ as_of_end }}'
     {%- else %}
     select user_id, activity_date, {{ lifetime_columns | join(', ') }}
     from {{ ref('int_user_days_aggregated') }}
@@ -111,7 +113,7 @@ user_category_days as (
     select distinct user_id, activity_date, unnest(categories) as category
     from {{ ref('int_user_days_aggregated') }}
     {%- if as_of_start %}
-    where activity_date >= date '{{ as_of_start }}' - 90 and activity_date < date '{{ as_of_end }}'
+    where activity_date >= date '{{ as_of_start }}' - 90 and activity_date <= date '{{ as_of_end }}'
     {%- endif %}
 ),
 
