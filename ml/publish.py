@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from ml.config import Settings, settings
+from ml.data import table_names
 
 # Published tables and the day column they are partitioned by; None: small, copied whole into the snapshot.
 PUBLISHED: dict[str, str | None] = {
@@ -61,13 +62,7 @@ def publish_snapshot(since: date | None = None, cfg: Settings | None = None) -> 
         with duckdb.connect(str(tmp)) as con:
             con.execute("set enable_progress_bar = false")
             con.execute(f"attach '{cfg.warehouse_path}' as wh (read_only)")
-            present = {
-                row[0]
-                for row in con.execute(
-                    "select table_name from duckdb_tables() where database_name = 'wh' "
-                    "union all select view_name from duckdb_views() where database_name = 'wh'"
-                ).fetchall()
-            }
+            present = table_names(con)  # the warehouse's: the new snapshot holds nothing yet
             manifest = []
             for table, column in PUBLISHED.items():
                 if table not in present:
@@ -162,7 +157,7 @@ def _read_manifest(snapshot: Path) -> list[dict]:
     if not snapshot.exists():
         return []
     with duckdb.connect(str(snapshot), read_only=True) as con:
-        if not con.execute("select count(*) from duckdb_tables() where table_name = ?", [MANIFEST]).fetchall()[0][0]:
+        if MANIFEST not in table_names(con):
             return []
         cursor = con.execute(f"select * from {MANIFEST}")
         names = [d[0] for d in cursor.description]

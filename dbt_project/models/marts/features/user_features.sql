@@ -27,18 +27,20 @@ users as (
     'lifetime_coupon_orders', 'lifetime_purchase_days', 'lifetime_sum_purchase_gap_days',
     'lifetime_sum_sq_purchase_gap_days', 'first_purchase_date', 'last_view_date', 'last_cart_date',
     'last_purchase_date'] %}
+{#- The 90 days before the run's as-of dates (a run for known dates never reads older user-days). The
+    bound includes the last as-of date itself: the joins below, not this bound, keep each date's
+    features to the days strictly before it (a leaking join must fail the unit and data tests). #}
+{%- set in_90_days_before_as_of_dates %}
+    {%- if as_of_start %}where activity_date >= date '{{ as_of_start }}' - 90 and activity_date <= date '{{ as_of_end }}'{% endif %}
+{%- endset %}
 
--- The 90 days before the run's as-of dates (a run for known dates never reads older user-days here).
--- The bounds include the last as-of date itself: the joins below, not these bounds, keep each date's
--- features to the days strictly before it (a leaking join must fail the unit and data tests).
+-- The user-days of the 90 days before the run's as-of dates.
 user_days as (
     select
         user_id, activity_date, count_sessions, count_views, count_carts, count_orders, sum_revenue,
         count_cart_sessions, count_abandoned_cart_sessions, count_removes,
     from {{ ref('int_user_days_aggregated') }}
-    {%- if as_of_start %}
-    where activity_date >= date '{{ as_of_start }}' - 90 and activity_date <= date '{{ as_of_end }}'
-    {%- endif %}
+    {{ in_90_days_before_as_of_dates }}
 ),
 
 -- The running totals the as-of join picks from: each user's newest row before the first as-of date
@@ -112,9 +114,7 @@ windowed_activity as (
 user_category_days as (
     select distinct user_id, activity_date, unnest(categories) as category
     from {{ ref('int_user_days_aggregated') }}
-    {%- if as_of_start %}
-    where activity_date >= date '{{ as_of_start }}' - 90 and activity_date <= date '{{ as_of_end }}'
-    {%- endif %}
+    {{ in_90_days_before_as_of_dates }}
 ),
 
 categories_90d as (
