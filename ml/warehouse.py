@@ -49,8 +49,13 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def run_dbt(args: list[str], dbt_vars: dict[str, object] | None = None, cfg: Settings | None = None) -> str:
-    """Run `dbt ARGS` in the project; raise DbtError with the failing part of the log."""
+def run_dbt(
+    args: list[str], dbt_vars: dict[str, object] | None = None, cfg: Settings | None = None, echo: bool = True
+) -> str:
+    """Run `dbt ARGS` in the project; raise DbtError with the failing part of the log.
+
+    `echo`: stream dbt's output to stderr as it comes (off for `dbt ls`, whose output is data).
+    """
     cfg = cfg or settings()
     cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     command = [dbt_executable(), *args, "--project-dir", str(cfg.dbt_project_dir)]
@@ -69,7 +74,8 @@ def run_dbt(args: list[str], dbt_vars: dict[str, object] | None = None, cfg: Set
     ) as process:
         try:
             for line in process.stdout:
-                print(line, end="", file=sys.stderr, flush=True)
+                if echo:
+                    print(line, end="", file=sys.stderr, flush=True)
                 lines.append(line.rstrip("\n"))
         except BaseException:  # Ctrl-C, SIGTERM (ml.cli), an Airflow task being stopped: stop dbt too
             process.terminate()
@@ -215,9 +221,50 @@ def build_targeting(as_of: date, plan: bool = True) -> str:
 
 
 def check_data(tag: str, as_of: date) -> str:
-    """Run the data tests tagged `tag` that read more than one model (quarantine share, consent, contact cap).
+    """Run the data tests that read a model tagged `tag` together with other models (quarantine share against
+    the run's dates, a leak recount against the events, consent, contact cap, relationships).
 
-    The DAG builds one model per task, and dbt selects a test with two parents only when both are built
-    in the same command: without this step such a test never runs there. Fails (DbtError) on a finding.
+    The DAG builds one model per task with its own tests, and dbt selects a test with two parents only when
+    both are built in the same command: without this step such a test never runs there. The tests of one
+    model ran with it and are not repeated. Fails (DbtError) on a finding.
     """
-    return run_dbt(["test", "--select", f"tag:{tag},resource_type:test"], as_of_vars(as_of))
+    dbt_vars = as_of_vars(as_of)
+    tests = cross_model_tests(tag, dbt_vars)
+    return run_dbt(["test", "--select", *tests], dbt_vars) if tests else ""
+
+
+_BUILT = ("model.", "seed.", "snapshot.", "source.")
+
+
+def cross_model_tests(tag: str, dbt_vars: dict | None = None) -> list[str]:
+    """The data tests with two or more parents, one of them tagged `tag`, all of them built by then.
+
+    Asked of dbt (`dbt ls` of `+tag:TAG`: the tagged models, what they read, and the tests on any of them),
+    so a new test that joins models is picked up without a list to keep. Same vars as the run that follows:
+    dbt re-parses the whole project when they change.
+    """
+    listed = run_dbt(
+        [
+            "ls",
+            "--select",
+            f"+tag:{tag}",
+            "--output",
+            "json",
+            "--output-keys",
+            "unique_id",
+            "name",
+            "tags",
+            "depends_on",
+        ],
+        dbt_vars,
+        echo=False,
+    )
+    nodes = [json.loads(line) for line in listed.splitlines() if line.startswith("{")]
+    built = {node["unique_id"]: node.get("tags", []) for node in nodes if node["unique_id"].startswith(_BUILT)}
+    tests = []
+    for node in nodes:
+        parents = [p for p in node.get("depends_on", {}).get("nodes", []) if p.startswith(_BUILT)]
+        if node["unique_id"].startswith("test.") and len(parents) > 1 and all(p in built for p in parents):
+            if any(tag in built[p] for p in parents):
+                tests.append(node["name"])
+    return sorted(tests)

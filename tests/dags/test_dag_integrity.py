@@ -91,3 +91,19 @@ def test_task_graph_runs_land_features_train_score_segments_target_targeting_pub
         "land_day",
     } <= upstream("publish")
     assert dag.get_task("publish").downstream_task_ids == set()
+
+
+def test_the_check_tasks_run_the_tests_that_join_models_and_only_those(parse_root):
+    """A model task runs its own tests; a test reading two models runs in the check after both are built."""
+    from ml.warehouse import cross_model_tests
+
+    features, targeting = cross_model_tests("features"), cross_model_tests("targeting")
+    assert {"assert_features_do_not_see_the_future", "assert_quarantine_share_below_limit"} <= set(features)
+    assert any(name.startswith("relationships_user_features_user_id") for name in features)
+    # Their other parent, coupon_targets, is built after the features check.
+    assert not any("coupon_targets" in name for name in features)
+    assert {"assert_coupon_targets_have_consent", "assert_coupon_targets_respect_contact_cap"} <= set(targeting)
+    assert "assert_features_do_not_see_the_future" not in targeting  # checked once, with the features
+    assert not any(
+        name.startswith(("unique_combination", "not_null", "accepted_values")) for name in features + targeting
+    )
