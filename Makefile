@@ -79,7 +79,7 @@ format: setup ## ruff fix and format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: setup ## Benchmarks: simulate, land, dbt history build and training on the default shop (prints figures)
+bench: airflow-init ## Benchmarks on a simulated shop (SHOP_BENCH_USERS, SHOP_BENCH_DAYS): history, days 60/180/last, Airflow day, training
 	$(PY) -m ml.bench
 
 airflow: airflow-init ## Start Airflow standalone on :$(AIRFLOW_PORT) with the DAG and pool ready

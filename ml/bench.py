@@ -6,11 +6,13 @@ writes them to data/bench/results.json with the shop's size and the warehouse's,
 against the history's length (day_cost.png), then the model quality against the simulator's truth.
 Figures depend on the machine; nothing here asserts a speed.
 
-Day cost against history length: before the full history, the history up to day 59 (and 179 on a longer
-shop) is built and day 60 (180) runs its landing, feature build and checks, as the DAG does. The full
-history build then rebuilds everything from the landed files (its landing covers only the days not yet
-landed). The last day runs every step. `reference_features_day_last` is a hand-written single DuckDB
-query over the landed files that computes the event features of the last day's as-of date from scratch.
+Day cost against history length: the history up to day 59 (and 179 on a longer shop) is built and day 60
+(180) runs its landing and feature build with its tests, as the DAG does. Each history step starts from an
+empty landing folder and warehouse: it is what `ml history` costs a shop of that length. The full history
+leaves the last two days: the day before the last runs as `airflow dags test shop_daily` (every task, with
+Airflow's own overhead; training pinned off, so it is a day without training), the last one step by step
+without Airflow. `reference_features_day_last` is a hand-written single DuckDB query over the landed files
+that computes the event features of the last day's as-of date from scratch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -183,10 +186,42 @@ def run_day_features(day, results: list, name: str, history_days: int) -> None:
     from ml.warehouse import build_features
 
     as_of = as_of_for(day)
-    with step(name, results, f"{day}: land, dbt features, checks after {history_days} days of history"):
+    with step(name, results, f"{day}: land, dbt features and tests after {history_days} days of history"):
         landed = land(day)
         build_features(as_of, as_of, reprocess_from=date.fromisoformat(landed["reprocess_from"]))
     results[-1]["history_days"] = history_days
+
+
+def fresh_history(keep_last: int) -> None:
+    """`ml history` on an empty landing folder and warehouse (the inbox stays): a shop's first build."""
+    from ml.config import settings
+    from ml.history import build_history
+
+    cfg = settings()
+    shutil.rmtree(cfg.landing_dir, ignore_errors=True)
+    for path in (cfg.warehouse_path, cfg.warehouse_path.with_name(cfg.warehouse_path.name + ".wal")):
+        path.unlink(missing_ok=True)
+    build_history(keep_last=keep_last)
+
+
+def run_day_in_airflow(day, results: list, root: Path) -> None:
+    """`airflow dags test shop_daily` for `day`: every task as the scheduler runs them, training pinned off."""
+    from ml.day_pins import pin
+    from ml.pipeline import as_of_for
+
+    pin(as_of_for(day), training={"trained": False})  # the issue's figure is a day without training
+    log = root / f"airflow-dags-test-{day}.log"
+    airflow = Path(sys.executable).parent / "airflow"
+    with step("day_airflow", results, f"{day}: airflow dags test shop_daily (log: {log.name})"):
+        with log.open("w") as out:
+            done = subprocess.run(
+                [str(airflow), "dags", "test", "shop_daily", "-c", json.dumps({"run_date": str(day)})],
+                env={**os.environ, "SHOP_TASK_RETRIES": "0"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+    if done.returncode != 0:
+        raise SystemExit(f"the DAG run for {day} failed; log: {log}")
 
 
 def main() -> None:
@@ -200,7 +235,7 @@ def main() -> None:
     from ml.backtest import backtest
     from ml.config import settings
     from ml.evaluate import evaluate_against_truth
-    from ml.history import build_history, history_batch_days
+    from ml.history import history_batch_days
     from ml.pipeline import as_of_for, land, train_uplift_if_possible
     from ml.publish import changed_since, publish_snapshot
     from ml.score import score_day
@@ -217,15 +252,17 @@ def main() -> None:
         if day_number >= days - 1:
             continue
         with step(f"history_{day_number - 1}", results, f"land and build the first {day_number - 1} days"):
-            build_history(keep_last=days - day_number + 1)
+            fresh_history(keep_last=days - day_number + 1)
         run_day_features(spec.start + timedelta(days=day_number - 1), results, f"day_{day_number}", day_number - 1)
-    with step("history", results, f"land and build every day but the last ({history_batch_days()} days per batch)"):
-        build_history(keep_last=1)
+    with step("history", results, "land and build every day but the last 2"):
+        fresh_history(keep_last=2)
+    results[-1]["batch_days"] = history_batch_days()
     with step("publish_history", results, "the first publish: every day of every published table to Parquet"):
         publish_snapshot()
     with step("train", results, "2 tasks x 2 flavours and the coupon effect model: log, register, gate"):
         trained = train_all()
         train_uplift_if_possible(as_of)
+    run_day_in_airflow(last_day - timedelta(days=1), results, root)
     # The last day as the DAG runs it, step by step, without Airflow's own overhead.
     with step("day_last", results, f"{last_day}: land, features, checks, score, targeting, publish"):
         with step("land_day_last", results):
