@@ -62,6 +62,9 @@ class Settings:
     # None: user_features keeps every as-of date; N: daily rows for the newest N dates, then Mondays and
     # campaign send dates only (what training and the coupon models read), and the labels of those dates.
     feature_retention_days: int | None
+    # Most users per weekly training snapshot: a bigger population is sampled by a hash of user_id (the same
+    # users every date), so training memory stays bounded as the shop grows. Validation and test are whole.
+    train_max_users: int
 
     @property
     def mlflow_dir(self) -> Path:
@@ -97,6 +100,7 @@ def settings() -> Settings:
         gross_margin_rate=_float_env("SHOP_GROSS_MARGIN_RATE", 0.4),
         scoring_lookback_days=_optional_positive_int_env("SHOP_SCORING_LOOKBACK_DAYS"),
         feature_retention_days=_optional_positive_int_env("SHOP_FEATURE_RETENTION_DAYS"),
+        train_max_users=_positive_int_env("SHOP_TRAIN_MAX_USERS", 200_000),
         source=_choice_env("SHOP_SOURCE", "inbox", SOURCES),
         history_batch_days=_optional_positive_int_env("SHOP_HISTORY_BATCH_DAYS"),
         late_event_days=_non_negative_int_env("SHOP_LATE_EVENT_DAYS", 3),

@@ -159,8 +159,42 @@ def in_population(frame: pd.DataFrame, task: str) -> pd.Series:
     return frame["days_since_last_activity"].le(days).fillna(False).astype(bool)
 
 
-def load_labelled(con: duckdb.DuckDBPyConnection, task: str, dates: list[date]) -> pd.DataFrame:
-    """Features and the task's label for the given as-of dates, on the task's population."""
+# Hash buckets of the training user sample: a share is kept as a whole number of buckets.
+SAMPLE_BUCKETS = 10_000
+
+
+def user_sample(share: float, column: str) -> str:
+    """SQL filter keeping `share` of users by a hash of their id: the same users on every date and in every run."""
+    return "true" if share >= 1 else f"hash({column}) % {SAMPLE_BUCKETS} < {int(share * SAMPLE_BUCKETS)}"
+
+
+def training_user_share(con: duckdb.DuckDBPyConnection, task: str, dates: list[date], max_users: int) -> float:
+    """The share of users to train on so no snapshot of `dates` has more than `max_users` labelled rows."""
+    label = TASKS[task]["label"]
+    biggest = con.execute(
+        f"""
+        select coalesce(max(n), 0) from (
+            select count(*) as n
+            from user_features as f
+            join training_labels as l using (user_id, as_of_date)
+            where f.as_of_date in (select unnest(?::date[]))
+              and {population_filter(task, prefix="f.")}
+              and l.{label} is not null
+            group by f.as_of_date
+        )
+        """,
+        [dates],
+    ).fetchone()[0]
+    return 1.0 if biggest <= max_users else max_users / biggest
+
+
+def load_labelled(
+    con: duckdb.DuckDBPyConnection, task: str, dates: list[date], user_share: float = 1.0
+) -> pd.DataFrame:
+    """Features and the task's label for the given as-of dates, on the task's population.
+
+    `user_share` below 1 keeps that share of users, picked by a hash of user_id: the same users on every date.
+    """
     label = TASKS[task]["label"]
     return con.execute(
         f"""
@@ -170,6 +204,7 @@ def load_labelled(con: duckdb.DuckDBPyConnection, task: str, dates: list[date]) 
         where f.as_of_date in (select unnest(?::date[]))
           and {population_filter(task, prefix="f.")}
           and l.{label} is not null
+          and {user_sample(user_share, "f.user_id")}
         order by f.as_of_date, f.user_id
         """,
         [dates],

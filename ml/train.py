@@ -32,6 +32,7 @@ from ml.data import (
     load_labelled,
     matured_dates,
     model_inputs,
+    training_user_share,
 )
 from ml.errors import ModelError
 from ml.evaluate import best_f1_threshold, classification_metrics, quality_figures
@@ -98,14 +99,14 @@ def load_split(tasks: list[str], as_of: date | None) -> tuple[Split, list[str], 
     with connect_read_only() as con:
         split = choose_split(matured_dates(con), as_of)
         columns = feature_columns(con)
+        max_users = settings().train_max_users
         frames = {
             task: {
-                part: load_labelled(con, task, dates)
-                for part, dates in (
-                    ("train", split.train_dates),
-                    ("valid", [split.validation_date]),
-                    ("test", [split.test_date]),
-                )
+                "train": load_labelled(
+                    con, task, split.train_dates, training_user_share(con, task, split.train_dates, max_users)
+                ),
+                "valid": load_labelled(con, task, [split.validation_date]),
+                "test": load_labelled(con, task, [split.test_date]),
             }
             for task in tasks
         }
@@ -176,6 +177,7 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
                     "n_features": len(columns),
                     "feature_hash": feature_hash,
                     "train_rows": len(y["train"]),
+                    "train_max_users": settings().train_max_users,
                     "train_positive_rate": round(float(y["train"].mean()), 4),
                 }
             )

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ml.config import settings
-from ml.data import connect_read_only, feature_columns, model_inputs, table_names
+from ml.data import connect_read_only, feature_columns, model_inputs, table_names, user_sample
 from ml.errors import ModelError
 from ml.models import make_preprocessor
 from ml.uplift_metrics import bootstrap_uplift_metrics, uplift_by_decile, uplift_by_decile_figure
@@ -177,13 +177,18 @@ def load_campaigns(con) -> tuple[pd.DataFrame, list[str]]:
         if "coupon_targets" in tables
         else ""
     )
+    # As for the propensity models' snapshots: at most SHOP_TRAIN_MAX_USERS users per campaign, one hash sample.
+    biggest = con.execute(
+        "select coalesce(max(n), 0) from (select count(*) as n from campaign_outcomes group by send_date)"
+    )
+    share = min(1.0, settings().train_max_users / max(biggest.fetchone()[0], 1))
     frame = con.execute(
         f"""
         select f.*, o.campaign_id, o.send_date, o.is_treatment, o.coupon_code as sent_coupon,
                o.has_purchase_7d, o.revenue_7d
         from campaign_outcomes as o
         join user_features as f on f.user_id = o.user_id and f.as_of_date = o.send_date
-        where true {reached}
+        where {user_sample(share, "o.user_id")} {reached}
         order by o.send_date, o.user_id
         """
     ).df()

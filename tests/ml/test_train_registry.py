@@ -207,6 +207,43 @@ def test_evaluate_on_own_data_says_there_is_no_truth(trained_shop, shop_copy, ca
     assert "there is no truth to compare with" in capsys.readouterr().err
 
 
+def test_training_snapshots_are_capped_by_a_user_sample_that_stays_the_same_across_dates(
+    built_shop, shop_copy, monkeypatch
+):
+    """SHOP_TRAIN_MAX_USERS bounds each weekly training snapshot and each campaign; validation and test stay whole."""
+    from ml.data import connect_read_only
+    from ml.errors import ConfigError
+    from ml.train import load_split
+    from ml.uplift import load_campaigns
+
+    shop_copy(built_shop)
+    _, _, whole = load_split(["purchase_30d"], None)
+    monkeypatch.setenv("SHOP_TRAIN_MAX_USERS", "400")
+    _, _, capped = load_split(["purchase_30d"], None)
+    whole, capped = whole["purchase_30d"], capped["purchase_30d"]
+    per_date = capped["train"].groupby("as_of_date")["user_id"].apply(set)
+    assert whole["train"].groupby("as_of_date").size().max() > 400 >= per_date.map(len).max() > 200
+    # One hash sample of users: a user trained on at one date is never left out at another where they exist.
+    sampled = set().union(*per_date)
+    whole_per_date = whole["train"].groupby("as_of_date")["user_id"].apply(set)
+    assert all(whole_per_date[d] & sampled == per_date[d] for d in per_date.index)
+    assert capped["train"]["user_id"].isin(whole["train"]["user_id"]).all()
+    for part in ("valid", "test"):
+        pd.testing.assert_frame_equal(capped[part], whole[part])
+    # The coupon models' campaigns are capped the same way, each campaign a snapshot.
+    with connect_read_only() as con:
+        monkeypatch.delenv("SHOP_TRAIN_MAX_USERS")
+        campaigns, _ = load_campaigns(con)
+        biggest = campaigns.groupby("send_date").size().max()
+        monkeypatch.setenv("SHOP_TRAIN_MAX_USERS", str(biggest // 2))
+        sampled, _ = load_campaigns(con)
+    assert biggest // 2 >= sampled.groupby("send_date").size().max() > biggest // 4
+    assert set(sampled["send_date"]) == set(campaigns["send_date"])
+    monkeypatch.setenv("SHOP_TRAIN_MAX_USERS", "0")
+    with pytest.raises(ConfigError, match="SHOP_TRAIN_MAX_USERS must be a positive whole number"):
+        load_split(["purchase_30d"], None)
+
+
 def test_training_without_enough_history_is_a_clear_error(built_shop, shop_copy):
     from ml.train import train_all
 
