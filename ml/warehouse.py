@@ -229,42 +229,40 @@ def check_data(tag: str, as_of: date) -> str:
     model ran with it and are not repeated. Fails (DbtError) on a finding.
     """
     dbt_vars = as_of_vars(as_of)
-    tests = cross_model_tests(tag, dbt_vars)
+    tests = cross_model_tests(tag)
     return run_dbt(["test", "--select", *tests], dbt_vars) if tests else ""
 
 
 _BUILT = ("model.", "seed.", "snapshot.", "source.")
 
 
-def cross_model_tests(tag: str, dbt_vars: dict | None = None) -> list[str]:
+def cross_model_tests(tag: str, cfg: Settings | None = None) -> list[str]:
     """The data tests with two or more parents, one of them tagged `tag`, all of them built by then.
 
-    Asked of dbt (`dbt ls` of `+tag:TAG`: the tagged models, what they read, and the tests on any of them),
-    so a new test that joins models is picked up without a list to keep. Same vars as the run that follows:
-    dbt re-parses the whole project when they change.
+    Read from the manifest the DAG renders its tasks from (target/manifest.json, rewritten by every dbt command
+    run in the project; parsed first if missing), so a new test that joins models is picked up without a list to
+    keep. `+tag:TAG` is what is built by then: the tagged models and everything upstream of them.
     """
-    listed = run_dbt(
-        [
-            "ls",
-            "--select",
-            f"+tag:{tag}",
-            "--output",
-            "json",
-            "--output-keys",
-            "unique_id",
-            "name",
-            "tags",
-            "depends_on",
-        ],
-        dbt_vars,
-        echo=False,
-    )
-    nodes = [json.loads(line) for line in listed.splitlines() if line.startswith("{")]
-    built = {node["unique_id"]: node.get("tags", []) for node in nodes if node["unique_id"].startswith(_BUILT)}
+    cfg = cfg or settings()
+    path = cfg.dbt_project_dir / "target" / "manifest.json"
+    if not path.exists():
+        run_dbt(["parse"], cfg=cfg, echo=False)
+    manifest = json.loads(path.read_text())
+    nodes = {**manifest["nodes"], **manifest["sources"]}
+
+    def parents(unique_id: str) -> list[str]:
+        return [p for p in nodes[unique_id].get("depends_on", {}).get("nodes", []) if p.startswith(_BUILT)]
+
+    tagged = {uid for uid, node in nodes.items() if uid.startswith(_BUILT) and tag in node.get("tags", [])}
+    built, upstream = set(), list(tagged)
+    while upstream:
+        unique_id = upstream.pop()
+        if unique_id not in built and unique_id in nodes:
+            built.add(unique_id)
+            upstream += parents(unique_id)
     tests = []
-    for node in nodes:
-        parents = [p for p in node.get("depends_on", {}).get("nodes", []) if p.startswith(_BUILT)]
-        if node["unique_id"].startswith("test.") and len(parents) > 1 and all(p in built for p in parents):
-            if any(tag in built[p] for p in parents):
-                tests.append(node["name"])
+    for unique_id, node in manifest["nodes"].items():
+        joined = parents(unique_id) if unique_id.startswith("test.") else []
+        if len(joined) > 1 and set(joined) <= built and tagged & set(joined):
+            tests.append(node["name"])
     return sorted(tests)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+
+from ml.config import PROJECT_ROOT
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -107,3 +110,16 @@ def test_the_check_tasks_run_the_tests_that_join_models_and_only_those(parse_roo
     assert not any(
         name.startswith(("unique_combination", "not_null", "accepted_values")) for name in features + targeting
     )
+
+
+def test_the_check_lists_come_from_a_fresh_parse_when_the_project_has_no_manifest(tmp_path, monkeypatch):
+    """A project never parsed (a fresh copy): the check parses it first and finds the same tests."""
+    from ml.warehouse import cross_model_tests
+
+    expected = cross_model_tests("features")
+    project = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
+    monkeypatch.setenv("SHOP_DBT_PROJECT_DIR", str(project))
+    monkeypatch.setenv("SHOP_DATA_DIR", str(tmp_path / "data"))
+    assert cross_model_tests("features") == expected
+    assert (project / "target" / "manifest.json").exists()
