@@ -172,7 +172,7 @@ def plot_day_cost(results: list[dict], path: Path) -> None:
         ax.scatter([points[-1][0]], reference, marker="x", color="black", label="one hand-written query")
     ax.set_xlabel("days of history before the day")
     ax.set_ylabel("seconds")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 1.2 * max([p[1] for p in points] + reference, default=1))  # room for the labels
     ax.set_title("One day's feature build against history length")
     # The customer base grows over the year: the same cost per known user is a flat line here.
     per_user = sorted(
