@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        pre_hook="{{ delete_reprocessed('activity_date') }}",
+        pre_hook=["{{ delete_reprocessed('activity_date') }}", "{{ drop_stale_lifetime_checkpoints() }}"],
     )
 }}
 -- One row per user per day with any clean event (by the event's own timestamp), with lifetime totals up to

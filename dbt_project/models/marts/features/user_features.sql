@@ -22,11 +22,6 @@ users as (
 
 {%- set as_of_start = var('as_of_start') %}
 {%- set as_of_end = var('as_of_end') or as_of_start %}
-{%- set lifetime_columns = [
-    'lifetime_sessions', 'lifetime_views', 'lifetime_carts', 'lifetime_orders', 'lifetime_revenue',
-    'lifetime_coupon_orders', 'lifetime_purchase_days', 'lifetime_sum_purchase_gap_days',
-    'lifetime_sum_sq_purchase_gap_days', 'first_purchase_date', 'last_view_date', 'last_cart_date',
-    'last_purchase_date'] %}
 {#- The 90 days before the run's as-of dates (a run for known dates never reads older user-days). The
     bound includes the last as-of date itself: the joins below, not this bound, keep each date's
     features to the days strictly before it (a leaking join must fail the unit and data tests). #}
@@ -41,29 +36,6 @@ user_days as (
         count_cart_sessions, count_abandoned_cart_sessions, count_removes,
     from {{ ref('int_user_days_aggregated') }}
     {{ in_90_days_before_as_of_dates }}
-),
-
--- The running totals the as-of join picks from: each user's newest row before the first as-of date
--- (one row per user, however long the history) and the rows between the run's as-of dates.
-lifetime_days as (
-    {%- if as_of_start %}
-    select
-        user_id,
-        max(activity_date) as activity_date,
-        {%- for column in lifetime_columns %}
-        arg_max({{ column }}, activity_date) as {{ column }},
-        {%- endfor %}
-    from {{ ref('int_user_days_aggregated') }}
-    where activity_date < date '{{ as_of_start }}'
-    group by user_id
-    union all
-    select user_id, activity_date, {{ lifetime_columns | join(', ') }}
-    from {{ ref('int_user_days_aggregated') }}
-    where activity_date >= date '{{ as_of_start }}' and activity_date <= date '{{ as_of_end }}'
-    {%- else %}
-    select user_id, activity_date, {{ lifetime_columns | join(', ') }}
-    from {{ ref('int_user_days_aggregated') }}
-    {%- endif %}
 ),
 
 treatment_sends as (
@@ -135,24 +107,24 @@ lifetime_activity as (
     select
         user_spine.user_id,
         user_spine.as_of_date,
-        coalesce(lifetime_days.lifetime_sessions, 0) as count_sessions_lifetime,
-        coalesce(lifetime_days.lifetime_views, 0) as count_views_lifetime,
-        coalesce(lifetime_days.lifetime_carts, 0) as count_carts_lifetime,
-        coalesce(lifetime_days.lifetime_orders, 0) as count_purchases_lifetime,
-        coalesce(lifetime_days.lifetime_revenue, 0) as sum_revenue_lifetime,
-        coalesce(lifetime_days.lifetime_coupon_orders, 0) as count_coupon_redemptions_lifetime,
-        lifetime_days.activity_date as last_activity_date,
-        lifetime_days.lifetime_purchase_days,
-        lifetime_days.lifetime_sum_purchase_gap_days,
-        lifetime_days.lifetime_sum_sq_purchase_gap_days,
-        lifetime_days.first_purchase_date,
-        lifetime_days.last_view_date,
-        lifetime_days.last_cart_date,
-        lifetime_days.last_purchase_date,
+        coalesce(lifetime.lifetime_sessions, 0) as count_sessions_lifetime,
+        coalesce(lifetime.lifetime_views, 0) as count_views_lifetime,
+        coalesce(lifetime.lifetime_carts, 0) as count_carts_lifetime,
+        coalesce(lifetime.lifetime_orders, 0) as count_purchases_lifetime,
+        coalesce(lifetime.lifetime_revenue, 0) as sum_revenue_lifetime,
+        coalesce(lifetime.lifetime_coupon_orders, 0) as count_coupon_redemptions_lifetime,
+        lifetime.activity_date as last_activity_date,
+        lifetime.lifetime_purchase_days,
+        lifetime.lifetime_sum_purchase_gap_days,
+        lifetime.lifetime_sum_sq_purchase_gap_days,
+        lifetime.first_purchase_date,
+        lifetime.last_view_date,
+        lifetime.last_cart_date,
+        lifetime.last_purchase_date,
     from user_spine
-    asof left join lifetime_days
-        on user_spine.user_id = lifetime_days.user_id
-        and user_spine.as_of_date > lifetime_days.activity_date
+    left join {{ ref('int_user_lifetime_as_of') }} as lifetime
+        on user_spine.user_id = lifetime.user_id
+        and user_spine.as_of_date = lifetime.as_of_date
 ),
 
 coupon_history as (

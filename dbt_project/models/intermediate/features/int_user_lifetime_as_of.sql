@@ -1,0 +1,97 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='as_of_date',
+        incremental_strategy='delete+insert',
+        post_hook="{{ keep_lifetime_checkpoint_only() }}",
+    )
+}}
+-- Each user's lifetime totals as of a date: their newest user-day strictly before the date, with its running
+-- totals (int_user_days_aggregated). One row per user with activity before the date, for the run's as-of dates
+-- (user_features reads them) and for the run's first re-processed day, the checkpoint the next run starts from.
+-- Cost by users, not history: a run continues the newest kept checkpoint with the user-days since. Only without
+-- one (a first build, a full refresh, a rerun before the checkpoint) does it read every earlier user-day once.
+-- int_user_days_aggregated drops the checkpoints after the days it re-processes (their totals may change).
+{%- set as_of_start = var('as_of_start') %}
+{%- set as_of_end = var('as_of_end') or as_of_start %}
+{%- set checkpoint = reprocess_from() if as_of_start else none %}
+{%- set lifetime_columns = [
+    'lifetime_sessions', 'lifetime_views', 'lifetime_carts', 'lifetime_orders', 'lifetime_revenue',
+    'lifetime_coupon_orders', 'lifetime_purchase_days', 'lifetime_sum_purchase_gap_days',
+    'lifetime_sum_sq_purchase_gap_days', 'first_purchase_date', 'last_view_date', 'last_cart_date',
+    'last_purchase_date'] %}
+{#- The newest kept checkpoint no re-processed day can have changed: on or before the run's first one. -#}
+{%- set continue_from = none %}
+{%- if execute and is_incremental() and checkpoint %}
+    {%- set found = run_query('select max(as_of_date) from ' ~ this ~ ' where as_of_date <= ' ~ checkpoint) %}
+    {%- set continue_from = found.columns[0].values()[0] %}
+{%- endif %}
+with
+
+dates as (
+    select as_of_date from {{ ref('int_as_of_dates') }}
+    {%- if checkpoint %}
+    union
+    select {{ checkpoint }}
+    {%- endif %}
+),
+
+-- One row per user: their totals before the first day read below.
+earlier as (
+    {%- if continue_from %}
+    select user_id, activity_date, {{ lifetime_columns | join(', ') }}
+    from {{ this }}
+    where as_of_date = date '{{ continue_from }}'
+    {%- elif checkpoint %}
+    select
+        user_id,
+        max(activity_date) as activity_date,
+        {%- for column in lifetime_columns %}
+        arg_max({{ column }}, activity_date) as {{ column }},
+        {%- endfor %}
+    from {{ ref('int_user_days_aggregated') }}
+    where activity_date < {{ checkpoint }}
+    group by user_id
+    {%- else %}
+    select user_id, activity_date, {{ lifetime_columns | join(', ') }}
+    from {{ ref('int_user_days_aggregated') }}
+    where false
+    {%- endif %}
+),
+
+-- The user-days from there up to the day before the newest date.
+recent as (
+    select user_id, activity_date, {{ lifetime_columns | join(', ') }}
+    from {{ ref('int_user_days_aggregated') }}
+    where activity_date < (select max(as_of_date) from dates)
+    {%- if continue_from %}
+        and activity_date >= date '{{ continue_from }}'
+    {%- elif checkpoint %}
+        and activity_date >= {{ checkpoint }}
+    {%- endif %}
+),
+
+candidates as (
+    select * from earlier
+    union all
+    select * from recent
+),
+
+user_dates as (
+    select users.user_id, dates.as_of_date
+    from (select distinct user_id from candidates) as users
+    cross join dates
+)
+
+-- The newest candidate strictly before each date; users with none before it get no row.
+select
+    user_dates.as_of_date,
+    user_dates.user_id,
+    candidates.activity_date,
+    {%- for column in lifetime_columns %}
+    candidates.{{ column }},
+    {%- endfor %}
+from user_dates
+asof join candidates
+    on user_dates.user_id = candidates.user_id
+    and user_dates.as_of_date > candidates.activity_date
