@@ -5,22 +5,23 @@
 -- with event_at < T and must match the features exactly. The full rebuild comparison, which covers every
 -- column, is `python -m ml check-leakage`.
 -- The recount reads each user's every clean event, so its cost would grow with the history: a shop of up to
--- 40k users is recounted whole, a bigger one as one hash bucket of 20k-40k users, a different bucket each
--- date. A leak in a join touches every user, so a bucket catches it on every run.
+-- 4M clean and quarantined events is recounted whole, a bigger one as one hash bucket of users holding 2M-4M
+-- events (a year of 200k users: 30 buckets of about 6.5k users), a different bucket each date. A leak in a
+-- join touches every user, so a bucket catches it on every run.
 with
 
 built as (
     select min(as_of_date) as as_of_date from {{ ref('int_as_of_dates') }}
 ),
 
+bucket_count as (
+    select greatest(1, count(*) // 2000000) as buckets from {{ ref('int_events_checked') }}
+),
+
 sample as (
-    select
-        built.as_of_date,
-        greatest(1, count(*) // 20000) as buckets,
-        hash(built.as_of_date) % greatest(1, count(*) // 20000) as bucket
-    from {{ ref('user_features') }}
-    inner join built using (as_of_date)
-    group by 1
+    select built.as_of_date, bucket_count.buckets, hash(built.as_of_date) % bucket_count.buckets as bucket,
+    from built
+    cross join bucket_count
 ),
 
 oldest as (

@@ -34,15 +34,32 @@ daily as (
     group by 1, 2
 ),
 
--- Each user's running totals before the re-processed days: their newest earlier row (the pre-hook
--- has already removed the days being rebuilt).
+-- Each user's running totals before the re-processed days: their newest earlier row (the pre-hook has already
+-- removed the days being rebuilt). From the newest lifetime checkpoint and the rows since (a few days), or
+-- without one from the user's whole history (macros/lifetime_checkpoints.sql).
 earlier as (
     {% if is_incremental() -%}
-    select *
-    from {{ this }}
+    {%- set checkpoint = newest_lifetime_checkpoint(reprocess_from()) %}
+    select
+        user_id,
+        {%- for column in lifetime_columns() %}
+        arg_max_null({{ column }}, activity_date) as {{ column }},
+        {%- endfor %}
+    from (
+        {%- if checkpoint %}
+        select user_id, activity_date, {{ lifetime_columns() | join(', ') }}
+        from {{ lifetime_checkpoints() }}
+        where as_of_date = date '{{ checkpoint }}'
+        union all
+        {%- endif %}
+        select user_id, activity_date, {{ lifetime_columns() | join(', ') }}
+        from {{ this }}
+        where true
+            {%- if checkpoint %} and activity_date >= date '{{ checkpoint }}'{% endif %}
+            {%- if reprocess_from() %} and activity_date < {{ reprocess_from() }}{% endif %}
+    )
     where user_id in (select user_id from daily)
-        {%- if reprocess_from() %} and activity_date < {{ reprocess_from() }}{% endif %}
-    qualify row_number() over (partition by user_id order by activity_date desc) = 1
+    group by user_id
     {%- else -%}
     select
         cast(null as bigint) as user_id,

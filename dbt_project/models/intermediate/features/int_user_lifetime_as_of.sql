@@ -15,17 +15,9 @@
 {%- set as_of_start = var('as_of_start') %}
 {%- set as_of_end = var('as_of_end') or as_of_start %}
 {%- set checkpoint = reprocess_from() if as_of_start else none %}
-{%- set lifetime_columns = [
-    'lifetime_sessions', 'lifetime_views', 'lifetime_carts', 'lifetime_orders', 'lifetime_revenue',
-    'lifetime_coupon_orders', 'lifetime_purchase_days', 'lifetime_sum_purchase_gap_days',
-    'lifetime_sum_sq_purchase_gap_days', 'first_purchase_date', 'last_view_date', 'last_cart_date',
-    'last_purchase_date'] %}
+{%- set lifetime_columns = lifetime_columns() %}
 {#- The newest kept checkpoint no re-processed day can have changed: on or before the run's first one. -#}
-{%- set continue_from = none %}
-{%- if execute and is_incremental() and checkpoint %}
-    {%- set found = run_query('select max(as_of_date) from ' ~ this ~ ' where as_of_date <= ' ~ checkpoint) %}
-    {%- set continue_from = found.columns[0].values()[0] %}
-{%- endif %}
+{%- set continue_from = newest_lifetime_checkpoint(checkpoint) if is_incremental() else none %}
 with
 
 dates as (
@@ -47,7 +39,7 @@ earlier as (
         user_id,
         max(activity_date) as activity_date,
         {%- for column in lifetime_columns %}
-        arg_max({{ column }}, activity_date) as {{ column }},
+        arg_max_null({{ column }}, activity_date) as {{ column }},
         {%- endfor %}
     from {{ ref('int_user_days_aggregated') }}
     where activity_date < {{ checkpoint }}

@@ -12,12 +12,15 @@ user_table as (
     select count(*) > 0 as is_landed from landed_users
 ),
 
+-- Read only without a user table: the filter in the scan skips every event (filtered after the aggregation,
+-- the first events of a year of history cost every daily run 1-4 s at 200k users).
 first_events as (
     select
         user_id,
         min(event_at) as signup_at,
     from {{ ref('int_events_checked') }}
     where quarantine_reason is null
+        and not (select is_landed from user_table)
     group by 1
 ),
 
@@ -31,8 +34,6 @@ derived_users as (
         false as has_marketing_consent,
         true as is_derived_from_events,
     from first_events
-    cross join user_table
-    where not user_table.is_landed
 )
 
 select * from landed_users
