@@ -31,6 +31,9 @@
         'lifetime_sum_sq_purchase_gap_days', 'first_activity_date', 'first_purchase_date', 'last_view_date',
         'last_cart_date', 'last_purchase_date']) }}
 {%- endmacro -%}
+
+
+{#- Pre-hook of int_user_days_aggregated: drop the checkpoints after its first re-processed day. -#}
 {%- macro drop_stale_lifetime_checkpoints() -%}
     {%- set checkpoints = lifetime_checkpoints() -%}
     {%- if checkpoints -%}
