@@ -191,6 +191,8 @@ def build_feature_history(first_day: date, last_day: date, as_of_start: date, ba
         # The as-of dates whose features see these days last: T sees the event days before T.
         dbt_vars = as_of_vars(max(as_of_start, first + timedelta(days=1)), last + timedelta(days=1))
         dbt_vars["reprocess_from"] = str(first)
+        # With retention set, the dates it drops once the build ends are never built (int_as_of_dates).
+        dbt_vars["history_as_of_end"] = str(last_day + timedelta(days=1))
         if last < last_day:
             dbt_vars["reprocess_to"] = str(last)
         run_dbt(["build", "--select", "tag:features", *(["--full-refresh"] if first == first_day else [])], dbt_vars)

@@ -3,9 +3,10 @@
     reruns, the newest matured test date); older ones only on Mondays (the weekly training snapshots) and
     on campaign send dates (what the coupon models join to). training_labels keeps the same dates: a label
     without its features is never read. Deleting is monotone (a date once dropped stays dropped as the
-    newest date moves on), so batched history, daily runs and one full build keep the same rows. -#}
-{%- macro outside_feature_retention(column, features) -%}
-    {{ column }} < (select max(as_of_date) from {{ features }}) - {{ var('feature_retention_days') }} + 1
+    newest date moves on), so batched history, daily runs and one full build keep the same rows.
+    `newest`: the SQL of the newest as-of date retention counts back from. -#}
+{%- macro outside_feature_retention(column, newest) -%}
+    {{ column }} < {{ newest }} - {{ var('feature_retention_days') }} + 1
     and isodow({{ column }}) <> 1
     and {{ column }} not in (select distinct send_date from {{ ref('stg_landing__coupon_sends') }})
 {%- endmacro -%}
@@ -14,6 +15,18 @@
 {#- Post-hook of user_features and training_labels: drop the dates retention does not keep. -#}
 {%- macro apply_feature_retention(features) -%}
     {%- if var('feature_retention_days') -%}
-        delete from {{ this }} where {{ outside_feature_retention('as_of_date', features) }}
+        delete from {{ this }} where {{ outside_feature_retention('as_of_date', '(select max(as_of_date) from ' ~ features ~ ')') }}
+    {%- endif -%}
+{%- endmacro -%}
+
+
+{#- int_as_of_dates in a history build (var history_as_of_end: the newest as-of date the build reaches): the
+    dates retention would drop once the build ends are not built at all, since nothing reads them before the
+    post-hooks delete them. A daily run (var unset) builds its dates and the post-hooks drop what falls out. -#}
+{%- macro kept_by_feature_retention(column) -%}
+    {%- if var('feature_retention_days') and var('history_as_of_end') -%}
+        not ({{ outside_feature_retention(column, "date '" ~ var('history_as_of_end') ~ "'") }})
+    {%- else -%}
+        true
     {%- endif -%}
 {%- endmacro -%}

@@ -1,6 +1,8 @@
 {% set as_of_start = var('as_of_start') %}
 {% set as_of_end = var('as_of_end') or as_of_start %}
--- The as-of dates this run builds: vars as_of_start..as_of_end, or the day after the newest landed day.
+-- The as-of dates this run builds: vars as_of_start..as_of_end, or the day after the newest landed day;
+-- in a history build with retention set, only the dates retention keeps (macros/feature_retention.sql).
+-- depends_on: {{ ref('stg_landing__coupon_sends') }} (read by the retention filter when a history build sets it)
 with
 
 {% if as_of_start %}
@@ -16,3 +18,4 @@ dates as (
 {% endif %}
 
 select * from dates
+where {{ kept_by_feature_retention('as_of_date') }}
