@@ -33,6 +33,25 @@
 {%- endmacro -%}
 
 
+{#- The rows holding each user's lifetime totals before `before` (a SQL date expression; none: no bound): the
+    checkpoint of `checkpoint_day` in `checkpoints` and the user-days of `user_days` since it, else every user-day
+    before `before`. A user's newest row among them carries their totals (arg_max_null, or an as-of join for
+    several dates). Both int_user_days_aggregated and int_user_lifetime_as_of continue a checkpoint this way. -#}
+{%- macro lifetime_rows_before(user_days, before, checkpoints=none, checkpoint_day=none) -%}
+    {%- if checkpoint_day %}
+    select user_id, activity_date, {{ lifetime_columns() | join(', ') }}
+    from {{ checkpoints }}
+    where as_of_date = date '{{ checkpoint_day }}'
+    union all
+    {%- endif %}
+    select user_id, activity_date, {{ lifetime_columns() | join(', ') }}
+    from {{ user_days }}
+    where true
+        {%- if checkpoint_day %} and activity_date >= date '{{ checkpoint_day }}'{% endif %}
+        {%- if before %} and activity_date < {{ before }}{% endif %}
+{%- endmacro -%}
+
+
 {#- Pre-hook of int_user_days_aggregated: drop the checkpoints after its first re-processed day. -#}
 {%- macro drop_stale_lifetime_checkpoints() -%}
     {%- set checkpoints = lifetime_checkpoints() -%}

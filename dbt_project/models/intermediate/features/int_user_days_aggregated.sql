@@ -45,18 +45,7 @@ earlier as (
         {%- for column in lifetime_columns() %}
         arg_max_null({{ column }}, activity_date) as {{ column }},
         {%- endfor %}
-    from (
-        {%- if checkpoint %}
-        select user_id, activity_date, {{ lifetime_columns() | join(', ') }}
-        from {{ lifetime_checkpoints() }}
-        where as_of_date = date '{{ checkpoint }}'
-        union all
-        {%- endif %}
-        select user_id, activity_date, {{ lifetime_columns() | join(', ') }}
-        from {{ this }}
-        where true
-            {%- if checkpoint %} and activity_date >= date '{{ checkpoint }}'{% endif %}
-            {%- if reprocess_from() %} and activity_date < {{ reprocess_from() }}{% endif %}
+    from ({{ lifetime_rows_before(this, reprocess_from(), lifetime_checkpoints(), checkpoint) }}
     )
     where user_id in (select user_id from daily)
     group by user_id

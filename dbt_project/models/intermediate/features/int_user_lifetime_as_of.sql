@@ -26,45 +26,9 @@ dates as (
     {%- endif %}
 ),
 
--- One row per user: their totals before the first day read below.
-earlier as (
-    {%- if continue_from %}
-    select user_id, activity_date, {{ lifetime_columns | join(', ') }}
-    from {{ this }}
-    where as_of_date = date '{{ continue_from }}'
-    {%- elif checkpoint %}
-    select
-        user_id,
-        max(activity_date) as activity_date,
-        {%- for column in lifetime_columns %}
-        arg_max_null({{ column }}, activity_date) as {{ column }},
-        {%- endfor %}
-    from {{ ref('int_user_days_aggregated') }}
-    where activity_date < {{ checkpoint }}
-    group by user_id
-    {%- else %}
-    select user_id, activity_date, {{ lifetime_columns | join(', ') }}
-    from {{ ref('int_user_days_aggregated') }}
-    where false
-    {%- endif %}
-),
-
--- The user-days from there up to the day before the newest date.
-recent as (
-    select user_id, activity_date, {{ lifetime_columns | join(', ') }}
-    from {{ ref('int_user_days_aggregated') }}
-    where activity_date < (select max(as_of_date) from dates)
-    {%- if continue_from %}
-        and activity_date >= date '{{ continue_from }}'
-    {%- elif checkpoint %}
-        and activity_date >= {{ checkpoint }}
-    {%- endif %}
-),
-
-candidates as (
-    select * from earlier
-    union all
-    select * from recent
+-- Each user's totals before the newest date: the kept checkpoint and the user-days since it, else every
+-- user-day before that date (macros/lifetime_checkpoints.sql).
+candidates as ({{ lifetime_rows_before(ref('int_user_days_aggregated'), '(select max(as_of_date) from dates)', this, continue_from) }}
 ),
 
 user_dates as (
