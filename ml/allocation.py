@@ -84,19 +84,20 @@ def _upgrades(offers: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "step", "offer_index", "delta_cost", "delta_margin"])
 
 
-def allocate(offers: pd.DataFrame, budget: float, min_efficiency: float = 0.0) -> pd.DataFrame:
+def allocate(offers: pd.DataFrame, budget: float, ahead_of: tuple[float, int, int] | None = None) -> pd.DataFrame:
     """Choose at most one offer per user within `budget` (sum of expected_cost); rows of `offers`, ranked.
 
     `offers` needs user_id, coupon_code, lift, expected_cost and expected_margin. The result keeps the
     offer's columns and adds `priority_rank` (1 = funded first) in the order users were funded; its
-    `attrs["efficiency_cutoff"]` is the margin per euro of the last upgrade funded (0 when the budget
-    was not the limit). `min_efficiency` skips upgrades below that margin per euro: with an unlimited
-    budget and another allocation's cutoff, it picks whom that allocation would have funded.
+    `attrs["first_unfunded"]` is the rank key (margin per euro, user id, step) of the first upgrade the
+    budget could not fund, None when the budget was not the limit. Every upgrade ranked ahead of it was
+    funded; `ahead_of` takes exactly those of these offers (with an unlimited budget): whom that
+    allocation would have funded, had they been among its users.
     """
     fundable = offers[(offers["lift"] > 0) & (offers["expected_margin"] > 0)]
     if fundable.empty or budget <= 0:
         empty = offers.iloc[0:0].assign(priority_rank=pd.Series(dtype="int64"))
-        empty.attrs["efficiency_cutoff"] = 0.0
+        empty.attrs["first_unfunded"] = None
         return empty
     steps = _upgrades(fundable)
     # Free upgrades first, then by margin per euro; ties by user id so a rerun picks the same users.
@@ -106,9 +107,13 @@ def allocate(offers: pd.DataFrame, budget: float, min_efficiency: float = 0.0) -
     steps = steps.assign(efficiency=efficiency).sort_values(
         ["efficiency", "user_id", "step"], ascending=[False, True, True], kind="stable"
     )
-    steps = steps[steps["efficiency"] >= min_efficiency]
+    if ahead_of is not None:
+        rate, user, step = ahead_of
+        eff, ids = steps["efficiency"], steps["user_id"]
+        steps = steps[(eff > rate) | ((eff == rate) & ((ids < user) | ((ids == user) & (steps["step"] < step))))]
+        budget = float("inf")
     remaining = float(budget)
-    cutoff, limited = 0.0, False
+    first_unfunded = None
     chosen: dict[int, int] = {}
     first_funded: dict[int, int] = {}
     closed: set[int] = set()
@@ -121,15 +126,33 @@ def allocate(offers: pd.DataFrame, budget: float, min_efficiency: float = 0.0) -
             continue
         if delta_cost > remaining + 1e-9:
             closed.add(user_id)  # this upgrade does not fit; later, cheaper upgrades of others still may
-            limited = True
+            if first_unfunded is None:
+                first_unfunded = (float(efficiency), int(user_id), int(step))
             continue
         remaining -= delta_cost
-        cutoff = float(efficiency)
         chosen[user_id] = index
         first_funded.setdefault(user_id, len(first_funded) + 1)
         expected_step[user_id] = step + 1
     picked = offers.loc[list(chosen.values())].copy()
     picked["priority_rank"] = picked["user_id"].map(first_funded).astype("int64")
     picked = picked.sort_values("priority_rank").reset_index(drop=True)
-    picked.attrs["efficiency_cutoff"] = cutoff if limited else 0.0
+    picked.attrs["first_unfunded"] = first_unfunded
     return picked
+
+
+def allocate_with_holdout(
+    offers: pd.DataFrame, is_holdout: np.ndarray, budget: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Allocate `budget` to the users not held out; pick the held-out users that allocation would have funded.
+
+    The holdout takes every upgrade ranked ahead of the first one the treated budget could not fund, so
+    it is a random sample of the users the policy funds by its rule. The treated also get the cheap
+    offers that still fit the budget's last euros after that point; the holdout does not mirror those
+    (they are a few, and a rate taken from them would let the holdout outnumber the treated at a large
+    shop). `is_holdout` is per row of `offers`, constant per user.
+    """
+    is_holdout = np.asarray(is_holdout, bool)
+    treated = allocate(offers[~is_holdout], budget)
+    first_unfunded = treated.attrs["first_unfunded"]
+    holdout = allocate(offers[is_holdout], float("inf"), ahead_of=first_unfunded)
+    return treated, holdout

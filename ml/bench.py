@@ -17,6 +17,7 @@ that computes the event features of the last day's as-of date from scratch.
 `SHOP_BENCH_SKIP` (comma-separated) leaves out the steps a very large shop cannot afford on a small machine:
 `day_60` and `day_180` (each a history build of its own), `day_airflow`, `reference_features_day_last` (the
 reference is one query with no batching: at 200k users it already holds 20 GB) and `backtest`.
+`SHOP_BENCH_REUSE=1` times only the last day again on the shop a run left there (see reuse_built_shop).
 """
 
 from __future__ import annotations
@@ -277,10 +278,30 @@ def steps_to_skip() -> set[str]:
     return skip
 
 
+def reuse_built_shop(root: Path) -> bool:
+    """SHOP_BENCH_REUSE=1: time only the last day's steps again, on the shop a run left in `root`.
+
+    For a shop whose whole bench outlasts a session (1M users: about 3 hours): after a run that got past
+    training, the last day is landed, built, scored, targeted and published again (a rerun of that day,
+    which replaces its partitions). Without a trained shop there, it stops before touching anything.
+    """
+    if os.environ.get("SHOP_BENCH_REUSE", "") not in ("1", "true"):
+        return False
+    needed = [root / "warehouse.duckdb", root / "mlflow", root / "inbox" / "shop_spec.json"]
+    if not all(path.exists() for path in needed):
+        raise SystemExit(
+            f"SHOP_BENCH_REUSE: no built and trained shop in {root} (needs warehouse.duckdb, mlflow/, inbox/); "
+            "run `make bench` with the same SHOP_BENCH_USERS and SHOP_BENCH_DAYS first"
+        )
+    return True
+
+
 def main() -> None:
     skip = steps_to_skip()
     root = Path(os.environ.get("SHOP_BENCH_DIR", PROJECT_ROOT / "data" / "bench"))
-    shutil.rmtree(root, ignore_errors=True)
+    reuse = reuse_built_shop(root)
+    if not reuse:
+        shutil.rmtree(root, ignore_errors=True)
     os.environ["SHOP_DATA_DIR"] = str(root)
     os.environ["SHOP_MLFLOW_DIR"] = str(root / "mlflow")
     users = int(os.environ.get("SHOP_BENCH_USERS", "20000"))
@@ -298,25 +319,33 @@ def main() -> None:
     from ml.warehouse import build_features, build_targeting, check_data
 
     spec = ShopSpec(users=users, days=days)
+    if reuse and (built := ShopSpec.from_json((root / "inbox" / "shop_spec.json").read_text())) != spec:
+        raise SystemExit(
+            f"SHOP_BENCH_REUSE: the shop in {root} has {built.users} users x {built.days} days, not "
+            f"{users} x {days}; set SHOP_BENCH_USERS and SHOP_BENCH_DAYS to match it"
+        )
     last_day, as_of = spec.end, as_of_for(spec.end)
     results: list[dict] = []
-    with step("simulate", results, f"{users} users x {days} days"):
-        stats = simulate(spec)
-    for day_number in (60, 180):
-        if day_number >= days - 1 or f"day_{day_number}" in skip:
-            continue
-        with step(f"history_{day_number - 1}", results, f"land and build the first {day_number - 1} days"):
-            fresh_history(keep_last=days - day_number + 1)
-        run_day_features(spec.start + timedelta(days=day_number - 1), results, f"day_{day_number}", day_number - 1)
-    with step("history", results, "land and build every day but the last 2"):
-        fresh_history(keep_last=2)
-    results[-1]["batch_days"] = history_batch_days()
-    with step("publish_history", results, "the first publish: every day of every published table to Parquet"):
-        publish_snapshot()
-    with step("train", results, "2 tasks x 2 flavours and the coupon effect model: log, register, gate"):
-        trained = train_all()
-        train_uplift_if_possible(as_of)
-    if "day_airflow" not in skip:
+    stats, trained = None, None
+    if not reuse:
+        with step("simulate", results, f"{users} users x {days} days"):
+            stats = simulate(spec)
+        for day_number in (60, 180):
+            if day_number >= days - 1 or f"day_{day_number}" in skip:
+                continue
+            with step(f"history_{day_number - 1}", results, f"land and build the first {day_number - 1} days"):
+                fresh_history(keep_last=days - day_number + 1)
+            day = spec.start + timedelta(days=day_number - 1)
+            run_day_features(day, results, f"day_{day_number}", day_number - 1)
+        with step("history", results, "land and build every day but the last 2"):
+            fresh_history(keep_last=2)
+        results[-1]["batch_days"] = history_batch_days()
+        with step("publish_history", results, "the first publish: every day of every published table to Parquet"):
+            publish_snapshot()
+        with step("train", results, "2 tasks x 2 flavours and the coupon effect model: log, register, gate"):
+            trained = train_all()
+            train_uplift_if_possible(as_of)
+    if "day_airflow" not in skip and not reuse:
         run_day_in_airflow(last_day - timedelta(days=1), results, root)
     # The last day as the DAG runs it, step by step, without Airflow's own overhead.
     with step("day_last", results, f"{last_day}: land, features, checks, score, targeting, publish"):
@@ -365,12 +394,14 @@ def main() -> None:
         "snapshot_kb": round(cfg.snapshot_path.stat().st_size / 2**10, 1),
         "feature_retention_days": cfg.feature_retention_days,
         "skipped": sorted(skip),
+        "reused_shop": reuse,
         "day_last_vs_day_60": day_cost_growth(results),
     }
     (root / "results.json").write_text(json.dumps({**summary, "steps": results}, indent=2))
     plot_day_cost(results, root / "day_cost.png")
     print(json.dumps(summary))
-    print(json.dumps({"simulator": stats}))
+    if stats is not None:
+        print(json.dumps({"simulator": stats}))
     print(json.dumps({"users_scored": scored["users_scored"], "trained": trained}))
     for line in backtested:
         print(json.dumps({"backtest": line}))

@@ -110,6 +110,7 @@ def load_version(name: str, version: str | None = None):
 
     if version is None:
         return load_champion(name)
+    configure_mlflow()  # a rerun in a fresh process (an Airflow worker) has not pointed MLflow anywhere yet
     try:
         return mlflow.pyfunc.load_model(f"models:/{name}/{version}"), str(version)
     except mlflow.exceptions.MlflowException as exc:

@@ -11,9 +11,9 @@ For an as-of date D (coupons go out the morning of D):
    users and of the budget). The champion policy is the one the policy gate chose (ml.policy_gate) from
    realised results; the propensity rules lead until the evidence says otherwise.
 3. **A holdout in each arm**: `holdout_share` of users, drawn by another salted hash stable for
-   `holdout_days`, are never sent anything while held out. The policy picks them by the rule it funds
-   the others with (every offer at or above the margin per euro of the last one funded), so they are a
-   random sample of whom it treats.
+   `holdout_days`, are never sent anything while held out. The policy picks them by the allocation it
+   funds the others with, given the budget scaled to their number (ml.allocation.allocate_with_holdout),
+   so they are a random sample of whom it treats.
 4. **The policies** (ml.allocation values and allocates both):
    - `uplift`: the `coupon_uplift@champion` model's P(buy in 7 days) and lift per coupon, every coupon
      considered for every user;
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ml.allocation import allocate, catalogue, value_offers
+from ml.allocation import allocate_with_holdout, catalogue, value_offers
 from ml.config import settings
 from ml.data import connect_read_only, model_inputs, table_names
 from ml.day_pins import pin, pins
@@ -227,16 +227,10 @@ def plan_targets(users: pd.DataFrame, as_of: date, champion_policy: str, uplift)
         in_arm = challenger if arm == 1 else ~challenger
         offers = policy_offers(users[in_arm], policy, uplift)
         # The treated users get the arm's budget; the holdout gets whomever the same allocation would fund
-        # at the same margin per euro, so it is a random sample of the users the policy treats.
-        cutoff = 0.0
-        for is_holdout in (False, True):
-            group = set(ids[in_arm & (holdout == is_holdout)])
-            members = offers[offers["user_id"].isin(group)]
-            if is_holdout:
-                picked = allocate(members, budget=float("inf"), min_efficiency=cutoff)
-            else:
-                picked = allocate(members, arm_budgets[policy])
-                cutoff = picked.attrs.get("efficiency_cutoff", 0.0)
+        # with its share of it, so it is a random sample of the users the policy treats.
+        held_out = offers["user_id"].isin(set(ids[in_arm & holdout])).to_numpy()
+        allocated = allocate_with_holdout(offers, held_out, arm_budgets[policy])
+        for is_holdout, picked in zip((False, True), allocated, strict=True):
             picked["policy"] = policy
             picked["arm_budget"] = arm_budgets[policy]
             picked["is_holdout"] = is_holdout

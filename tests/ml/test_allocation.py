@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.allocation import allocate, discount, value_offers
+from ml.allocation import allocate, allocate_with_holdout, discount, value_offers
 
 
 def offers(rows):
@@ -83,11 +83,46 @@ def test_offer_value_pays_the_discount_on_every_redeemed_order():
     assert valued["expected_margin"].tolist() == pytest.approx([-7.5, 0.1 * 60 * 0.4 - 1.5])
 
 
-def test_a_holdout_allocated_at_the_cutoff_picks_whom_the_budget_would_fund():
-    table = offers([(u, "A", 0.1, 1.0, float(10 - u)) for u in range(10)])  # margin per euro 10, 9, ..., 1
-    funded = allocate(table, budget=4.0)
-    assert funded["user_id"].tolist() == [0, 1, 2, 3]
-    assert funded.attrs["efficiency_cutoff"] == 7.0
-    alike = allocate(table, budget=float("inf"), min_efficiency=funded.attrs["efficiency_cutoff"])
-    assert alike["user_id"].tolist() == [0, 1, 2, 3]
-    assert allocate(table, budget=100.0).attrs["efficiency_cutoff"] == 0.0  # the budget was not the limit
+def test_the_holdout_is_the_same_share_of_the_funded_when_cheap_offers_fill_the_budget():
+    """The 1M-user shop's failure: after the budget binds, cheap low-value offers still fit in its last euros.
+    The holdout must stay about its share of the users funded (10% here), not everyone above the last rate."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    cost = np.where(rng.random(n) < 0.3, 0.01, rng.uniform(0.5, 3.0, n))  # a third are nearly free offers
+    table = offers(list(zip(range(n), ["A"] * n, [0.1] * n, cost, cost * rng.lognormal(1.0, 1.0, n), strict=True)))
+    is_holdout = rng.random(n) < 0.1
+    treated, holdout = allocate_with_holdout(table, is_holdout, budget=2000.0)
+    assert treated.attrs["first_unfunded"] is not None  # the budget binds
+    assert treated["expected_cost"].sum() <= 2000.0 + 1e-9
+    assert set(treated["user_id"]).isdisjoint(np.flatnonzero(is_holdout))
+    assert set(holdout["user_id"]) <= set(np.flatnonzero(is_holdout))
+    share = len(holdout) / (len(treated) + len(holdout))
+    assert 0.07 < share < 0.13, share
+    # Both groups are funded down to the same margin per euro: the holdout is a sample of the treated.
+    rate = lambda picked: np.median(picked["expected_margin"] / picked["expected_cost"])  # noqa: E731
+    assert rate(holdout) == pytest.approx(rate(treated), rel=0.1)
+
+
+def test_the_holdout_takes_what_ranks_ahead_of_the_first_unfunded_offer_ties_by_user_id():
+    # Margin per euro 10, 9, ..., 1 for users 0-9, and users 10-13 tied at 6 with user 4.
+    table = offers(
+        [(u, "A", 0.1, 1.0, float(10 - u)) for u in range(10)] + [(u, "A", 0.1, 1.0, 6.0) for u in range(10, 14)]
+    )
+    funded = allocate(table, budget=5.0)
+    assert funded["user_id"].tolist() == [0, 1, 2, 3, 4]
+    assert funded.attrs["first_unfunded"] == (6.0, 10, 0)
+    held = [1, 3, 4, 5, 11]
+    treated, holdout = allocate_with_holdout(table, table["user_id"].isin(held), budget=4.0)
+    assert treated["user_id"].tolist() == [0, 2, 10, 12]  # 10, 12 and 13 tie at 6 per euro: lower ids first
+    assert treated.attrs["first_unfunded"] == (6.0, 13, 0)
+    # 4 and 11 tie with the cut and rank ahead of user 13; 5 (5 per euro) ranks after it.
+    assert holdout["user_id"].tolist() == [1, 3, 4, 11]
+
+
+def test_without_a_binding_budget_the_holdout_gets_every_fundable_offer_too():
+    table = offers([(u, "A", 0.1, 1.0, float(10 - u)) for u in range(10)])
+    is_holdout = np.arange(10) % 3 == 0
+    treated, holdout = allocate_with_holdout(table, is_holdout, budget=100.0)
+    assert treated.attrs["first_unfunded"] is None
+    assert sorted(treated["user_id"]) == [1, 2, 4, 5, 7, 8]
+    assert sorted(holdout["user_id"]) == [0, 3, 6, 9]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import timedelta
 
 import numpy as np
@@ -147,7 +149,12 @@ def test_scoring_writes_one_partition_per_day_and_a_rerun_replaces_it(trained_sh
     shop = shop_copy(trained_shop)
     as_of = shop.remaining_days[0]
     first = score_day(as_of)
-    second = score_day(as_of)
+    # The rerun in a fresh process, as an Airflow worker runs it: it loads the versions the first run pinned.
+    rerun = subprocess.run(
+        [sys.executable, "-m", "ml", "score", str(as_of)], cwd=shop.root, capture_output=True, text=True
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    second = json.loads(rerun.stdout.strip().splitlines()[-1])
     files = list((shop.data / "scores").rglob("*.parquet"))
     assert len(files) == 1 and first["users_scored"] == second["users_scored"] > 500
     scores = pd.read_parquet(files[0])
