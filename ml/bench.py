@@ -18,19 +18,21 @@ that computes the event features of the last day's as-of date from scratch.
 `day_60` and `day_180` (each a history build of its own), `day_airflow`, `reference_features_day_last` (the
 reference is one query with no batching: at 200k users it already holds 20 GB) and `backtest`.
 `SHOP_BENCH_REUSE=1` times only the last day again on the shop a run left there (see reuse_built_shop).
+The Airflow day's entry lists each task's seconds (`task_seconds`): where Airflow's overhead goes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from ml.config import PROJECT_ROOT
@@ -264,6 +266,27 @@ def run_day_in_airflow(day, results: list, root: Path) -> None:
             )
     if done.returncode != 0:
         raise SystemExit(f"the DAG run for {day} failed; log: {log}")
+    results[-1]["task_seconds"] = task_seconds(log.read_text())
+
+
+_TASK_START = re.compile(r"^(\S+Z) .*\[DAG TEST\] running task <TaskInstance: \S+?\.(\S+) ")
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\S+Z) ")
+
+
+def task_seconds(log: str) -> dict[str, float]:
+    """Seconds from each task's start to the next one's (the last: to the log's last line), from a dags-test log.
+
+    Where an Airflow day's time goes beyond the work itself: Airflow's start before the first task, a dbt
+    invocation per model task, imports in a task's first use of a library.
+    """
+    starts, last = [], None
+    for line in log.splitlines():
+        if match := _TASK_START.match(line):
+            starts.append((datetime.fromisoformat(match[1].replace("Z", "+00:00")), match[2]))
+        if match := _TIMESTAMP.match(line):
+            last = datetime.fromisoformat(match[1].replace("Z", "+00:00"))
+    ends = [start for start, _ in starts[1:]] + [last]
+    return {task: round((end - start).total_seconds(), 2) for (start, task), end in zip(starts, ends, strict=True)}
 
 
 SKIPPABLE = ("day_60", "day_180", "day_airflow", "reference_features_day_last", "backtest")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ml.bench import reuse_built_shop, steps_to_skip
+from ml.bench import reuse_built_shop, steps_to_skip, task_seconds
 
 
 def test_reuse_without_a_built_shop_says_what_is_missing_and_keeps_the_folder(tmp_path, monkeypatch):
@@ -23,3 +23,19 @@ def test_an_unknown_skipped_step_is_named(monkeypatch):
     monkeypatch.setenv("SHOP_BENCH_SKIP", "day_60,day_90")
     with pytest.raises(SystemExit, match="unknown step\\(s\\) day_90"):
         steps_to_skip()
+
+
+def test_task_seconds_reads_where_an_airflow_day_spent_its_time():
+    log = "\n".join(
+        [
+            "2026-12-03T13:40:33.000000Z [info     ] DAG bundles loaded",
+            "2026-12-03T13:40:33.500000Z [info     ] [DAG TEST] running task <TaskInstance: shop_daily.land_day "
+            "manual__2026-12-03T13:40:33+00:00 [TaskInstanceState.SCHEDULED] ti_id=1>",
+            "reading event files: 1/1 (100%) 0.1s",
+            "2026-12-03T13:40:58.000000Z [info     ] [DAG TEST] running task <TaskInstance: "
+            "shop_daily.features.user_features_model_build manual__2026-12-03T13:40:33+00:00 [...]>",
+            "12:41:01  Done. PASS=3",
+            "2026-12-03T13:41:09.250000Z [info     ] DagRun Finished",
+        ]
+    )
+    assert task_seconds(log) == {"land_day": 24.5, "features.user_features_model_build": 11.25}
