@@ -91,7 +91,7 @@ def allocate(offers: pd.DataFrame, budget: float, ahead_of: tuple[float, int, in
     offer's columns and adds `priority_rank` (1 = funded first) in the order users were funded; its
     `attrs["first_unfunded"]` is the rank key (margin per euro, user id, step) of the first upgrade the
     budget could not fund, None when the budget was not the limit. Every upgrade ranked ahead of it was
-    funded; `ahead_of` takes exactly those of these offers (with an unlimited budget): whom that
+    funded; `ahead_of` (with an unlimited budget) takes exactly those of these offers: whom that
     allocation would have funded, had they been among its users.
     """
     fundable = offers[(offers["lift"] > 0) & (offers["expected_margin"] > 0)]
@@ -111,7 +111,6 @@ def allocate(offers: pd.DataFrame, budget: float, ahead_of: tuple[float, int, in
         rate, user, step = ahead_of
         eff, ids = steps["efficiency"], steps["user_id"]
         steps = steps[(eff > rate) | ((eff == rate) & ((ids < user) | ((ids == user) & (steps["step"] < step))))]
-        budget = float("inf")
     remaining = float(budget)
     first_unfunded = None
     chosen: dict[int, int] = {}

@@ -301,13 +301,16 @@ def steps_to_skip() -> set[str]:
     return skip
 
 
-def reuse_built_shop(root: Path) -> bool:
+def reuse_built_shop(root: Path, users: int, days: int) -> bool:
     """SHOP_BENCH_REUSE=1: time only the last day's steps again, on the shop a run left in `root`.
 
     For a shop whose whole bench outlasts a session (1M users: about 3 hours): after a run that got past
     training, the last day is landed, built, scored, targeted and published again (a rerun of that day,
-    which replaces its partitions). Without a trained shop there, it stops before touching anything.
+    which replaces its partitions). Without a trained shop of `users` x `days` there, it stops before
+    touching anything.
     """
+    from ml.simulate import ShopSpec
+
     if os.environ.get("SHOP_BENCH_REUSE", "") not in ("1", "true"):
         return False
     needed = [root / "warehouse.duckdb", root / "mlflow", root / "inbox" / "shop_spec.json"]
@@ -316,19 +319,25 @@ def reuse_built_shop(root: Path) -> bool:
             f"SHOP_BENCH_REUSE: no built and trained shop in {root} (needs warehouse.duckdb, mlflow/, inbox/); "
             "run `make bench` with the same SHOP_BENCH_USERS and SHOP_BENCH_DAYS first"
         )
+    built = ShopSpec.from_json((root / "inbox" / "shop_spec.json").read_text())
+    if built != ShopSpec(users=users, days=days):
+        raise SystemExit(
+            f"SHOP_BENCH_REUSE: the shop in {root} has {built.users} users x {built.days} days, not "
+            f"{users} x {days}; set SHOP_BENCH_USERS and SHOP_BENCH_DAYS to match it"
+        )
     return True
 
 
 def main() -> None:
     skip = steps_to_skip()
     root = Path(os.environ.get("SHOP_BENCH_DIR", PROJECT_ROOT / "data" / "bench"))
-    reuse = reuse_built_shop(root)
+    users = int(os.environ.get("SHOP_BENCH_USERS", "20000"))
+    days = int(os.environ.get("SHOP_BENCH_DAYS", "180"))
+    reuse = reuse_built_shop(root, users, days)
     if not reuse:
         shutil.rmtree(root, ignore_errors=True)
     os.environ["SHOP_DATA_DIR"] = str(root)
     os.environ["SHOP_MLFLOW_DIR"] = str(root / "mlflow")
-    users = int(os.environ.get("SHOP_BENCH_USERS", "20000"))
-    days = int(os.environ.get("SHOP_BENCH_DAYS", "180"))
 
     from ml.backtest import backtest
     from ml.config import settings
@@ -342,11 +351,6 @@ def main() -> None:
     from ml.warehouse import build_features, build_targeting, check_data
 
     spec = ShopSpec(users=users, days=days)
-    if reuse and (built := ShopSpec.from_json((root / "inbox" / "shop_spec.json").read_text())) != spec:
-        raise SystemExit(
-            f"SHOP_BENCH_REUSE: the shop in {root} has {built.users} users x {built.days} days, not "
-            f"{users} x {days}; set SHOP_BENCH_USERS and SHOP_BENCH_DAYS to match it"
-        )
     last_day, as_of = spec.end, as_of_for(spec.end)
     results: list[dict] = []
     stats, trained = None, None

@@ -11,9 +11,9 @@ For an as-of date D (coupons go out the morning of D):
    users and of the budget). The champion policy is the one the policy gate chose (ml.policy_gate) from
    realised results; the propensity rules lead until the evidence says otherwise.
 3. **A holdout in each arm**: `holdout_share` of users, drawn by another salted hash stable for
-   `holdout_days`, are never sent anything while held out. The policy picks them by the allocation it
-   funds the others with, given the budget scaled to their number (ml.allocation.allocate_with_holdout),
-   so they are a random sample of whom it treats.
+   `holdout_days`, are never sent anything while held out. The policy picks those its allocation ranks
+   ahead of the first offer the arm's budget could not fund (ml.allocation.allocate_with_holdout), so
+   they are a random sample of whom it treats.
 4. **The policies** (ml.allocation values and allocates both):
    - `uplift`: the `coupon_uplift@champion` model's P(buy in 7 days) and lift per coupon, every coupon
      considered for every user;
@@ -226,8 +226,8 @@ def plan_targets(users: pd.DataFrame, as_of: date, champion_policy: str, uplift)
     for arm, policy in enumerate(policies):
         in_arm = challenger if arm == 1 else ~challenger
         offers = policy_offers(users[in_arm], policy, uplift)
-        # The treated users get the arm's budget; the holdout gets whomever the same allocation would fund
-        # with its share of it, so it is a random sample of the users the policy treats.
+        # The treated users get the arm's budget; the holdout gets whomever that allocation ranked ahead of
+        # its first unfunded offer, so it is a random sample of the users the policy treats.
         held_out = offers["user_id"].isin(set(ids[in_arm & holdout])).to_numpy()
         allocated = allocate_with_holdout(offers, held_out, arm_budgets[policy])
         for is_holdout, picked in zip((False, True), allocated, strict=True):

@@ -13,10 +13,23 @@ def test_reuse_without_a_built_shop_says_what_is_missing_and_keeps_the_folder(tm
     kept.write_text("a shop's file\n")
     monkeypatch.setenv("SHOP_BENCH_REUSE", "1")
     with pytest.raises(SystemExit, match="no built and trained shop .*run `make bench`"):
-        reuse_built_shop(tmp_path)
+        reuse_built_shop(tmp_path, 20_000, 180)
     assert kept.read_text() == "a shop's file\n"
     monkeypatch.delenv("SHOP_BENCH_REUSE")
-    assert reuse_built_shop(tmp_path) is False
+    assert reuse_built_shop(tmp_path, 20_000, 180) is False
+
+
+def test_reuse_of_a_shop_of_another_size_names_both_sizes(tmp_path, monkeypatch):
+    from ml.simulate import ShopSpec
+
+    for needed in ("mlflow", "inbox"):
+        (tmp_path / needed).mkdir()
+    (tmp_path / "warehouse.duckdb").write_bytes(b"")
+    (tmp_path / "inbox" / "shop_spec.json").write_text(ShopSpec(users=1_000_000, days=365).to_json())
+    monkeypatch.setenv("SHOP_BENCH_REUSE", "1")
+    with pytest.raises(SystemExit, match="has 1000000 users x 365 days, not 200000 x 365"):
+        reuse_built_shop(tmp_path, 200_000, 365)
+    assert reuse_built_shop(tmp_path, 1_000_000, 365) is True
 
 
 def test_an_unknown_skipped_step_is_named(monkeypatch):
