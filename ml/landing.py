@@ -90,9 +90,7 @@ def _merge(existing: pd.DataFrame | None, new: pd.DataFrame, key: list[str]) -> 
     unchanged = both.iloc[0:0]
     if not both.empty:
         columns = [c for c in new.columns if c in existing.columns and c != "source_file"]
-        same = _key_signature(existing.merge(both, on=key), columns, key).eq(
-            _key_signature(new.merge(both, on=key), columns, key)
-        )
+        same = _same_rows_per_key(existing.merge(both, on=key), new.merge(both, on=key), columns, key)
         unchanged = both.set_index(key).loc[same[same].index].reset_index() if same.any() else unchanged
     replaced = both.merge(unchanged, on=key, how="left", indicator=True)
     replaced = replaced[replaced["_merge"] == "left_only"][key]
@@ -103,10 +101,20 @@ def _merge(existing: pd.DataFrame | None, new: pd.DataFrame, key: list[str]) -> 
     return merged, counts
 
 
-def _key_signature(frame: pd.DataFrame, columns: list[str], key: list[str]) -> pd.Series:
-    """Per key, the sorted contents of its rows: equal when a re-sent row is the same as the landed one."""
-    rows = row_strings(frame, columns)
-    return rows.groupby([frame[k] for k in key]).agg(lambda s: "\n".join(sorted(s)))
+def _same_rows_per_key(old: pd.DataFrame, new: pd.DataFrame, columns: list[str], key: list[str]) -> pd.Series:
+    """Per key, whether its rows in `new` are exactly its rows in `old` (in any order): a re-sent unchanged row.
+
+    Column-wise, not a Python call per key (a 200k-user table took 15 s that way): each side's rows are
+    sorted by key and content and numbered within their key, so equal sets of rows line up number by number.
+    """
+
+    def numbered(frame: pd.DataFrame) -> pd.DataFrame:
+        rows = frame[key].assign(_row=row_strings(frame, columns).to_numpy()).sort_values([*key, "_row"])
+        return rows.assign(_n=rows.groupby(key, sort=False).cumcount())
+
+    lined_up = numbered(old).merge(numbered(new), on=[*key, "_n"], how="outer", suffixes=("_old", "_new"))
+    equal = lined_up["_row_old"].eq(lined_up["_row_new"]).fillna(False).astype(bool)
+    return equal.groupby([lined_up[k] for k in key]).all()
 
 
 def _read_landed(path: Path) -> pd.DataFrame | None:
