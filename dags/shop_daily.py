@@ -161,14 +161,16 @@ def shop_daily():
         from ml.pipeline import as_of_from
         from ml.warehouse import check_data
 
-        return check_data(tag, as_of_from(context))[-2000:]
+        # The dbt groups' vars, reprocess_from included: dbt reparses the project for new vars.
+        reprocess_from = date.fromisoformat(context["ti"].xcom_pull(task_ids="land_day")["reprocess_from"])
+        return check_data(tag, as_of_from(context), reprocess_from)[-2000:]
 
     @task(outlets=[ANALYST_SNAPSHOT])
     def publish(**context) -> str:
-        from ml.publish import changed_since, publish_snapshot
+        from ml.publish import publish_snapshot
 
         reprocess_from = date.fromisoformat(context["ti"].xcom_pull(task_ids="land_day")["reprocess_from"])
-        return str(publish_snapshot(since=changed_since(reprocess_from)))
+        return str(publish_snapshot(since=reprocess_from))
 
     landed = land_day()
     features = dbt_group("features", "features", [USER_FEATURES])

@@ -52,7 +52,7 @@ def cmd_build(args: argparse.Namespace) -> None:
     from ml.warehouse import build_features, build_targeting
 
     if args.targeting:
-        build_targeting(args.as_of_start)
+        build_targeting(args.as_of_start, reprocess_from=args.reprocess_from)
     else:
         build_features(args.as_of_start, args.as_of_end, reprocess_from=args.reprocess_from)
 
@@ -222,7 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bootstrap)
 
     p = sub.add_parser("publish", help="publish the analyst snapshot (atomic replace)")
-    p.add_argument("--since", type=_date, default=None, help="compare only the days from DATE on (default: every day)")
+    p.add_argument(
+        "--since",
+        type=_date,
+        default=None,
+        help="the first event day re-processed since the last publish: compare only the days that can change "
+        "(default: every day)",
+    )
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("summary", help="print rows per mart, quarantine counts, models and targeting")

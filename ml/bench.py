@@ -344,7 +344,7 @@ def main() -> None:
     from ml.evaluate import evaluate_against_truth
     from ml.history import history_batch_days
     from ml.pipeline import as_of_for, land, train_uplift_if_possible
-    from ml.publish import changed_since, publish_snapshot
+    from ml.publish import publish_snapshot
     from ml.score import score_day
     from ml.simulate import ShopSpec, simulate
     from ml.train import train_all
@@ -378,15 +378,16 @@ def main() -> None:
     with step("day_last", results, f"{last_day}: land, features, checks, score, targeting, publish"):
         with step("land_day_last", results):
             landed = land(last_day)
+        reprocess_from = date.fromisoformat(landed["reprocess_from"])
         with step("dbt_features_day_last", results, f"the incremental feature build and checks for as-of {as_of}"):
-            build_features(as_of, as_of, reprocess_from=date.fromisoformat(landed["reprocess_from"]))
+            build_features(as_of, as_of, reprocess_from=reprocess_from)
         with step("score", results, "every known user, both champions"):
             scored = score_day(as_of)
         with step("targeting_day_last", results, "segments, send list, targeting marts, checks"):
-            build_targeting(as_of)
-            check_data("targeting", as_of)
+            build_targeting(as_of, reprocess_from=reprocess_from)
+            check_data("targeting", as_of, reprocess_from)
         with step("publish", results, "the days this run can have changed, and a new snapshot file of views"):
-            publish_snapshot(since=changed_since(date.fromisoformat(landed["reprocess_from"])))
+            publish_snapshot(since=reprocess_from)
     day_last_features = sum(r["seconds"] for r in results if r["step"] in ("land_day_last", "dbt_features_day_last"))
     results.append(
         {

@@ -25,6 +25,8 @@ from ml.config import settings
 from ml.errors import ModelError, WarehouseLockedError
 
 LABEL_HORIZON_DAYS = 30
+# The outcome window of a coupon send (dbt var coupon_window_days): a campaign is usable once it has closed.
+COUPON_WINDOW_DAYS = 7
 TRAIN_SNAPSHOTS = 8
 TRAIN_EVERY_DAYS = 7
 CATEGORICAL_FEATURES = ["country", "device"]

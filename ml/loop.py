@@ -36,12 +36,13 @@ def run_day(day: date) -> dict[str, Any]:
 
     landed = land(day, source="simulate")
     as_of = as_of_for(day)
-    build_features(as_of, as_of, reprocess_from=date.fromisoformat(landed["reprocess_from"]))
+    reprocess_from = date.fromisoformat(landed["reprocess_from"])
+    build_features(as_of, as_of, reprocess_from=reprocess_from)
     trained = train_if_due(as_of)
     score_day(as_of)
-    build_segments(as_of)
+    build_segments(as_of, reprocess_from)
     planned = target_day(as_of)
-    build_targeting(as_of, plan=False)
+    build_targeting(as_of, plan=False, reprocess_from=reprocess_from)
     return {"business_date": str(day), "events": landed.get("events"), "trained": trained is not None, **planned}
 
 

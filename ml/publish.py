@@ -20,17 +20,20 @@ from pathlib import Path
 import duckdb
 
 from ml.config import Settings, settings
-from ml.data import table_names
+from ml.data import COUPON_WINDOW_DAYS, LABEL_HORIZON_DAYS, table_names
 
-# Published tables and the day column they are partitioned by; None: small, copied whole into the snapshot.
-PUBLISHED: dict[str, str | None] = {
-    "user_features": "as_of_date",
-    "training_labels": "as_of_date",
-    "user_segments": "as_of_date",
-    "coupon_targets": "as_of_date",
-    "stg_ml__scores": "as_of_date",
-    "campaign_outcomes": "send_date",
-    "events_quarantine": "event_date",
+# Published tables: the day column they are partitioned by, and how many days before a re-processed event
+# day a row of theirs can change (a label reads the 30 days from its as-of date, a campaign outcome the 7 from
+# its send; features, scores, segments and targets of date T see only the days before T). None: a small
+# table, copied whole into the snapshot.
+PUBLISHED: dict[str, tuple[str, int] | None] = {
+    "user_features": ("as_of_date", 0),
+    "training_labels": ("as_of_date", LABEL_HORIZON_DAYS - 1),
+    "user_segments": ("as_of_date", 0),
+    "coupon_targets": ("as_of_date", 0),
+    "stg_ml__scores": ("as_of_date", 0),
+    "campaign_outcomes": ("send_date", COUPON_WINDOW_DAYS - 1),
+    "events_quarantine": ("event_date", 0),
     "coupon_results": None,
     "landing_daily_summary": None,
     "model_promotions": None,
@@ -39,18 +42,11 @@ PUBLISHED: dict[str, str | None] = {
 MANIFEST = "published_partitions"
 
 
-def changed_since(reprocess_from: date) -> date:
-    """The first day a run re-processing event days from `reprocess_from` can change in a published table.
-
-    A label for as-of T reads the 30 days from T: the labels from `reprocess_from` - 29 on are rebuilt.
-    """
-    from ml.data import LABEL_HORIZON_DAYS
-
-    return reprocess_from - timedelta(days=LABEL_HORIZON_DAYS - 1)
-
-
 def publish_snapshot(since: date | None = None, cfg: Settings | None = None) -> Path:
-    """Export the partitions changed from `since` on (every day when None) and swap in a new snapshot file."""
+    """Export the partitions a run re-processing event days from `since` on can have changed (every day when
+    None) and swap in a new snapshot file. Each table compares its days from the first one those event days
+    reach (its lookback in PUBLISHED), so a daily publish reads a few days of each table, not 30 of each.
+    """
     cfg = cfg or settings()
     if not cfg.warehouse_path.exists():
         raise FileNotFoundError(f"{cfg.warehouse_path}: no warehouse to publish; build it first")
@@ -64,14 +60,16 @@ def publish_snapshot(since: date | None = None, cfg: Settings | None = None) -> 
             con.execute(f"attach '{cfg.warehouse_path}' as wh (read_only)")
             present = table_names(con)  # the warehouse's: the new snapshot holds nothing yet
             manifest = []
-            for table, column in PUBLISHED.items():
+            for table, partitioning in PUBLISHED.items():
                 if table not in present:
                     continue
-                if column is None:
+                if partitioning is None:
                     con.execute(f"create table main.{table} as select * from wh.main.{table}")
                     continue
+                column, lookback = partitioning
                 kept = [row for row in previous if row["table_name"] == table]
-                rows = _publish_table(con, table, column, kept, since, files_dir)
+                table_since = since - timedelta(days=lookback) if since else None
+                rows = _publish_table(con, table, column, kept, table_since, files_dir)
                 manifest += rows
                 _create_view(con, table, rows, cfg.snapshot_read_dir / "published")
             _write_manifest(con, manifest)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ml.config import settings
-from ml.data import connect_read_only, feature_columns, model_inputs, table_names, user_sample
+from ml.data import COUPON_WINDOW_DAYS, connect_read_only, feature_columns, model_inputs, table_names, user_sample
 from ml.errors import ModelError
 from ml.models import make_preprocessor
 from ml.uplift_metrics import bootstrap_uplift_metrics, uplift_by_decile, uplift_by_decile_figure
@@ -42,9 +42,6 @@ EXPERIMENT = "shop_coupon_uplift"
 LEARNERS = ("t_xgboost", "x_xgboost", "t_logistic")
 CONTROL_COLUMN = "p_buy_7d_control"
 MIN_TRAIN_CAMPAIGNS = 2
-
-# The outcome window of a coupon send (dbt var coupon_window_days): a campaign is usable once it has closed.
-COUPON_WINDOW_DAYS = 7
 
 
 def lift_column(code: str) -> str:

@@ -204,25 +204,38 @@ def _day_batches(first: date, last: date, batch_days: int) -> list[tuple[date, d
     return [(start, min(start + timedelta(days=batch_days - 1), last)) for start in starts]
 
 
-def build_segments(as_of: date) -> str:
+def day_vars(as_of: date, reprocess_from: date | None = None) -> dict:
+    """The dbt vars of one day's run after its feature build: the as-of date and the event days it re-processed.
+
+    Passing the same vars to every dbt call of the day also lets dbt reuse its parse (new vars reparse it all).
+    Without `reprocess_from`, dbt re-processes `late_event_days` before the as-of date (macros/reprocess_window.sql).
+    """
+    dbt_vars = as_of_vars(as_of)
+    if reprocess_from:
+        dbt_vars["reprocess_from"] = str(reprocess_from)
+    return dbt_vars
+
+
+def build_segments(as_of: date, reprocess_from: date | None = None) -> str:
     """`dbt build` of user_segments for one as-of date (scores must exist)."""
-    return run_dbt(["build", "--select", "tag:segments"], as_of_vars(as_of))
+    return run_dbt(["build", "--select", "tag:segments"], day_vars(as_of, reprocess_from))
 
 
-def build_targeting(as_of: date, plan: bool = True) -> str:
+def build_targeting(as_of: date, plan: bool = True, reprocess_from: date | None = None) -> str:
     """Segments, the send list (ml.targeting) and the targeting marts for one as-of date (scores must exist).
 
-    `plan=False` only runs the dbt part after the send list (what the DAG's last dbt group does).
+    `plan=False` only runs the dbt part after the send list (what the DAG's last dbt group does). The coupon
+    outcomes are rebuilt for the send dates whose windows reach `reprocess_from` (the day's feature build's).
     """
     if plan:
         from ml.targeting import target_day
 
-        build_segments(as_of)
+        build_segments(as_of, reprocess_from)
         target_day(as_of)
-    return run_dbt(["build", "--select", "tag:targeting"], as_of_vars(as_of))
+    return run_dbt(["build", "--select", "tag:targeting"], day_vars(as_of, reprocess_from))
 
 
-def check_data(tag: str, as_of: date) -> str:
+def check_data(tag: str, as_of: date, reprocess_from: date | None = None) -> str:
     """Run the data tests that read a model tagged `tag` together with other models (quarantine share against
     the run's dates, a leak recount against the events, consent, contact cap, relationships).
 
@@ -230,9 +243,8 @@ def check_data(tag: str, as_of: date) -> str:
     both are built in the same command: without this step such a test never runs there. The tests of one
     model ran with it and are not repeated. Fails (DbtError) on a finding.
     """
-    dbt_vars = as_of_vars(as_of)
     tests = cross_model_tests(tag)
-    return run_dbt(["test", "--select", *tests], dbt_vars) if tests else ""
+    return run_dbt(["test", "--select", *tests], day_vars(as_of, reprocess_from)) if tests else ""
 
 
 _BUILT = ("model.", "seed.", "snapshot.", "source.")

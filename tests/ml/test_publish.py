@@ -44,10 +44,14 @@ def test_a_publish_rewrites_only_changed_days_and_an_open_session_keeps_its_snap
     before = analyst.execute(
         "select sum(count_purchases_30d) from user_features where as_of_date = ?", [newest]
     ).fetchall()
-    with duckdb.connect(str(cfg.warehouse_path)) as con:  # a correction of the newest day's features
+    labelled = query(shop.warehouse, "select max(as_of_date) from training_labels")[0][0]
+    with duckdb.connect(str(cfg.warehouse_path)) as con:  # a run re-processing the last 10 event days
         con.execute(
             "update user_features set count_purchases_30d = count_purchases_30d + 1 where as_of_date = ?", [newest]
         )
+        # A label reads the 30 days from its as-of date: re-processed days change labels from 29 days before.
+        assert labelled >= newest - timedelta(days=10 + 29)
+        con.execute("update training_labels set purchase_30d = 1 - purchase_30d where as_of_date = ?", [labelled])
 
     again = publish_snapshot(since=newest - timedelta(days=10))
     # The open session still reads the snapshot it opened, the replaced file included.
@@ -58,7 +62,8 @@ def test_a_publish_rewrites_only_changed_days_and_an_open_session_keeps_its_snap
     analyst.close()  # (in one process DuckDB hands a path's open database to every new connection)
     second = _manifest(again)
     changed = {key for key in second if second[key] != first.get(key)}
-    assert changed == {("user_features", newest)}  # one file written, every other day kept as it was
+    # One file per changed day written, every other day kept as it was.
+    assert changed == {("user_features", newest), ("training_labels", labelled)}
     assert table_checksums(again, tables) == table_checksums(shop.warehouse, tables)
 
     # The file the first snapshot named is deleted at the publish after the next, not before. A day that left

@@ -1,16 +1,27 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_reprocessed('as_of_date', var('label_horizon_days') - 1) }}",
+    )
+}}
 -- One row per targeted or held-out user per as_of_date (send date) with what happened next: purchases
 -- and revenue in the 7- and 30-day windows from the send date, and the discount actually paid on orders
 -- that redeemed the sent coupon in its 7-day validity. Windows that have not fully landed are null.
+-- Incremental: a run rebuilds only the send dates whose 30-day window reaches a re-processed day (their
+-- outcomes and maturity can change); older send dates are final.
 with
 
 targets as (
     select as_of_date, user_id, policy, is_holdout, coupon_code, expected_cost, arm_budget
     from {{ ref('coupon_targets') }}
+    where {{ in_reprocess_window('as_of_date', var('label_horizon_days') - 1) }}
 ),
 
 user_days as (
     select user_id, activity_date, count_orders, sum_revenue
     from {{ ref('int_user_days_aggregated') }}
+    where {{ in_reprocess_window('activity_date', var('label_horizon_days') - 1, end_days_before=0) }}
 ),
 
 landed as (
@@ -35,6 +46,7 @@ redeemed_orders as (
     where events.quarantine_reason is null
       and events.event_type = 'purchase'
       and events.coupon_code is not null
+      and {{ in_reprocess_window('events.event_at', var('label_horizon_days') - 1, end_days_before=0) }}
     group by 1, 2, 3, 4
 ),
 
