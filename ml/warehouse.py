@@ -91,6 +91,47 @@ def run_dbt(
     return "\n".join(lines)
 
 
+def run_dbt_in_process(args: list[str], dbt_vars: dict[str, object] | None = None, cfg: Settings | None = None) -> str:
+    """`dbt ARGS` in this process through dbt's programmatic runner; raise DbtError as `run_dbt` does.
+
+    For Airflow tasks: Cosmos runs the model tasks the same way, so the worker has dbt loaded already, and this
+    saves starting a process and importing dbt again (about 4 s of an 8 s check at 200k users). The project's
+    environment is set for the call and restored after it.
+    """
+    from dbt.cli.main import dbtRunner
+
+    cfg = cfg or settings()
+    cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [*args, "--project-dir", str(cfg.dbt_project_dir)]
+    if dbt_vars:
+        command += ["--vars", json.dumps(dbt_vars, default=str)]
+    lines: list[str] = []
+
+    def keep(event) -> None:  # dbt's log lines at info and above, for the error message and the task log
+        if event.info.level in ("info", "warn", "error"):
+            lines.append(event.info.msg)
+
+    env = {key: value for key, value in dbt_env(cfg).items() if os.environ.get(key) != value}
+    saved = {key: os.environ.get(key) for key in env}
+    cwd = os.getcwd()
+    os.environ.update(env)
+    os.chdir(cfg.dbt_project_dir)
+    try:
+        result = dbtRunner(callbacks=[keep]).invoke(command)
+    finally:
+        os.chdir(cwd)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if not result.success:
+        failing = [line for line in lines if "ERROR" in line or "FAIL" in line or "Error" in line]
+        tail = "\n".join(failing[-15:] + ["..."] + lines[-15:] + ([str(result.exception)] if result.exception else []))
+        raise DbtError(f"dbt {' '.join(args)} failed:\n{tail}")
+    return "\n".join(lines)
+
+
 def die_with_parent() -> None:
     """In a child process (preexec_fn): get SIGTERM when the process that started it dies, even by SIGKILL.
 
@@ -235,16 +276,20 @@ def build_targeting(as_of: date, plan: bool = True, reprocess_from: date | None 
     return run_dbt(["build", "--select", "tag:targeting"], day_vars(as_of, reprocess_from))
 
 
-def check_data(tag: str, as_of: date, reprocess_from: date | None = None) -> str:
+def check_data(tag: str, as_of: date, reprocess_from: date | None = None, in_process: bool = False) -> str:
     """Run the data tests that read a model tagged `tag` together with other models (quarantine share against
     the run's dates, a leak recount against the events, consent, contact cap, relationships).
 
     The DAG builds one model per task with its own tests, and dbt selects a test with two parents only when
     both are built in the same command: without this step such a test never runs there. The tests of one
-    model ran with it and are not repeated. Fails (DbtError) on a finding.
+    model ran with it and are not repeated. Fails (DbtError) on a finding. `in_process`: run dbt in this
+    process (an Airflow task, which has dbt loaded) rather than as a subprocess.
     """
     tests = cross_model_tests(tag)
-    return run_dbt(["test", "--select", *tests], day_vars(as_of, reprocess_from)) if tests else ""
+    if not tests:
+        return ""
+    run = run_dbt_in_process if in_process else run_dbt
+    return run(["test", "--select", *tests], day_vars(as_of, reprocess_from))
 
 
 _BUILT = ("model.", "seed.", "snapshot.", "source.")
