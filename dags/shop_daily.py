@@ -10,7 +10,9 @@ For the business day D (the data interval's start, or the `run_date` param):
    events are incremental by day: they re-process only from `reprocess_from` (land_day's XCom: D minus
    `SHOP_LATE_EVENT_DAYS`, earlier if the landing changed an older day or a landed day was never built). Then
    **check_features** runs the tests that join two models (the quarantine share above all): a flood of
-   malformed rows fails the day here, before training, scoring or publishing.
+   malformed rows fails the day here, before training, scoring or publishing. With `SHOP_DBT_TASKS=group`
+   each dbt group (features, segments, targeting) is one Cosmos `dbt build` task that runs those tests
+   itself, and there are no check tasks: fewer dbt starts, less per-model detail in the UI.
 3. **train** retrains the propensity, churn and coupon effect models weekly (and whenever a model has no
    champion), else it is skipped; only labels matured before the day are used.
 4. **score** scores every known user with the `@champion` models (churn: users active in the last 30 days).
@@ -38,6 +40,7 @@ from pathlib import Path
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+from cosmos.operators.local import DbtBuildLocalOperator
 from shop_assets import ANALYST_SNAPSHOT, SCORES, TARGETING, USER_FEATURES
 
 from ml.config import SOURCES, settings
@@ -61,41 +64,61 @@ DEFAULT_ARGS = {
 }
 
 
-def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup:
-    """One Airflow task per dbt model (model and its tests in one `dbt build`), in the warehouse pool."""
+def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup | DbtBuildLocalOperator:
+    """The models tagged `tag`, each built with its own tests, in the warehouse pool.
+
+    SHOP_DBT_TASKS=model (default): one Airflow task per model (its own status, log and retry).
+    SHOP_DBT_TASKS=group: one `dbt build` of the group, which also runs the tests that join its models to
+    earlier ones (dbt selects a test once all its parents are built by then), so no check task follows.
+    """
+    profile = ProfileConfig(
+        profile_name="shop_warehouse", target_name="local", profiles_yml_filepath=DBT_DIR / "profiles.yml"
+    )
+    env = {k: v for k, v in dbt_env(CFG).items() if k.startswith(("SHOP_", "DBT_", "DO_NOT"))}
+    operator_args = {
+        "pool": WAREHOUSE_POOL,
+        "install_deps": False,
+        # Each task is one dbt call: skip writing the JSON artifacts (a 2 MB manifest, twice a call) and
+        # listing every relation up front; lineage (read from those artifacts) gives way to the outlets below.
+        "dbt_cmd_global_flags": ["--no-write-json", "--no-populate-cache"],
+        "emit_datasets": False,
+        "vars": {
+            **as_of_vars(None, cfg=CFG),
+            "as_of_start": AS_OF,
+            "as_of_end": AS_OF,
+            "reprocess_from": REPROCESS_FROM,
+        },
+    }
+    dbt = str(Path(sys.executable).parent / "dbt")
+    if CFG.dbt_tasks == "group":
+        return DbtBuildLocalOperator(
+            task_id=group_id,
+            project_dir=str(DBT_DIR),
+            profile_config=profile,
+            select=f"tag:{tag}",
+            env=env,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            dbt_executable_path=dbt,
+            outlets=outlets,
+            retries=min(RETRIES, 1),
+            **operator_args,
+        )
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
             dbt_project_path=DBT_DIR,
             manifest_path=DBT_DIR / "target" / "manifest.json",
-            env_vars={k: v for k, v in dbt_env(CFG).items() if k.startswith(("SHOP_", "DBT_", "DO_NOT"))},
+            env_vars=env,
             install_dbt_deps=False,
         ),
-        profile_config=ProfileConfig(
-            profile_name="shop_warehouse", target_name="local", profiles_yml_filepath=DBT_DIR / "profiles.yml"
-        ),
+        profile_config=profile,
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL,
-            invocation_mode=InvocationMode.DBT_RUNNER,
-            dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
+            execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER, dbt_executable_path=dbt
         ),
         render_config=RenderConfig(
             select=[f"tag:{tag}"], load_method=LoadMode.AUTOMATIC, test_behavior=TestBehavior.BUILD
         ),
-        operator_args={
-            "pool": WAREHOUSE_POOL,
-            "install_deps": False,
-            # Each task is one dbt call: skip writing the JSON artifacts (a 2 MB manifest, twice a call) and
-            # listing every relation up front; lineage (read from those artifacts) gives way to the outlets below.
-            "dbt_cmd_global_flags": ["--no-write-json", "--no-populate-cache"],
-            "emit_datasets": False,
-            "vars": {
-                **as_of_vars(None, cfg=CFG),
-                "as_of_start": AS_OF,
-                "as_of_end": AS_OF,
-                "reprocess_from": REPROCESS_FROM,
-            },
-        },
+        operator_args=operator_args,
         default_args={"outlets": outlets, "retries": min(RETRIES, 1)},
     )
 
@@ -184,10 +207,14 @@ def shop_daily():
     segments = dbt_group("segments", "segments", [])
     planned = target()
     targeting = dbt_group("targeting", "targeting", [TARGETING])
-    features_checked = check.override(task_id="check_features")("features")
-    targeting_checked = check.override(task_id="check_targeting")("targeting")
-    landed >> features >> features_checked >> trained >> scored >> segments >> planned >> targeting
-    targeting >> targeting_checked >> publish()
+    if CFG.dbt_tasks == "group":  # each group's build ran the tests that join its models
+        features_checked, targeting_checked = features, targeting
+    else:
+        features_checked = features >> check.override(task_id="check_features")("features")
+        targeting_checked = targeting >> check.override(task_id="check_targeting")("targeting")
+    landed >> features
+    features_checked >> trained >> scored >> segments >> planned >> targeting
+    targeting_checked >> publish()
 
 
 shop_daily()

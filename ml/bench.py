@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from ml.config import PROJECT_ROOT
+from ml.config import PROJECT_ROOT, settings
 
 
 class PeakMemory:
@@ -140,8 +140,6 @@ def reference_features(as_of) -> int:
     """Run the hand-written single-query feature build for `as_of`; return its row count."""
     import duckdb
 
-    from ml.config import settings
-
     windows = "".join(
         f"count(distinct session_key) filter (where day >= date '{as_of}' - {n}) as count_sessions_{n}d, "
         f"count(*) filter (where event_type = 'view' and day >= date '{as_of}' - {n}) as count_views_{n}d, "
@@ -238,7 +236,6 @@ def day_cost_growth(results: list[dict]) -> dict | None:
 
 def fresh_history(keep_last: int) -> None:
     """`ml history` on an empty landing folder and warehouse (the inbox stays): a shop's first build."""
-    from ml.config import settings
     from ml.history import build_history
 
     cfg = settings()
@@ -267,6 +264,7 @@ def run_day_in_airflow(day, results: list, root: Path) -> None:
     if done.returncode != 0:
         raise SystemExit(f"the DAG run for {day} failed; log: {log}")
     results[-1]["task_seconds"] = task_seconds(log.read_text())
+    results[-1]["dbt_tasks"] = settings().dbt_tasks  # one Airflow task per dbt model, or per group
 
 
 _TASK_START = re.compile(r"^(\S+Z) .*\[DAG TEST\] running task <TaskInstance: \S+?\.(\S+) ")

@@ -14,6 +14,8 @@ from ml.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Where a DAG run gets its day (SHOP_SOURCE): the shop's export in the inbox, or the simulated demo shop.
 SOURCES = ("inbox", "simulate")
+# How the DAG runs dbt (SHOP_DBT_TASKS): one Airflow task per model, or one `dbt build` per group of models.
+DBT_TASKS = ("model", "group")
 
 
 def _path(name: str, default: Path) -> Path:
@@ -52,6 +54,10 @@ class Settings:
     gross_margin_rate: float
     # Where a DAG run gets its day: "inbox" (the shop's export must be there) or "simulate" (the demo shop).
     source: str
+    # "model": one Airflow task per dbt model (its own status, log and retry); "group": one `dbt build` per
+    # group (features, segments, targeting), its tests included: a dbt start and project load per group, not
+    # per model (about 40 s of a 200k-user day).
+    dbt_tasks: str
     # None: score (and train on) every known customer; N: only users active in the N days before the as-of date.
     scoring_lookback_days: int | None
     # Event days per dbt run of the history build (and its as-of dates): its memory grows with this, not the
@@ -102,6 +108,7 @@ def settings() -> Settings:
         feature_retention_days=_optional_positive_int_env("SHOP_FEATURE_RETENTION_DAYS"),
         train_max_users=_positive_int_env("SHOP_TRAIN_MAX_USERS", 200_000),
         source=_choice_env("SHOP_SOURCE", "inbox", SOURCES),
+        dbt_tasks=_choice_env("SHOP_DBT_TASKS", "model", DBT_TASKS),
         history_batch_days=_optional_positive_int_env("SHOP_HISTORY_BATCH_DAYS"),
         late_event_days=_non_negative_int_env("SHOP_LATE_EVENT_DAYS", 3),
     )

@@ -96,6 +96,31 @@ def test_task_graph_runs_land_features_train_score_segments_target_targeting_pub
     assert dag.get_task("publish").downstream_task_ids == set()
 
 
+def test_with_dbt_tasks_per_group_each_group_is_one_dbt_build_with_its_tests(parse_root, airflow_db, monkeypatch):
+    """SHOP_DBT_TASKS=group: one `dbt build` per group; its selection runs the joining tests, so no check tasks."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("SHOP_DBT_TASKS", "group")
+    dag = DagBag(dag_folder=str(DAGS)).get_dag("shop_daily")
+    assert set(dag.task_ids) == {"land_day", "features", "train", "score", "segments", "target", "targeting", "publish"}
+    for group in ("features", "segments", "targeting"):
+        task = dag.get_task(group)
+        assert type(task).__name__ == "DbtBuildLocalOperator" and task.select == f"tag:{group}"
+        assert task.pool == "warehouse" and task.retries >= 1 and task.on_failure_callback
+        assert "--no-write-json" in task.dbt_cmd_global_flags
+        assert set(task.vars) >= {"as_of_start", "as_of_end", "reprocess_from"}
+    assert dag.get_task("features").upstream_task_ids == {"land_day"}
+    assert dag.get_task("train").upstream_task_ids == {"features"}  # nothing trains on a failed test
+    assert dag.get_task("target").upstream_task_ids == {"segments"}
+    assert dag.get_task("publish").upstream_task_ids == {"targeting"}
+    monkeypatch.setenv("SHOP_DBT_TASKS", "batch")
+    from ml.config import settings
+    from ml.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="SHOP_DBT_TASKS must be one of model, group, got 'batch'"):
+        settings()
+
+
 def test_the_check_tasks_run_the_tests_that_join_models_and_only_those(parse_root):
     """A model task runs its own tests; a test reading two models runs in the check after both are built."""
     from ml.warehouse import cross_model_tests

@@ -101,14 +101,22 @@ def test_two_days_then_a_rerun_of_the_first_are_identical_and_an_open_analyst_se
     assert third_versions == [(champion_version("purchase_propensity"),)] != first_versions
 
 
-def test_a_day_with_30_percent_malformed_rows_fails_before_publishing(airflow_db, built_shop, shop_copy):
-    """source inbox, a third of the export broken: the quarantine check fails the run, nothing is published."""
+@pytest.mark.parametrize("dbt_tasks", ["model", "group"])
+def test_a_day_with_30_percent_malformed_rows_fails_before_publishing(
+    airflow_db, built_shop, shop_copy, monkeypatch, dbt_tasks
+):
+    """source inbox, a third of the export broken: the quarantine check fails the run, nothing is published.
+
+    With a task per dbt model the check task fails; with one `dbt build` per group (SHOP_DBT_TASKS=group) the
+    features build runs the same test and fails.
+    """
     import pandas as pd
     from airflow.dag_processing.dagbag import DagBag
 
     from ml.publish import publish_snapshot
     from tests.dbt.test_features import _bad_day
 
+    monkeypatch.setenv("SHOP_DBT_TASKS", dbt_tasks)
     shop = shop_copy(built_shop)
     dag = DagBag(dag_folder=str(DAGS)).get_dag("shop_daily")
     first, second = shop.remaining_days[:2]
@@ -127,4 +135,5 @@ def test_a_day_with_30_percent_malformed_rows_fails_before_publishing(airflow_db
     assert not (shop.data / "targets" / f"as_of_date={second + timedelta(days=1)}").exists()
     failures = list((shop.data / "audit" / "failed_days").glob(f"{second}__*.json"))
     assert failures and "assert_quarantine_share_below_limit" in failures[0].read_text()
+    assert (f"{second}__check_features" if dbt_tasks == "model" else f"{second}__features") in failures[0].name
     assert len(pd.read_parquet(shop.data / "landing" / "events" / f"event_date={second}")) == len(flooded)
