@@ -42,7 +42,7 @@ $(UV):
 # --compile-bytecode: every dbt, Airflow and MLflow process imports from .pyc files (about 20 s once here),
 # even where PYTHONDONTWRITEBYTECODE keeps Python from caching them (then each process compiled its imports:
 # 6 s of a 12 s scoring task at 200k users).
-$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+$(VENV)/.synced: pyproject.toml uv.lock Makefile | $(UV)
 	$(UV) sync --locked --compile-bytecode --python $(PYTHON)
 	@touch $@
 

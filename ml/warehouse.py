@@ -222,8 +222,16 @@ def build_feature_history(first_day: date, last_day: date, as_of_start: date, ba
     one batch however long the history. The first batch is a full refresh and runs up to the first as-of
     date; the last is open-ended, so the rows equal a single build's (a test compares).
     """
+    import duckdb
+
     from ml.progress import progress
 
+    # The coupon outcomes (targeting, incremental by send date) read these tables: dropped here, the next
+    # targeting build rebuilds them from every send rather than keeping rows computed from the old build.
+    cfg = settings()
+    if cfg.warehouse_path.exists():
+        with duckdb.connect(str(cfg.warehouse_path)) as con:
+            con.execute("drop table if exists main.int_coupon_target_outcomes")
     first_batch_end = min(max(as_of_start - timedelta(days=1), first_day + timedelta(days=batch_days - 1)), last_day)
     batches = [(first_day, first_batch_end)]
     if first_batch_end < last_day:

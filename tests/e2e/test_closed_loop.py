@@ -116,23 +116,40 @@ def test_every_scored_day_has_a_truth_line_per_policy(looped_shop):
         assert "share_of_oracle" in by_policy["propensity"]
 
 
-def test_the_coupon_outcomes_built_day_by_day_equal_a_full_rebuild(looped_shop):
-    """Each loop day rebuilt only the send dates whose 30-day windows reach its re-processed event days (the
-    rest were kept, already final); rebuilding the outcomes and results from every send date gives the same rows.
+def _coupon_results(warehouse) -> list[tuple]:
+    """coupon_results' rows, floats rounded: its averages and variances sum in whatever order the rows are read."""
+    from tests.checksums import query
+
+    rows = query(warehouse, "select * from coupon_results order by all")
+    return [tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows]
+
+
+def test_the_coupon_outcomes_built_day_by_day_equal_a_full_rebuild_and_a_history_rebuild(looped_shop):
+    """Each loop day rebuilt the send dates whose 30-day windows reach its re-processed event days, through the
+    incremental filters (all 12 loop send dates are inside that reach, so no row here was kept unchanged);
+    rebuilding the outcomes and results from every send date gives the same rows. A history rebuild drops the
+    outcomes, and the next targeting build recomputes the same rows from the rebuilt events.
     """
-    from ml.warehouse import day_vars, run_dbt
+    from ml.history import build_history
+    from ml.warehouse import build_targeting, day_vars, run_dbt
     from tests.checksums import query, table_checksums
 
     warehouse = looped_shop["root"] / "data" / "warehouse.duckdb"
-    tables = ["int_coupon_target_outcomes", "coupon_results"]
-    daily = table_checksums(warehouse, tables)
+    outcomes = ["int_coupon_target_outcomes"]
+    daily, results = table_checksums(warehouse, outcomes), _coupon_results(warehouse)
     sends = query(
-        warehouse, "select count(distinct as_of_date), count(*) filter (where is_matured_7d) from " + tables[0]
+        warehouse, "select count(distinct as_of_date), count(*) filter (where is_matured_7d) from " + outcomes[0]
     )
     # Send dates from every loop day, and windows that matured after their send date was first built.
-    assert sends[0][0] >= LOOP_DAYS - 1 and sends[0][1] > 0
+    assert sends[0][0] >= LOOP_DAYS - 1 and sends[0][1] > 0 and results
     newest = date.fromisoformat(looped_shop["days"][-1]["as_of_date"])
     with pytest.MonkeyPatch.context() as mp:
         point_env_at(mp, looped_shop["root"])
-        run_dbt(["build", "--select", *tables, "--full-refresh"], day_vars(newest))
-    assert table_checksums(warehouse, tables) == daily
+        mp.setenv("SHOP_HOLDOUT_SHARE", "0.3")
+        run_dbt(["build", "--select", *outcomes, "coupon_results", "--full-refresh"], day_vars(newest))
+        assert table_checksums(warehouse, outcomes) == daily and _coupon_results(warehouse) == results
+
+        build_history(keep_last=0)
+        assert not query(warehouse, "select * from duckdb_tables() where table_name = 'int_coupon_target_outcomes'")
+        build_targeting(newest, plan=False)
+    assert table_checksums(warehouse, outcomes) == daily and _coupon_results(warehouse) == results

@@ -13,6 +13,8 @@ from ml.config import settings
 from ml.publish import MANIFEST, PUBLISHED, publish_snapshot
 from tests.checksums import query, table_checksums
 
+LABEL_DAY = "select count(*), sum(hash(t))::varchar from training_labels as t where as_of_date = ?"
+
 
 def _manifest(snapshot) -> dict[tuple[str, object], str]:
     return {
@@ -44,16 +46,19 @@ def test_a_publish_rewrites_only_changed_days_and_an_open_session_keeps_its_snap
     before = analyst.execute(
         "select sum(count_purchases_30d) from user_features where as_of_date = ?", [newest]
     ).fetchall()
-    labelled = query(shop.warehouse, "select max(as_of_date) from training_labels")[0][0]
-    with duckdb.connect(str(cfg.warehouse_path)) as con:  # a run re-processing the last 10 event days
+    since = newest - timedelta(days=10)
+    # A label reads the 30 days from its as-of date: re-processed event days change labels from 29 days before.
+    reached, beyond = since - timedelta(days=29), since - timedelta(days=30)
+    assert query(shop.warehouse, "select min(as_of_date) from training_labels")[0][0] <= beyond
+    with duckdb.connect(str(cfg.warehouse_path)) as con:  # a run re-processing event days from `since`
         con.execute(
             "update user_features set count_purchases_30d = count_purchases_30d + 1 where as_of_date = ?", [newest]
         )
-        # A label reads the 30 days from its as-of date: re-processed days change labels from 29 days before.
-        assert labelled >= newest - timedelta(days=10 + 29)
-        con.execute("update training_labels set purchase_30d = 1 - purchase_30d where as_of_date = ?", [labelled])
+        con.execute("update training_labels set purchase_30d = 1 - purchase_30d where as_of_date = ?", [reached])
+        labels_beyond = con.execute(LABEL_DAY, [beyond]).fetchone()
+        con.execute("update training_labels set purchase_30d = 1 - purchase_30d where as_of_date = ?", [beyond])
 
-    again = publish_snapshot(since=newest - timedelta(days=10))
+    again = publish_snapshot(since=since)
     # The open session still reads the snapshot it opened, the replaced file included.
     assert (
         analyst.execute("select sum(count_purchases_30d) from user_features where as_of_date = ?", [newest]).fetchall()
@@ -62,8 +67,12 @@ def test_a_publish_rewrites_only_changed_days_and_an_open_session_keeps_its_snap
     analyst.close()  # (in one process DuckDB hands a path's open database to every new connection)
     second = _manifest(again)
     changed = {key for key in second if second[key] != first.get(key)}
-    # One file per changed day written, every other day kept as it was.
-    assert changed == {("user_features", newest), ("training_labels", labelled)}
+    # One file per changed day written, every other day kept as it was: a label beyond the reach of the
+    # re-processed days is not compared (no run re-processing from `since` can change it).
+    assert changed == {("user_features", newest), ("training_labels", reached)}
+    assert query(again, LABEL_DAY, [beyond]) == [labels_beyond]
+    with duckdb.connect(str(cfg.warehouse_path)) as con:  # undo the change no run could have made
+        con.execute("update training_labels set purchase_30d = 1 - purchase_30d where as_of_date = ?", [beyond])
     assert table_checksums(again, tables) == table_checksums(shop.warehouse, tables)
 
     # The file the first snapshot named is deleted at the publish after the next, not before. A day that left

@@ -7,9 +7,11 @@
 }}
 -- One row per targeted or held-out user per as_of_date (send date) with what happened next: purchases
 -- and revenue in the 7- and 30-day windows from the send date, and the discount actually paid on orders
--- that redeemed the sent coupon in its 7-day validity. Windows that have not fully landed are null.
+-- that redeemed the sent coupon in its 7-day validity. is_matured_7d / is_matured_30d say whether a
+-- window has fully landed.
 -- Incremental: a run rebuilds only the send dates whose 30-day window reaches a re-processed day (their
--- outcomes and maturity can change); older send dates are final.
+-- outcomes and maturity can change); older send dates are final. A history rebuild (ml history) drops
+-- the table, so the next targeting build recomputes every send from the rebuilt events.
 with
 
 targets as (
