@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
@@ -185,19 +185,18 @@ def shop_daily():
     @task(retries=0)
     def check(tag: str, **context) -> str:
         """The tests that join two models (quarantine share, consent, contact cap): fail the day here."""
-        from ml.pipeline import as_of_from
+        from ml.pipeline import as_of_from, reprocess_from
         from ml.warehouse import check_data
 
         # The dbt groups' vars, reprocess_from included: dbt reparses the project for new vars.
-        reprocess_from = date.fromisoformat(context["ti"].xcom_pull(task_ids="land_day")["reprocess_from"])
-        return check_data(tag, as_of_from(context), reprocess_from, in_process=True)[-2000:]
+        return check_data(tag, as_of_from(context), reprocess_from(context), in_process=True)[-2000:]
 
     @task(outlets=[ANALYST_SNAPSHOT])
     def publish(**context) -> str:
+        from ml.pipeline import reprocess_from
         from ml.publish import publish_snapshot
 
-        reprocess_from = date.fromisoformat(context["ti"].xcom_pull(task_ids="land_day")["reprocess_from"])
-        return str(publish_snapshot(since=reprocess_from))
+        return str(publish_snapshot(since=reprocess_from(context)))
 
     landed = land_day()
     features = dbt_group("features", "features", [USER_FEATURES])

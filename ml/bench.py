@@ -338,7 +338,6 @@ def main() -> None:
     os.environ["SHOP_MLFLOW_DIR"] = str(root / "mlflow")
 
     from ml.backtest import backtest
-    from ml.config import settings
     from ml.evaluate import evaluate_against_truth
     from ml.history import history_batch_days
     from ml.pipeline import as_of_for, land, train_uplift_if_possible

@@ -90,6 +90,11 @@ def as_of_from(context: dict[str, Any]) -> date:
     return as_of_for(business_date(context))
 
 
+def reprocess_from(context: dict[str, Any]) -> date:
+    """The first event day this DAG run re-processes (land_day's XCom): the dbt var and publish's start."""
+    return date.fromisoformat(context["ti"].xcom_pull(task_ids="land_day")["reprocess_from"])
+
+
 def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
     """Train on the weekly training day, when forced, or when a model has no champion; else None.
 

@@ -57,10 +57,7 @@ def run_dbt(
     `echo`: stream dbt's output to stderr as it comes (off for `dbt ls`, whose output is data).
     """
     cfg = cfg or settings()
-    cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [dbt_executable(), *args, "--project-dir", str(cfg.dbt_project_dir)]
-    if dbt_vars:
-        command += ["--vars", json.dumps(dbt_vars, default=str)]
+    command = [dbt_executable(), *_dbt_arguments(args, dbt_vars, cfg)]
     # Stream dbt's log as it goes (a long build shows its progress), keep it for the error message.
     lines: list[str] = []
     with subprocess.Popen(
@@ -85,10 +82,24 @@ def run_dbt(
                 process.kill()
             raise
     if process.returncode != 0:
-        failing = [line for line in lines if "ERROR" in line or "FAIL" in line or "Error" in line]
-        tail = "\n".join((failing[-15:] or []) + ["..."] + lines[-15:])
-        raise DbtError(f"dbt {' '.join(args)} failed (exit {process.returncode}):\n{tail}")
+        raise _dbt_failure(args, f"exit {process.returncode}", lines)
     return "\n".join(lines)
+
+
+def _dbt_arguments(args: list[str], dbt_vars: dict[str, object] | None, cfg: Settings) -> list[str]:
+    """`args` for the project, with the vars; the warehouse's folder made (dbt-duckdb does not create it)."""
+    cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [*args, "--project-dir", str(cfg.dbt_project_dir)]
+    if dbt_vars:
+        command += ["--vars", json.dumps(dbt_vars, default=str)]
+    return command
+
+
+def _dbt_failure(args: list[str], how: str, lines: list[str]) -> DbtError:
+    """The error for a failed dbt command: its failing lines, then the end of its log."""
+    failing = [line for line in lines if "ERROR" in line or "FAIL" in line or "Error" in line]
+    tail = "\n".join(failing[-15:] + ["..."] + lines[-15:])
+    return DbtError(f"dbt {' '.join(args)} failed ({how}):\n{tail}")
 
 
 def run_dbt_in_process(args: list[str], dbt_vars: dict[str, object] | None = None, cfg: Settings | None = None) -> str:
@@ -101,10 +112,7 @@ def run_dbt_in_process(args: list[str], dbt_vars: dict[str, object] | None = Non
     from dbt.cli.main import dbtRunner
 
     cfg = cfg or settings()
-    cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [*args, "--project-dir", str(cfg.dbt_project_dir)]
-    if dbt_vars:
-        command += ["--vars", json.dumps(dbt_vars, default=str)]
+    command = _dbt_arguments(args, dbt_vars, cfg)
     lines: list[str] = []
 
     def keep(event) -> None:  # dbt's log lines at info and above, for the error message and the task log
@@ -126,9 +134,7 @@ def run_dbt_in_process(args: list[str], dbt_vars: dict[str, object] | None = Non
             else:
                 os.environ[key] = value
     if not result.success:
-        failing = [line for line in lines if "ERROR" in line or "FAIL" in line or "Error" in line]
-        tail = "\n".join(failing[-15:] + ["..."] + lines[-15:] + ([str(result.exception)] if result.exception else []))
-        raise DbtError(f"dbt {' '.join(args)} failed:\n{tail}")
+        raise _dbt_failure(args, f"in process: {result.exception}" if result.exception else "in process", lines)
     return "\n".join(lines)
 
 
