@@ -1,59 +1,99 @@
 {{ config(tags=['features']) }}
 -- Point in time (docs: point_in_time): no feature for as_of_date T may reflect an event at or after T.
--- For the oldest as-of date built in this run (a history build has later events landed by then), view,
--- cart, order and purchase-day counts and purchase recency are recomputed straight from the clean events
--- with event_at < T and must match the features exactly. The full rebuild comparison, which covers every
--- column, is `python -m ml check-leakage`.
--- The recount reads each user's every clean event, so its cost would grow with the history: a shop of up to
--- 4M clean and quarantined events is recounted whole, a bigger one as one hash bucket of users holding 2M-4M
--- events (a year of 200k users: 30 buckets of about 6.5k users), a different bucket each date. A leak in a
--- join touches every user, so a bucket catches it on every run.
+-- For the oldest as-of date built in this run (a history build has later events landed by then), 30-day view,
+-- cart and order counts, lifetime order and purchase-day counts and purchase and activity recency are
+-- recomputed from the clean events with event_at < T and must match the features exactly. The full rebuild
+-- comparison, which covers every column, is `python -m ml check-leakage`.
+-- Cost by days, not history: the lifetime figures continue the newest lifetime checkpoint before T
+-- (int_user_lifetime_as_of: each user's totals from the user-days before its date, valid while no earlier day
+-- is rebuilt) with the clean events since it, so the test reads the 30 days before T (a run re-processes a few).
+-- Without a checkpoint (a first build, a full refresh, a date before every checkpoint) it recounts every event.
+-- Users are sampled by hash bucket, sized so a bucket holds 2M-4M of the events read (a different bucket each
+-- date); a leak in a join touches every user, so a bucket catches it on every run.
 with
 
 built as (
     select min(as_of_date) as as_of_date from {{ ref('int_as_of_dates') }}
 ),
 
-bucket_count as (
-    select greatest(1, count(*) // 2000000) as buckets from {{ ref('int_events_checked') }}
+checkpoint as (
+    select
+        built.as_of_date,
+        coalesce(max(lifetime.as_of_date), '-infinity'::date) as checkpoint_date,
+        least(built.as_of_date - 30, coalesce(max(lifetime.as_of_date), '-infinity'::date)) as read_from,
+    from built
+    left join {{ ref('int_user_lifetime_as_of') }} as lifetime on lifetime.as_of_date < built.as_of_date
+    group by 1
 ),
 
 sample as (
-    select built.as_of_date, bucket_count.buckets, hash(built.as_of_date) % bucket_count.buckets as bucket,
-    from built
-    cross join bucket_count
+    select
+        checkpoint.*,
+        greatest(1, (
+            select count(*) from {{ ref('int_events_checked') }}
+            where event_date >= checkpoint.read_from and event_date < checkpoint.as_of_date
+        ) // 2000000) as buckets,
+    from checkpoint
 ),
 
 oldest as (
-    select user_features.*
+    select user_features.*, sample.checkpoint_date
     from {{ ref('user_features') }}
     inner join sample using (as_of_date)
-    where hash(user_features.user_id) % sample.buckets = sample.bucket
+    where hash(user_features.user_id) % sample.buckets = hash(sample.as_of_date) % sample.buckets
 ),
 
+-- The sampled users' clean events the recount reads. Clean events lie on their partition day, so the
+-- event_date bounds skip the older row groups.
 clean_events as (
-    select * from {{ ref('int_events_checked') }}
-    where quarantine_reason is null
-      and user_id in (select user_id from oldest)
+    select events.user_id, events.event_type, events.event_at, events.order_id, events.event_id
+    from {{ ref('int_events_checked') }} as events
+    inner join checkpoint
+        on events.event_date >= checkpoint.read_from
+        and events.event_date < checkpoint.as_of_date
+    where events.quarantine_reason is null
+      and events.user_id in (select user_id from oldest)
+),
+
+-- Each sampled user's totals at the checkpoint (no row: no activity before it).
+at_checkpoint as (
+    select oldest.user_id, lifetime.lifetime_orders, lifetime.lifetime_purchase_days,
+           lifetime.last_purchase_date, lifetime.activity_date
+    from oldest
+    inner join {{ ref('int_user_lifetime_as_of') }} as lifetime
+        on oldest.user_id = lifetime.user_id
+        and oldest.checkpoint_date = lifetime.as_of_date
 ),
 
 recounted as (
     select
         oldest.user_id,
         oldest.as_of_date,
-        any_value(oldest.count_views_90d) as count_views_90d,
-        any_value(oldest.count_carts_90d) as count_carts_90d,
+        any_value(oldest.count_views_30d) as count_views_30d,
+        any_value(oldest.count_carts_30d) as count_carts_30d,
+        any_value(oldest.count_purchases_30d) as count_purchases_30d,
         any_value(oldest.count_purchases_lifetime) as count_purchases_lifetime,
         any_value(oldest.count_purchase_days_lifetime) as count_purchase_days_lifetime,
         any_value(oldest.days_since_last_purchase) as days_since_last_purchase,
         any_value(oldest.days_since_last_activity) as days_since_last_activity,
-        count(*) filter (where event_type = 'view' and event_at >= oldest.as_of_date - 90) as views_90d,
-        count(*) filter (where event_type = 'cart' and event_at >= oldest.as_of_date - 90) as carts_90d,
-        count(distinct coalesce(order_id, event_id)) filter (where event_type = 'purchase') as orders_lifetime,
-        count(distinct cast(event_at as date)) filter (where event_type = 'purchase') as purchase_days_lifetime,
-        oldest.as_of_date - max(cast(event_at as date)) filter (where event_type = 'purchase') as purchase_recency,
-        oldest.as_of_date - max(cast(event_at as date)) as activity_recency,
+        count(*) filter (where event_type = 'view' and event_at >= oldest.as_of_date - 30) as views_30d,
+        count(*) filter (where event_type = 'cart' and event_at >= oldest.as_of_date - 30) as carts_30d,
+        count(distinct coalesce(order_id, event_id)) filter (
+            where event_type = 'purchase' and event_at >= oldest.as_of_date - 30) as orders_30d,
+        coalesce(any_value(at_checkpoint.lifetime_orders), 0) + count(distinct coalesce(order_id, event_id)) filter (
+            where event_type = 'purchase' and event_at >= oldest.checkpoint_date) as orders_lifetime,
+        coalesce(any_value(at_checkpoint.lifetime_purchase_days), 0) + count(distinct cast(event_at as date)) filter (
+            where event_type = 'purchase' and event_at >= oldest.checkpoint_date) as purchase_days_lifetime,
+        oldest.as_of_date - greatest(
+            any_value(at_checkpoint.last_purchase_date),
+            max(cast(event_at as date)) filter (where event_type = 'purchase' and event_at >= oldest.checkpoint_date)
+        ) as purchase_recency,
+        oldest.as_of_date - greatest(
+            any_value(at_checkpoint.activity_date),
+            max(cast(event_at as date)) filter (where event_at >= oldest.checkpoint_date)
+        ) as activity_recency,
     from oldest
+    left join at_checkpoint using (user_id)
     left join clean_events
         on oldest.user_id = clean_events.user_id
         and clean_events.event_at < oldest.as_of_date
@@ -62,8 +102,9 @@ recounted as (
 
 select user_id, as_of_date, 'features differ from events strictly before the as-of date' as problem
 from recounted
-where views_90d <> count_views_90d
-   or carts_90d <> count_carts_90d
+where views_30d <> count_views_30d
+   or carts_30d <> count_carts_30d
+   or orders_30d <> count_purchases_30d
    or orders_lifetime <> count_purchases_lifetime
    or purchase_days_lifetime <> count_purchase_days_lifetime
    or purchase_recency is distinct from days_since_last_purchase

@@ -9,7 +9,7 @@ import pytest
 
 from ml.errors import DbtError
 from ml.landing import land_day
-from ml.warehouse import build_features
+from ml.warehouse import as_of_vars, build_features, run_dbt
 from tests.checksums import query, table_checksums
 
 
@@ -229,3 +229,30 @@ def test_a_gap_of_unbuilt_days_is_reprocessed(built_shop, shop_copy, monkeypatch
     build_features(as_of_for(last), reprocess_from=date.fromisoformat(landed["reprocess_from"]))
     days = query(shop.warehouse, "select count(distinct activity_date) from int_user_days_aggregated")[0][0]
     assert days == 120 and reprocess_start(as_of_for(last)) == last
+
+
+def test_an_event_id_seen_within_the_duplicate_window_is_quarantined_and_a_full_refresh_agrees(built_shop, shop_copy):
+    """Duplicate ids are checked against the `duplicate_window_days` (30) before an event's day, not the whole
+    history: an id first seen 5 days earlier is a duplicate, one first seen 60 days earlier is not. Incremental
+    runs and a full refresh of the checked events give the same rows."""
+    shop = shop_copy(built_shop)
+    day = shop.remaining_days[0]
+    path = shop.data / "inbox" / "events" / f"events_{day}.parquet"
+    events = pd.read_parquet(path)
+    copies = []
+    for days_back in (5, 60):
+        earlier = pd.read_parquet(shop.data / "inbox" / "events" / f"events_{day - timedelta(days=days_back)}.parquet")
+        # The same id re-used on this day (a copy of the same event would fail the partition-day rule first).
+        copies.append({**earlier.iloc[0], "event_at": earlier.iloc[0]["event_at"] + timedelta(days=days_back)})
+    pd.concat([events, pd.DataFrame(copies)], ignore_index=True).to_parquet(path)
+    land_day(day)
+    build_features(day + timedelta(days=1))
+    reasons = query(
+        shop.warehouse,
+        "select event_id, quarantine_reason from int_events_checked where event_date = ? and event_id in (?, ?)",
+        [day, copies[0]["event_id"], copies[1]["event_id"]],
+    )
+    assert dict(reasons) == {copies[0]["event_id"]: "duplicate event_id", copies[1]["event_id"]: None}
+    incremental = table_checksums(shop.warehouse, ["int_events_checked"])
+    run_dbt(["run", "--select", "int_events_checked", "--full-refresh"], as_of_vars(day + timedelta(days=1)))
+    assert table_checksums(shop.warehouse, ["int_events_checked"]) == incremental

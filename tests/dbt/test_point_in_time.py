@@ -46,6 +46,15 @@ def test_the_leakage_check_and_the_dbt_test_fail_on_a_leaking_feature(built_shop
         run_dbt(["test", "--select", "assert_features_do_not_see_the_future"], dbt_vars)
     with pytest.raises(LeakageError, match=rf"features as of {as_of} change .*count_sessions_7d \(\d+ users\)"):
         check_point_in_time(as_of)
+    # The newest date has a lifetime checkpoint before it, so the dbt test reads a few days, not the history,
+    # and still catches the leak.
+    newest = dates[-1]
+    assert query(shop.warehouse, "select max(as_of_date) from int_user_lifetime_as_of where as_of_date < ?", [newest])[
+        0
+    ][0]
+    run_dbt(["run", "--select", "user_features"], as_of_vars(newest, newest))
+    with pytest.raises(DbtError, match="assert_features_do_not_see_the_future"):
+        run_dbt(["test", "--select", "assert_features_do_not_see_the_future"], as_of_vars(newest, newest))
     # Rebuilt with the honest project, the same date passes again.
     monkeypatch.setenv("SHOP_DBT_PROJECT_DIR", str(ROOT / "dbt_project"))
     run_dbt(["run", "--select", "user_features"], dbt_vars)

@@ -15,15 +15,20 @@ events as (
     where {{ in_reprocess_window('event_date') }}
 ),
 
--- Event ids already landed on an earlier day (kept: the first occurrence wins), so these are duplicates.
--- Landing gives every event an id (derived from its content when the export has none).
+-- Each event id's newest occurrence on an earlier day within the duplicate window: a duplicate when it falls in
+-- the `duplicate_window_days` before the event's own day (the first occurrence by day and file is kept).
+-- Landing gives every event an id (derived from its content when the export has none). The window bounds the
+-- check's cost by days, not history; a copy of the same event sent on a later day has a timestamp outside its
+-- partition day and is quarantined for that whatever the window.
 seen_before as (
-    {% if is_incremental() -%}
-    select distinct earlier.event_id
+    {% if is_incremental() and reprocess_from() -%}
+    select earlier.event_id, max(earlier.event_date) as event_date
     from {{ this }} as earlier
     semi join events on earlier.event_id = events.event_id
+    where earlier.event_date >= {{ reprocess_from() }} - {{ var('duplicate_window_days') }}
+    group by 1
     {%- else -%}
-    select cast(null as varchar) as event_id where false
+    select cast(null as varchar) as event_id, cast(null as date) as event_date where false
     {%- endif %}
 ),
 
@@ -45,10 +50,13 @@ numbered as (
         events.* exclude (category),
         coalesce(events.category, products.category) as category,
         users.user_id is not null or not user_table.is_landed as is_known_user,
-        seen_before.event_id is not null as is_seen_before,
-        row_number() over (
-            partition by events.event_id order by events.event_date, events.source_file, events.event_at
-        ) as event_id_occurrence,
+        -- The previous occurrence: an earlier row of this run (ordered by day, file and time) or an earlier day's.
+        coalesce(
+            lag(events.event_date) over (
+                partition by events.event_id order by events.event_date, events.source_file, events.event_at
+            ),
+            seen_before.event_date
+        ) >= events.event_date - {{ var('duplicate_window_days') }} as is_duplicate,
     from events
     cross join user_table
     left join seen_before on events.event_id = seen_before.event_id
@@ -58,7 +66,7 @@ numbered as (
 
 checked as (
     select
-        * exclude (is_known_user, event_id_occurrence, is_seen_before),
+        * exclude (is_known_user, is_duplicate),
         case
             when parse_errors is not null then 'unparseable value: ' || parse_errors
             when user_id is null then 'missing user_id'
@@ -69,7 +77,7 @@ checked as (
             when event_type = 'purchase' and unit_price is null then 'purchase without price'
             when quantity <= 0 then 'non-positive quantity'
             when cast(event_at as date) <> event_date then 'timestamp outside the partition day'
-            when event_id_occurrence > 1 or is_seen_before then 'duplicate event_id'
+            when is_duplicate then 'duplicate event_id'
             when not is_known_user then 'unknown user'
         end as quarantine_reason,
     from numbered
