@@ -233,26 +233,31 @@ def test_a_gap_of_unbuilt_days_is_reprocessed(built_shop, shop_copy, monkeypatch
 
 def test_an_event_id_seen_within_the_duplicate_window_is_quarantined_and_a_full_refresh_agrees(built_shop, shop_copy):
     """Duplicate ids are checked against the `duplicate_window_days` (30) before an event's day, not the whole
-    history: an id first seen 5 days earlier is a duplicate, one first seen 60 days earlier is not. Incremental
-    runs and a full refresh of the checked events give the same rows."""
+    history: an id first seen 5 or 30 days earlier is a duplicate, one first seen 31 or 60 days earlier is not.
+    Incremental runs and a full refresh of the checked events give the same rows."""
     shop = shop_copy(built_shop)
     day = shop.remaining_days[0]
     path = shop.data / "inbox" / "events" / f"events_{day}.parquet"
     events = pd.read_parquet(path)
     copies = []
-    for days_back in (5, 60):
+    for days_back in (5, 30, 31, 60):
         earlier = pd.read_parquet(shop.data / "inbox" / "events" / f"events_{day - timedelta(days=days_back)}.parquet")
         # The same id re-used on this day (a copy of the same event would fail the partition-day rule first).
         copies.append({**earlier.iloc[0], "event_at": earlier.iloc[0]["event_at"] + timedelta(days=days_back)})
     pd.concat([events, pd.DataFrame(copies)], ignore_index=True).to_parquet(path)
     land_day(day)
     build_features(day + timedelta(days=1))
-    reasons = query(
-        shop.warehouse,
-        "select event_id, quarantine_reason from int_events_checked where event_date = ? and event_id in (?, ?)",
-        [day, copies[0]["event_id"], copies[1]["event_id"]],
+    ids = [copy["event_id"] for copy in copies]
+    reasons = dict(
+        query(
+            shop.warehouse,
+            """
+            select event_id, quarantine_reason from int_events_checked
+            where event_date = ? and list_contains(?, event_id)""",
+            [day, ids],
+        )
     )
-    assert dict(reasons) == {copies[0]["event_id"]: "duplicate event_id", copies[1]["event_id"]: None}
+    assert [reasons[i] for i in ids] == ["duplicate event_id", "duplicate event_id", None, None]
     incremental = table_checksums(shop.warehouse, ["int_events_checked"])
     run_dbt(["run", "--select", "int_events_checked", "--full-refresh"], as_of_vars(day + timedelta(days=1)))
     assert table_checksums(shop.warehouse, ["int_events_checked"]) == incremental

@@ -26,6 +26,7 @@ seen_before as (
     from {{ this }} as earlier
     semi join events on earlier.event_id = events.event_id
     where earlier.event_date >= {{ reprocess_from() }} - {{ var('duplicate_window_days') }}
+      and earlier.event_date < {{ reprocess_from() }}
     group by 1
     {%- else -%}
     select cast(null as varchar) as event_id, cast(null as date) as event_date where false
