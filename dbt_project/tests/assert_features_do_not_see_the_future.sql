@@ -13,20 +13,27 @@
 -- day, as the user-days count them (an id re-used more than duplicate_window_days later is a new order).
 -- Users are sampled by hash bucket, sized so a bucket holds 2M-4M of the events read (a different bucket each
 -- date); a leak in a join touches every user, so a bucket catches it on every run.
+{%- set window_days = 30 %}{#- the window of the features compared: count_*_30d #}
 with
 
 built as (
     select min(as_of_date) as as_of_date from {{ ref('int_as_of_dates') }}
 ),
 
-checkpoint as (
+-- The newest checkpoint before T ('-infinity' without one: every event is read).
+newest_checkpoint as (
     select
         built.as_of_date,
-        coalesce(max(lifetime.as_of_date), '-infinity'::date) as checkpoint_date,
-        least(built.as_of_date - 30, coalesce(max(lifetime.as_of_date), '-infinity'::date)) as read_from,
+        coalesce(
+            (select max(as_of_date) from {{ ref('int_user_lifetime_as_of') }} where as_of_date < built.as_of_date),
+            '-infinity'::date
+        ) as checkpoint_date,
     from built
-    left join {{ ref('int_user_lifetime_as_of') }} as lifetime on lifetime.as_of_date < built.as_of_date
-    group by 1
+),
+
+checkpoint as (
+    select *, least(as_of_date - {{ window_days }}, checkpoint_date) as read_from,
+    from newest_checkpoint
 ),
 
 sample as (
@@ -79,10 +86,10 @@ recounted as (
         any_value(oldest.count_purchase_days_lifetime) as count_purchase_days_lifetime,
         any_value(oldest.days_since_last_purchase) as days_since_last_purchase,
         any_value(oldest.days_since_last_activity) as days_since_last_activity,
-        count(*) filter (where event_type = 'view' and event_at >= oldest.as_of_date - 30) as views_30d,
-        count(*) filter (where event_type = 'cart' and event_at >= oldest.as_of_date - 30) as carts_30d,
+        count(*) filter (where event_type = 'view' and event_at >= oldest.as_of_date - {{ window_days }}) as views_30d,
+        count(*) filter (where event_type = 'cart' and event_at >= oldest.as_of_date - {{ window_days }}) as carts_30d,
         count(distinct (coalesce(order_id, event_id), cast(event_at as date))) filter (
-            where event_type = 'purchase' and event_at >= oldest.as_of_date - 30) as orders_30d,
+            where event_type = 'purchase' and event_at >= oldest.as_of_date - {{ window_days }}) as orders_30d,
         coalesce(any_value(at_checkpoint.lifetime_orders), 0) + count(distinct (coalesce(order_id, event_id), cast(event_at as date))) filter (
             where event_type = 'purchase' and event_at >= oldest.checkpoint_date) as orders_lifetime,
         coalesce(any_value(at_checkpoint.lifetime_purchase_days), 0) + count(distinct cast(event_at as date)) filter (
