@@ -18,6 +18,7 @@ this same function, so they differ only in their estimates.
 
 from __future__ import annotations
 
+from datetime import date
 from functools import cache
 
 import numpy as np
@@ -155,3 +156,15 @@ def allocate_with_holdout(
     first_unfunded = treated.attrs["first_unfunded"]
     holdout = allocate(offers[is_holdout], float("inf"), ahead_of=first_unfunded)
     return treated, holdout
+
+
+def random_picks(users: pd.DataFrame, as_of: date, budget: float) -> pd.DataFrame:
+    """Random eligible users, each with a random coupon, until the catalogue-planned cost fills the budget."""
+    cat = catalogue()
+    rng = np.random.default_rng([settings().seed, as_of.toordinal()])
+    order = rng.permutation(len(users))
+    codes = rng.choice(cat["coupon_code"].to_numpy(), len(users))
+    picked = users.iloc[order][["user_id", "planned_order_value"]].assign(coupon_code=codes[order])
+    rates = cat.set_index("coupon_code")["redemption_rate"]
+    cost = rates.loc[picked["coupon_code"]].to_numpy() * discount(picked["planned_order_value"], picked["coupon_code"])
+    return picked.assign(expected_cost=cost)[np.cumsum(cost) <= budget]

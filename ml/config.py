@@ -35,6 +35,8 @@ class Settings:
     snapshot_read_dir: Path
     scores_dir: Path
     targets_dir: Path
+    # Off-policy evaluations: each campaign's (campaigns/) and each targeting day's gate evidence (daily/).
+    evaluations_dir: Path
     audit_dir: Path
     truth_dir: Path
     dbt_project_dir: Path
@@ -90,6 +92,7 @@ def settings() -> Settings:
         snapshot_read_dir=_path("SHOP_SNAPSHOT_READ_DIR", snapshot_path.parent),
         scores_dir=_path("SHOP_SCORES_DIR", data_dir / "scores"),
         targets_dir=_path("SHOP_TARGETS_DIR", data_dir / "targets"),
+        evaluations_dir=_path("SHOP_EVALUATIONS_DIR", data_dir / "evaluations"),
         audit_dir=_path("SHOP_AUDIT_DIR", data_dir / "audit"),
         truth_dir=_path("SHOP_TRUTH_DIR", data_dir / "truth"),
         dbt_project_dir=_path("SHOP_DBT_PROJECT_DIR", PROJECT_ROOT / "dbt_project"),

@@ -1,22 +1,32 @@
-"""Which targeting policy leads: decided by realised results on the randomised holdouts, never assumed.
+"""Which targeting policy leads: decided by randomised evidence, never assumed.
 
-Both policies run every day, each on its own random share of users with a budget in proportion
-(ml.targeting), and each keeps its own random holdout. For every matured send (7-day window landed,
-`int_coupon_target_outcomes`), a user is worth
+Two kinds of randomised evidence value the policies at the planned daily budget:
 
-    treated: revenue in the 7 days x gross margin rate - the discount actually paid
-    holdout: revenue in the 7 days x gross margin rate
+- **campaign**: the shop's own randomised campaigns, on which every policy is rebuilt out of time and
+  valued by a doubly robust estimator with paired differences (ml.policy_evaluation). Available from the
+  first day a shop has three matured campaigns, whatever the pipeline sent.
+- **holdout**: the pipeline's own arms. Both policies run every day, each on its own random share of users
+  with a budget in proportion (ml.targeting), and each keeps its own random holdout. For every matured send
+  (7-day window landed, `int_coupon_target_outcomes`) a user is worth
 
-and an arm's realised incremental margin is sum(treated) - n_treated x mean(holdout), over all its
-matured send days (each pick is held out with the same probability, so days pool). Divided by the
-arm's planned budget over those days, that is its return per euro of budget; times the daily budget,
-its value at the planned budget. The uplift policy is promoted over the propensity one only when its
-value is higher with the 95% bootstrap lower bound of the difference above zero; the same rule, the
-other way round, puts the propensity policy back. The decision is an audit row (model `coupon_policy`)
-in `model_promotions`; the rules lead until the first decision. The interval is checked again every
-day on the growing evidence without a correction for repeated looks, so a flip is likelier than 5% on
-a shop where the policies are equal; the rule back stops a wrong leader from staying. Neither rule acts while
-a holdout has fewer than MIN_HOLDOUT_BUYERS buyers.
+      treated: revenue in the 7 days x gross margin rate - the discount actually paid
+      holdout: revenue in the 7 days x gross margin rate
+
+  and an arm's realised incremental margin is sum(treated) - n_treated x mean(holdout) over all its matured
+  send days (each pick is held out with the same probability, so days pool). Divided by the arm's planned
+  budget over those days, that is its return per euro; times the daily budget, its value at the budget.
+  Left out while a holdout has fewer than MIN_HOLDOUT_BUYERS buyers (a handful of orders says little about
+  the spread).
+
+**Pooled** by inverse variance (a fixed-effect meta-analysis): both estimate the same quantity, a policy's
+value per day at the planned budget, from independent users and days, so each counts by its precision:
+the campaigns (thousands of users each, paired) weigh most at first, the holdouts gain weight as send
+days accumulate. A policy takes the lead only when the 95% lower bound of its pooled difference to the
+leader is above zero **and** the lower bound of its own value is above zero (a policy that is not shown to
+earn anything never gets the budget, which keeps a shop whose coupons do nothing from promoting on
+noise). The rules go back the same way: the difference's upper bound below zero. A change is an audit row
+(model `coupon_policy`) in `model_promotions`; the propensity rules lead until the first decision. Every
+targeting day's evidence is a partition of `policy_evaluations` (evaluations_dir/daily/).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from ml.config import settings
 POLICY_MODEL = "coupon_policy"
 DEFAULT_POLICY = "propensity"
 N_BOOT = 500
+Z_95 = 1.959964
 # Neither arm leads on a holdout with fewer buyers than this: a handful of orders says little about spread.
 MIN_HOLDOUT_BUYERS = 15
 
@@ -85,7 +96,11 @@ def _return_per_euro(arm: pd.DataFrame, budget_euros: float) -> float:
 
 
 def compare_policies(outcomes: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
-    """Realised value at the planned budget per policy and the bootstrap interval of uplift minus propensity."""
+    """Holdout evidence: realised value at the planned budget per policy arm, and uplift minus propensity.
+
+    Each arm's value comes with its variance (arm_increment's, scaled to the budget); the difference with a
+    95% bootstrap interval and the bootstrap variance.
+    """
     cfg = settings()
     frame = arm_values(outcomes, cfg.gross_margin_rate)
     policies = ("uplift", "propensity")
@@ -99,6 +114,12 @@ def compare_policies(outcomes: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     result: dict[str, Any] = {
         f"{p}_value_at_budget": None if np.isnan(v) else round(v * cfg.daily_coupon_budget, 2) for p, v in point.items()
     }
+    for p in policies:
+        _, variance, used = arm_increment(frame[frame["policy"] == p])
+        scale = cfg.daily_coupon_budget / budgets[p] if used and budgets[p] > 0 else float("nan")
+        result[f"{p}_value_variance"] = None if np.isnan(scale) else variance * scale**2
+    result["send_days"] = int(days)
+    result["n_users"] = {p: int((frame["policy"] == p).sum()) for p in policies}
     if any(np.isnan(v) for v in point.values()):
         return {**result, "difference": None, "ci_low": None, "ci_high": None}
     held_out = frame[frame["is_holdout"].astype(bool)]
@@ -120,21 +141,76 @@ def compare_policies(outcomes: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
         ).T
         value = len(treated) * (treated.mean() + noise_t - held.mean() - noise_h) / budgets[p]
         draws += value if p == "uplift" else -value
-    low, high = np.percentile(draws * cfg.daily_coupon_budget, [2.5, 97.5])
+    draws *= cfg.daily_coupon_budget
+    low, high = np.percentile(draws, [2.5, 97.5])
     difference = (point["uplift"] - point["propensity"]) * cfg.daily_coupon_budget
     interval = {"ci_low": round(float(low), 2), "ci_high": round(float(high), 2)}
-    return {**result, "difference": round(difference, 2), **interval}
+    return {**result, "difference": round(difference, 2), "difference_variance": float(draws.var(ddof=1)), **interval}
 
 
-def decide(comparison: dict[str, Any], current: str) -> str:
-    """The policy that should lead given the comparison (keeps `current` unless the evidence is clear)."""
-    if comparison["difference"] is None:
+def holdout_is_informative(comparison: dict[str, Any]) -> bool:
+    """Whether the holdout evidence may count: both arms valued, and each holdout with enough buyers."""
+    if comparison.get("difference") is None:
+        return False
+    return min(comparison.get("holdout_buyers", {}).values(), default=0) >= MIN_HOLDOUT_BUYERS
+
+
+def pool(estimates: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Inverse-variance pooled (estimate, variance) of independent estimates of one quantity."""
+    usable = [(e, v) for e, v in estimates if e is not None and v is not None and np.isfinite(e) and v > 0]
+    if not usable:
+        return None
+    weights = np.array([1 / v for _, v in usable])
+    values = np.array([e for e, _ in usable])
+    return float((weights * values).sum() / weights.sum()), float(1 / weights.sum())
+
+
+def interval(estimate: float, variance: float) -> tuple[float, float]:
+    half = Z_95 * float(np.sqrt(max(variance, 0.0)))
+    return estimate - half, estimate + half
+
+
+def pooled_evidence(campaign: dict[str, dict[str, float]], holdout: dict[str, Any]) -> dict[str, Any]:
+    """Campaign and holdout evidence pooled: each policy's value and uplift minus propensity, with 95% intervals."""
+    use_holdout = holdout_is_informative(holdout)
+    pooled: dict[str, Any] = {
+        "holdout_counted": use_holdout,
+        "campaigns": campaign.get("uplift", {}).get("campaigns", 0),
+    }
+    for p in ("uplift", "propensity"):
+        found = pool(
+            [
+                (campaign[p]["value"], campaign[p]["value_variance"]) if p in campaign else (None, None),
+                (holdout.get(f"{p}_value_at_budget"), holdout.get(f"{p}_value_variance"))
+                if use_holdout
+                else (None, None),
+            ]
+        )
+        pooled[f"{p}_value"] = None if found is None else found[0]
+        pooled[f"{p}_value_variance"] = None if found is None else found[1]
+    found = pool(
+        [
+            (campaign["uplift"]["difference_to_propensity"], campaign["uplift"]["difference_to_propensity_variance"])
+            if "uplift" in campaign
+            else (None, None),
+            (holdout.get("difference"), holdout.get("difference_variance")) if use_holdout else (None, None),
+        ]
+    )
+    if found is None:
+        return {**pooled, "difference": None, "ci_low": None, "ci_high": None}
+    low, high = interval(*found)
+    return {**pooled, "difference": found[0], "difference_variance": found[1], "ci_low": low, "ci_high": high}
+
+
+def decide(evidence: dict[str, Any], current: str) -> str:
+    """The policy that should lead given the pooled evidence (keeps `current` unless the evidence is clear)."""
+    if evidence.get("difference") is None:
         return current
-    if min(comparison.get("holdout_buyers", {}).values(), default=MIN_HOLDOUT_BUYERS) < MIN_HOLDOUT_BUYERS:
-        return current  # too few buyers in a holdout to know its spread: wait for more send days
-    if current != "uplift" and comparison["difference"] > 0 and comparison["ci_low"] > 0:
-        return "uplift"
-    if current == "uplift" and comparison["difference"] < 0 and comparison["ci_high"] < 0:
+    if current != "uplift" and evidence["ci_low"] > 0:
+        value, variance = evidence.get("uplift_value"), evidence.get("uplift_value_variance")
+        if value is not None and variance is not None and interval(value, variance)[0] > 0:
+            return "uplift"
+    if current == "uplift" and evidence["ci_high"] < 0:
         return "propensity"
     return current
 
@@ -156,17 +232,169 @@ def load_matured_outcomes(con, before) -> pd.DataFrame:
 
 
 def gate_policy(con, as_of) -> dict[str, Any]:
-    """Compare the arms on every send matured before `as_of`; record a change of leader; return the evidence."""
+    """Weigh every campaign and holdout evidence known before `as_of`; record a change of leader; keep the day's
+    evidence as a `policy_evaluations` partition; return the evidence."""
+    from ml.policy_evaluation import campaign_evidence, evaluate_campaigns
     from ml.registry import record_audit
 
     current = champion_policy()
     outcomes = load_matured_outcomes(con, as_of)
-    comparison = compare_policies(outcomes) if len(outcomes) else {"difference": None}
-    leader = decide(comparison, current)
+    holdout = compare_policies(outcomes) if len(outcomes) else {"difference": None}
+    campaigns = evaluate_campaigns(con, as_of)
+    campaign = campaign_evidence(campaigns)
+    evidence = pooled_evidence(campaign, holdout)
+    leader = decide(evidence, current)
     if leader != current:
         reason = (
-            f"realised value at the planned budget: uplift minus propensity {comparison['difference']:+.2f} "
-            f"(95% CI {comparison['ci_low']:+.2f} .. {comparison['ci_high']:+.2f}) over sends before {as_of}"
+            f"value at the planned budget, campaigns and holdouts pooled: uplift minus propensity "
+            f"{evidence['difference']:+.2f} (95% CI {evidence['ci_low']:+.2f} .. {evidence['ci_high']:+.2f}) "
+            f"over evidence before {as_of}"
         )
-        record_audit(POLICY_MODEL, "policy_promote", current, leader, reason, comparison, actor="policy-gate")
-    return {"champion_policy": leader, "previous": current, **comparison}
+        record_audit(POLICY_MODEL, "policy_promote", current, leader, reason, _rounded(evidence), actor="policy-gate")
+    rows = write_day_evaluations(as_of, leader, campaign, holdout, evidence)
+    log_day_evaluations(as_of, rows, campaigns)
+    return {"champion_policy": leader, "previous": current, **_rounded({"holdout": holdout, **evidence})}
+
+
+def _rounded(evidence: dict[str, Any]) -> dict[str, Any]:
+    """The evidence for an audit row or a task's result: floats to cents, nested dicts kept."""
+    return {
+        k: _rounded(v) if isinstance(v, dict) else round(v, 2) if isinstance(v, float) else v
+        for k, v in evidence.items()
+    }
+
+
+def evaluation_rows(
+    as_of, leader: str, campaign: dict[str, dict[str, float]], holdout: dict[str, Any], pooled: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The day's `policy_evaluations` rows: per evidence source and policy, the value and the difference to the
+    leader, with 95% intervals (campaign differences are paired on the same users; holdout and pooled are not)."""
+    rows = []
+
+    def add(source, policy, value, variance, difference, difference_variance, n_users, n_days):
+        low, high = interval(value, variance)
+        d_low, d_high = (None, None) if difference is None else interval(difference, difference_variance or 0.0)
+        rows.append(
+            {
+                "evaluation_date": as_of,
+                "policy": policy,
+                "evidence_source": source,
+                "leader_policy": leader,
+                "value": value,
+                "value_ci_low": low,
+                "value_ci_high": high,
+                "difference_to_leader": difference,
+                "difference_ci_low": d_low,
+                "difference_ci_high": d_high,
+                "n_users": n_users,
+                "n_days": n_days,
+            }
+        )
+
+    for policy, found in campaign.items():
+        to_leader = (found[f"difference_to_{leader}"], found[f"difference_to_{leader}_variance"])
+        add(
+            "campaign",
+            policy,
+            found["value"],
+            found["value_variance"],
+            *to_leader,
+            found["n_users"],
+            found["campaigns"],
+        )
+    sign = {"uplift": 1.0, "propensity": -1.0}
+    for source, found in (("holdout", holdout), ("pooled", pooled)):
+        if found.get("difference") is None:
+            continue
+        for policy in ("uplift", "propensity"):
+            value_key = f"{policy}_value_at_budget" if source == "holdout" else f"{policy}_value"
+            if found.get(value_key) is None:
+                continue
+            difference = 0.0 if policy == leader else sign[policy] * found["difference"]
+            variance = 0.0 if policy == leader else found["difference_variance"]
+            n_users = found["n_users"][policy] if source == "holdout" else None
+            n_days = found["send_days"] if source == "holdout" else None
+            add(
+                source,
+                policy,
+                found[value_key],
+                found[f"{policy}_value_variance"],
+                difference,
+                variance,
+                n_users,
+                n_days,
+            )
+    return rows
+
+
+EVALUATION_COLUMNS = [
+    "evaluation_date", "policy", "evidence_source", "leader_policy", "value", "value_ci_low", "value_ci_high",
+    "difference_to_leader", "difference_ci_low", "difference_ci_high", "n_users", "n_days",
+]  # fmt: skip
+
+
+def write_day_evaluations(as_of, leader, campaign, holdout, pooled) -> pd.DataFrame:
+    """Replace the day's partition of the gate's evidence (read by dbt as the source of policy_evaluations)."""
+    import pyarrow as pa
+
+    from ml.storage import write_parquet_atomic
+
+    schema = pa.schema(
+        [("evaluation_date", pa.date32()), ("policy", pa.string()), ("evidence_source", pa.string()),
+         ("leader_policy", pa.string())]
+        + [(c, pa.float64()) for c in EVALUATION_COLUMNS[4:10]]
+        + [("n_users", pa.int64()), ("n_days", pa.int64())]
+    )  # fmt: skip
+    rows = pd.DataFrame(evaluation_rows(as_of, leader, campaign, holdout, pooled), columns=EVALUATION_COLUMNS)
+    path = settings().evaluations_dir / "daily" / f"as_of_date={as_of}" / "part-0.parquet"
+    write_parquet_atomic(rows, path, schema=schema)
+    return rows
+
+
+EXPERIMENT = "shop_coupon_policies"
+
+
+def log_day_evaluations(as_of, rows: pd.DataFrame, campaigns: pd.DataFrame) -> None:
+    """One MLflow run per targeting day: each source's value and difference to the leader, and a plot of them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import mlflow
+    from ml.registry import configure_mlflow, experiment_id, owner_tags
+
+    configure_mlflow()
+    with mlflow.start_run(experiment_id=experiment_id(EXPERIMENT), run_name=f"policy_gate-{as_of}", tags=owner_tags()):
+        leader = rows["leader_policy"].iloc[0] if len(rows) else champion_policy()
+        mlflow.set_tags({"evaluation_date": str(as_of), "leader_policy": leader})
+        metrics = {}
+        for row in rows.itertuples():
+            for name in ("value", "value_ci_low", "value_ci_high", "difference_to_leader", "difference_ci_low"):
+                value = getattr(row, name)
+                if value is not None and np.isfinite(value):
+                    metrics[f"{row.evidence_source}_{row.policy}_{name}"] = float(value)
+        mlflow.log_metrics(metrics)
+        if len(campaigns):
+            mlflow.log_table(
+                campaigns.astype({"send_date": str, "propensity_label_date": str}), "campaign_evaluations.json"
+            )
+        if len(rows):
+            fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
+            labels = [f"{r.policy} ({r.evidence_source})" for r in rows.itertuples()]
+            ax.errorbar(
+                rows["value"],
+                range(len(rows)),
+                xerr=[rows["value"] - rows["value_ci_low"], rows["value_ci_high"] - rows["value"]],
+                fmt="o",
+                capsize=3,
+            )
+            ax.axvline(0, color="grey", linestyle="--")
+            ax.set_yticks(range(len(rows)), labels)
+            ax.set(
+                xlabel="incremental margin per day at the planned budget (EUR, 95% interval)",
+                title=f"Policies, {as_of}",
+            )
+            fig.tight_layout()
+            mlflow.log_figure(fig, "plots/policy_values.png")
+            plt.close(fig)

@@ -35,6 +35,7 @@ PUBLISHED: dict[str, tuple[str, int] | None] = {
     "campaign_outcomes": ("send_date", COUPON_WINDOW_DAYS - 1),
     "events_quarantine": ("event_date", 0),
     "coupon_results": None,
+    "policy_evaluations": None,
     "landing_daily_summary": None,
     "model_promotions": None,
     "coupon_catalogue": None,

@@ -64,6 +64,14 @@ N_PRODUCTS = 600
 SEGMENTS = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
 SEGMENT_INTERCEPT = np.array([0.0, 0.533, 0.351, -2.508])
 SEGMENT_SLOPE = np.array([10.0, 0.0, 0.0, -10.0])
+# Each segment's coupon-effect multiplier on a session's purchase probability, drawn uniform on (low, high):
+# persuadables buy more with a coupon, sleeping dogs less, the others as they would (times the code's strength).
+COUPON_EFFECT_RANGES = {
+    "persuadable": (1.8, 3.0),
+    "sure_thing": (1.0, 1.0),
+    "lost_cause": (1.0, 1.0),
+    "sleeping_dog": (0.3, 0.6),
+}
 # A buying session's basket (see simulate_day): 1 + Poisson(2.5 + 25 * intent) views, the last one
 # always carted and each other one with probability 1/2; every carted line is bought in quantity 1
 # (p 0.7) or 1 + U{1, 2, 3} capped at 3, i.e. 2 (p 0.1) or 3 (p 0.2).
@@ -152,7 +160,7 @@ def make_users(spec: ShopSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, 
     segment = np.array(SEGMENTS)[_draw_segments(price_sensitivity, rng)]
     coupon_effect = np.select(
         [segment == "persuadable", segment == "sleeping_dog"],
-        [rng.uniform(1.8, 3.0, n), rng.uniform(0.3, 0.6, n)],
+        [rng.uniform(*COUPON_EFFECT_RANGES["persuadable"], n), rng.uniform(*COUPON_EFFECT_RANGES["sleeping_dog"], n)],
         1.0,
     )
     if not spec.coupon_effects:
@@ -178,11 +186,16 @@ def make_users(spec: ShopSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, 
     return users, traits
 
 
-def _draw_segments(price_sensitivity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Index into SEGMENTS per user: a multinomial logit in price sensitivity (see SEGMENT_SLOPE)."""
-    logits = SEGMENT_INTERCEPT + np.outer(price_sensitivity - 0.5, SEGMENT_SLOPE)
+def segment_probabilities(price_sensitivity: np.ndarray) -> np.ndarray:
+    """P(each of SEGMENTS | price sensitivity), one row per user: a multinomial logit (see SEGMENT_SLOPE)."""
+    logits = SEGMENT_INTERCEPT + np.outer(np.asarray(price_sensitivity, float) - 0.5, SEGMENT_SLOPE)
     weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-    cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _draw_segments(price_sensitivity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Index into SEGMENTS per user, drawn from segment_probabilities."""
+    cumulative = np.cumsum(segment_probabilities(price_sensitivity), axis=1)
     return np.minimum((rng.random((len(price_sensitivity), 1)) > cumulative).sum(axis=1), len(SEGMENTS) - 1)
 
 

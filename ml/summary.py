@@ -5,7 +5,15 @@ from __future__ import annotations
 from ml.config import settings
 from ml.data import connect_read_only, table_names
 
-MARTS = ["user_features", "training_labels", "events_quarantine", "user_segments", "coupon_targets", "model_promotions"]
+MARTS = [
+    "user_features",
+    "training_labels",
+    "events_quarantine",
+    "user_segments",
+    "coupon_targets",
+    "policy_evaluations",
+    "model_promotions",
+]
 
 
 def summary_lines() -> list[str]:
@@ -40,6 +48,8 @@ def summary_lines() -> list[str]:
             lines += [f"  {segment:<12} {count:>8,}" for segment, count in rows]
         if "coupon_targets" in tables:
             lines += _targeting_lines(con, cfg)
+        if "policy_evaluations" in tables:
+            lines += _evaluation_lines(con)
     lines += _source_lines()
     lines += _champion_lines()
     lines += [
@@ -105,6 +115,30 @@ def _targeting_lines(con, cfg) -> list[str]:
             f"  realised, {policy:<10} {days} send days, {treated:,} treated vs {held:,} holdout: "
             f"{purchases or 0:+.1f} purchases, coupon cost {cost or 0:,.2f}, incremental margin {margin or 0:+,.2f}"
         )
+    return lines
+
+
+def _evaluation_lines(con) -> list[str]:
+    """The newest day's policy evidence (policy_evaluations), and whether any policy is shown to earn."""
+    latest = con.execute("select max(evaluation_date) from policy_evaluations").fetchone()[0]
+    if latest is None:
+        return ["\nPolicy evidence: no randomised campaign or holdout has matured yet"]
+    rows = con.execute(
+        """select evidence_source, policy, value, value_ci_low, value_ci_high, difference_to_leader,
+                  difference_ci_low, difference_ci_high, n_days, is_leader, earns_above_zero
+           from policy_evaluations where evaluation_date = ?
+           order by case evidence_source when 'pooled' then 0 when 'campaign' then 1 else 2 end, value desc""",
+        [latest],
+    ).fetchall()
+    lines = [f"\nPolicy evidence for {latest} (incremental margin per day at the budget, 95% interval):"]
+    for source, policy, value, low, high, diff, d_low, d_high, days, leader, _ in rows:
+        vs = "leader" if leader else f"vs leader {diff:+,.0f} [{d_low:+,.0f} .. {d_high:+,.0f}]"
+        lines.append(
+            f"  {source:<8} {policy:<10} {value:>+9,.0f} [{low:+,.0f} .. {high:+,.0f}]  {vs}"
+            + (f"  ({days} {'campaigns' if source == 'campaign' else 'send days'})" if days else "")
+        )
+    if not any(row[-1] for row in rows if row[1] != "none"):
+        lines.append("  no policy earns above zero with confidence: its lower bound is at or below 0 for every one")
     return lines
 
 

@@ -182,7 +182,7 @@ def load_campaigns(con) -> tuple[pd.DataFrame, list[str]]:
     frame = con.execute(
         f"""
         select f.*, o.campaign_id, o.send_date, o.is_treatment, o.coupon_code as sent_coupon,
-               o.has_purchase_7d, o.revenue_7d
+               o.has_purchase_7d, o.revenue_7d, o.coupon_cost_7d
         from campaign_outcomes as o
         join user_features as f on f.user_id = o.user_id and f.as_of_date = o.send_date
         where {user_sample(share, "o.user_id")} {reached}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ def dbt_env(cfg: Settings | None = None) -> dict[str, str]:
             "SHOP_LANDING_DIR": str(cfg.landing_dir),
             "SHOP_SCORES_DIR": str(cfg.scores_dir),
             "SHOP_TARGETS_DIR": str(cfg.targets_dir),
+            "SHOP_EVALUATIONS_DIR": str(cfg.evaluations_dir),
             "SHOP_AUDIT_DIR": str(cfg.audit_dir),
             "DBT_PROFILES_DIR": str(cfg.dbt_project_dir),
             "DBT_PROJECT_DIR": str(cfg.dbt_project_dir),
@@ -238,6 +240,8 @@ def build_feature_history(first_day: date, last_day: date, as_of_start: date, ba
     if cfg.warehouse_path.exists():
         with duckdb.connect(str(cfg.warehouse_path)) as con:
             con.execute("drop table if exists main.int_coupon_target_outcomes")
+    # Campaign evaluations were computed from the old build's campaigns and features: the gate recomputes them.
+    shutil.rmtree(cfg.evaluations_dir / "campaigns", ignore_errors=True)
     first_batch_end = min(max(as_of_start - timedelta(days=1), first_day + timedelta(days=batch_days - 1)), last_day)
     batches = [(first_day, first_batch_end)]
     if first_batch_end < last_day:

@@ -7,7 +7,20 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from ml.policy_gate import MIN_HOLDOUT_BUYERS, arm_increment, champion_policy, compare_policies, decide, gate_policy
+from ml.policy_gate import (
+    MIN_HOLDOUT_BUYERS,
+    arm_increment,
+    champion_policy,
+    compare_policies,
+    decide,
+    gate_policy,
+    pooled_evidence,
+)
+
+
+def holdout_only(comparison: dict) -> dict:
+    """The gate's evidence when the shop has no evaluated campaign: the holdouts alone."""
+    return pooled_evidence({}, comparison)
 
 
 def outcomes(uplift_effect: float, propensity_effect: float, seed: int = 0, days: int = 10) -> pd.DataFrame:
@@ -43,22 +56,23 @@ def test_coupons_without_effect_keep_the_propensity_policy():
     for seed in range(3):
         comparison = compare_policies(outcomes(0.0, 0.0, seed=seed))
         assert comparison["ci_low"] < 0 < comparison["ci_high"] or comparison["difference"] < 0
-        assert decide(comparison, "propensity") == "propensity"
+        assert decide(holdout_only(comparison), "propensity") == "propensity"
 
 
 def test_a_clearly_better_uplift_arm_is_promoted_and_a_worse_one_demoted():
     better = compare_policies(outcomes(0.1, 0.0, days=30))
     assert better["difference"] > 0 and better["ci_low"] > 0
-    assert decide(better, "propensity") == "uplift"
+    assert decide(holdout_only(better), "propensity") == "uplift"
     worse = compare_policies(outcomes(0.0, 0.08, days=30))
-    assert decide(worse, "uplift") == "propensity"
+    assert decide(holdout_only(worse), "uplift") == "propensity"
 
 
 def test_a_holdout_with_few_buyers_decides_nothing():
     """Ten days of the small propensity arm leave 8 buyers in its holdout: the clear gap waits for more."""
     few = compare_policies(outcomes(0.0, 0.08, days=10))
     assert few["ci_high"] < 0 and few["holdout_buyers"]["propensity"] < MIN_HOLDOUT_BUYERS
-    assert decide(few, "uplift") == "uplift"
+    assert holdout_only(few)["difference"] is None
+    assert decide(holdout_only(few), "uplift") == "uplift"
 
 
 def test_the_realised_interval_covers_the_truth_with_a_small_rare_buying_holdout():
@@ -77,6 +91,47 @@ def test_the_realised_interval_covers_the_truth_with_a_small_rare_buying_holdout
         covered_separate.append(abs(estimate) <= 1.96 * np.sqrt(separate))
     assert np.mean(covered_pooled) >= 0.92
     assert np.mean(covered_separate) < np.mean(covered_pooled)
+
+
+def test_campaign_and_holdout_evidence_pool_by_inverse_variance():
+    """Two independent estimates of uplift minus propensity: the pooled one lies between them, nearer the more
+    precise, and is more precise than either; a holdout with too few buyers is left out."""
+    holdout = compare_policies(outcomes(0.1, 0.0, days=30))
+    campaign = {
+        "uplift": {
+            "campaigns": 3,
+            "value": 400.0,
+            "value_variance": 100.0**2,
+            "difference_to_propensity": 300.0,
+            "difference_to_propensity_variance": 150.0**2,
+        }
+    }
+    pooled = pooled_evidence(campaign, holdout)
+    assert pooled["holdout_counted"]
+    low, high = sorted([300.0, holdout["difference"]])
+    assert low < pooled["difference"] < high
+    assert pooled["difference_variance"] < min(150.0**2, holdout["difference_variance"])
+    nearer_campaign = 150.0**2 < holdout["difference_variance"]
+    assert (abs(pooled["difference"] - 300.0) < abs(pooled["difference"] - holdout["difference"])) == nearer_campaign
+    few = compare_policies(outcomes(0.0, 0.08, days=10))
+    alone = pooled_evidence(campaign, few)
+    assert not alone["holdout_counted"] and alone["difference"] == 300.0
+
+
+def test_a_policy_not_shown_to_earn_does_not_take_the_lead():
+    """Better than the rules with confidence, but its own value's lower bound is not above zero: no change."""
+    campaign = {
+        "uplift": {
+            "campaigns": 3,
+            "value": -50.0,
+            "value_variance": 100.0**2,
+            "difference_to_propensity": 500.0,
+            "difference_to_propensity_variance": 100.0**2,
+        }
+    }
+    pooled = pooled_evidence(campaign, {"difference": None})
+    assert pooled["ci_low"] > 0
+    assert decide(pooled, "propensity") == "propensity"
 
 
 def test_no_evidence_keeps_the_current_policy(empty_env):

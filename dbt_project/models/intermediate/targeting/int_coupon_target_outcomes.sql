@@ -31,36 +31,9 @@ landed as (
     from {{ ref('stg_landing__events') }}
 ),
 
-catalogue as (
-    select coupon_code, discount_type, discount_value
-    from {{ ref('coupon_catalogue') }}
-),
-
 -- Orders that used a coupon, with the discount it cost (catalogue rules on the order's value).
-redeemed_orders as (
-    select
-        events.user_id,
-        cast(events.event_at as date) as order_date,
-        events.coupon_code,
-        coalesce(events.order_id, events.event_id) as order_key,
-        sum(events.unit_price * events.quantity) as order_value,
-    from {{ ref('int_events_checked') }} as events
-    where events.quarantine_reason is null
-      and events.event_type = 'purchase'
-      and events.coupon_code is not null
-      and {{ in_reprocess_window('events.event_at', var('label_horizon_days') - 1, end_days_before=0) }}
-    group by 1, 2, 3, 4
-),
-
 redemption_costs as (
-    select
-        redeemed_orders.*,
-        case catalogue.discount_type
-            when 'percent' then redeemed_orders.order_value * catalogue.discount_value / 100
-            else catalogue.discount_value
-        end as discount_paid,
-    from redeemed_orders
-    inner join catalogue using (coupon_code)
+    {{ redemption_costs(var('label_horizon_days') - 1) }}
 ),
 
 windows as (

@@ -7,7 +7,8 @@
 }}
 -- One row per user per randomised campaign send whose 7-day coupon window [send_date, send_date + 7) has
 -- fully landed: who was treated with which coupon, and whether they bought in the window. This is the
--- experiment the coupon effect models learn from; features come from user_features as of the send date
+-- experiment the coupon effect models learn from and the targeting policies are judged on (coupon_cost_7d:
+-- the discount paid on orders that redeemed the campaign's coupon in its window); features come from user_features as of the send date
 -- (sends go out in the morning, so features as of that date see only earlier days).
 -- Incremental: a run rebuilds only the sends whose window reaches a re-processed day.
 with
@@ -37,6 +38,10 @@ landed as (
     from {{ ref('stg_landing__events') }}
 ),
 
+redemption_costs as (
+    {{ redemption_costs(var('coupon_window_days') - 1) }}
+),
+
 matured_sends as (
     select sends.*
     from sends
@@ -61,6 +66,26 @@ outcomes as (
         and user_days.activity_date >= matured_sends.send_date
         and user_days.activity_date < matured_sends.send_date + {{ var('coupon_window_days') }}
     group by 1, 2, 3, 4, 5
+),
+
+costs as (
+    select
+        matured_sends.campaign_id,
+        matured_sends.user_id,
+        coalesce(sum(redemption_costs.discount_paid), 0) as coupon_cost_7d,
+    from matured_sends
+    left join redemption_costs
+        on matured_sends.user_id = redemption_costs.user_id
+        and matured_sends.coupon_code = redemption_costs.coupon_code
+        and redemption_costs.order_date >= matured_sends.send_date
+        and redemption_costs.order_date < matured_sends.send_date + {{ var('coupon_window_days') }}
+    group by 1, 2
+),
+
+outcomes_with_costs as (
+    select outcomes.*, cast(costs.coupon_cost_7d as double) as coupon_cost_7d,
+    from outcomes
+    inner join costs using (campaign_id, user_id)
 )
 
-select * from outcomes
+select * from outcomes_with_costs
