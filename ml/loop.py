@@ -81,12 +81,12 @@ def realised_vs_truth() -> list[dict[str, Any]]:
     The truth is summed over the same treated users the estimate counts: the coupons actually delivered.
     """
     from ml.data import connect_read_only
-    from ml.policy_gate import arm_increment, arm_values
+    from ml.policy_gate import adjusted_arm_values, arm_increment
 
     with connect_read_only() as con:
         outcomes = con.execute(
             """
-            select as_of_date, user_id, policy, is_holdout, coupon_code, revenue_7d, coupon_cost_7d
+            select as_of_date, user_id, policy, is_holdout, coupon_code, revenue_7d, coupon_cost_7d, pre_send_revenue
             from int_coupon_target_outcomes where is_matured_7d
             """
         ).df()
@@ -98,7 +98,7 @@ def realised_vs_truth() -> list[dict[str, Any]]:
     outcomes = outcomes[pd.to_datetime(outcomes["as_of_date"]).dt.date.isin(delivered)]
     if outcomes.empty:
         return []
-    outcomes = arm_values(outcomes, settings().gross_margin_rate)
+    outcomes, adjustment = adjusted_arm_values(outcomes, settings().gross_margin_rate)
     lines = []
     for policy, arm in outcomes.groupby("policy"):
         estimate, variance, treated_rows = arm_increment(arm)
@@ -118,6 +118,8 @@ def realised_vs_truth() -> list[dict[str, Any]]:
                 "ci_high": round(estimate + half, 2),
                 "true_incremental_margin": round(truth, 2),
                 "truth_within_ci": bool(estimate - half <= truth <= estimate + half),
+                # The pre-send spend adjustment's interval width against the unadjusted one's.
+                "ci_width_ratio": adjustment[policy]["width_ratio"],
             }
         )
     return lines

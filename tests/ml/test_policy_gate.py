@@ -6,12 +6,16 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ml.policy_gate import (
     MIN_HOLDOUT_BUYERS,
+    Z_95,
     arm_increment,
+    arm_values,
     champion_policy,
     compare_policies,
+    cuped_adjusted,
     decide,
     gate_policy,
     pooled_evidence,
@@ -26,6 +30,7 @@ def holdout_only(comparison: dict) -> dict:
 def outcomes(uplift_effect: float, propensity_effect: float, seed: int = 0, days: int = 10) -> pd.DataFrame:
     """Matured sends of both arms: revenue over 7 days, coupons costing a discount when redeemed."""
     rng = np.random.default_rng(seed)
+    spender = np.random.default_rng([seed, 1])
     rows = []
     for offset in range(days):
         send = date(2026, 6, 1) + timedelta(days=offset)
@@ -34,7 +39,10 @@ def outcomes(uplift_effect: float, propensity_effect: float, seed: int = 0, days
             ("propensity", 200, propensity_effect, 500.0),
         ):
             for is_holdout, count in ((False, n), (True, n // 9)):
-                buys = rng.random(count) < 0.08 + (0 if is_holdout else effect)
+                keenness = rng.random(count)
+                buys = keenness < 0.08 + (0 if is_holdout else effect)
+                # Keen users (those who buy) were more often spenders in the 30 days before the send.
+                spend = np.where(keenness < 0.3, spender.gamma(2, 50, count), 0.0)
                 revenue = np.where(buys, rng.gamma(4, 20, count), 0.0)
                 cost = np.where(buys & ~np.bool_(is_holdout), 6.0, 0.0)
                 rows.append(
@@ -46,6 +54,7 @@ def outcomes(uplift_effect: float, propensity_effect: float, seed: int = 0, days
                             "arm_budget": budget,
                             "revenue_7d": revenue,
                             "coupon_cost_7d": cost,
+                            "pre_send_revenue": spend,
                         }
                     )
                 )
@@ -155,3 +164,44 @@ def test_a_change_of_leader_is_an_audit_row(empty_env):
     audit = pd.read_parquet(empty_env / "data" / "audit" / "model_promotions")
     row = audit[audit["model_name"] == "coupon_policy"].iloc[-1]
     assert row["action"] == "policy_promote" and row["to_version"] == "uplift" and "95% CI" in row["reason"]
+
+
+def test_the_pre_send_adjustment_keeps_coverage_and_narrows_the_interval(built_shop):
+    """400 replications of a coupon without effect, drawn from the shop's own campaign control users (7-day
+    margin and spend in the 30 days before the send): the pre-send spend adjustment's interval covers the true
+    zero at least 93% of the time, as the unadjusted one does, and is narrower on average."""
+    from tests.checksums import query
+
+    rows = query(
+        built_shop.warehouse,
+        """select o.revenue_7d, coalesce(f.sum_revenue_30d, 0) from campaign_outcomes as o
+           join user_features as f on f.user_id = o.user_id and f.as_of_date = o.send_date
+           where not o.is_treatment""",
+    )
+    value, spend = np.array(rows, float).T
+    value *= 0.4
+    rng = np.random.default_rng(11)
+    is_holdout = np.r_[np.zeros(1500, bool), np.ones(190, bool)]
+    covered, covered_raw, widths, widths_raw = [], [], [], []
+    for _ in range(400):
+        pick = rng.choice(len(value), len(is_holdout))
+        arm = pd.DataFrame({"value": value[pick], "pre_send_revenue": spend[pick], "is_holdout": is_holdout})
+        raw, raw_variance, _ = arm_increment(arm)
+        estimate, variance, _ = arm_increment(cuped_adjusted(arm)[0])
+        covered.append(abs(estimate) <= Z_95 * np.sqrt(variance))
+        covered_raw.append(abs(raw) <= Z_95 * np.sqrt(raw_variance))
+        widths.append(np.sqrt(variance))
+        widths_raw.append(np.sqrt(raw_variance))
+    assert np.mean(covered) >= 0.93 and np.mean(covered_raw) >= 0.93
+    assert np.mean(widths) / np.mean(widths_raw) < 0.97
+
+
+def test_the_adjustment_is_the_plain_difference_when_spend_says_nothing():
+    """No covariate (or one without spread): the estimate and its interval are the unadjusted ones."""
+    arm = arm_values(outcomes(0.05, 0.0, days=3), 0.4).drop(columns="pre_send_revenue")
+    arm = arm[arm["policy"] == "uplift"]
+    plain = arm_increment(arm)
+    adjusted, theta, ratio = cuped_adjusted(arm.assign(pre_send_revenue=7.0))
+    assert theta == 0 and ratio == 1.0
+    assert arm_increment(adjusted)[:2] == pytest.approx(plain[:2])
+    assert cuped_adjusted(arm)[0] is arm
