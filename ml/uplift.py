@@ -10,8 +10,12 @@ from the user's features as of the send date. Three candidates are fitted on the
 
 - `t_xgboost`: T-learner, one XGBoost classifier for control users and one for treated users (the
   coupon as indicator features, so coupons share what they learn); lift = difference.
-- `x_xgboost`: X-learner (Kunzel et al. 2019): the T-learner's outcome models impute each user's effect,
-  XGBoost regressors learn it on treated and control users, blended by the treatment share.
+- `offset_xgboost`: the control model as above; the treated model starts from each user's control log-odds
+  (XGBoost's base margin) and learns only the coupon's shift from it, in shallow trees. What it learns is
+  the effect itself, regularised toward no effect, rather than a second level whose difference from the
+  first carries both models' noise. On the default shop it earns 10-13% more true incremental margin than
+  `t_xgboost` (README, "Measured against the truth"); the X-learner (Kunzel et al. 2019) it replaced
+  earned 20% less than the T-learner there.
 - `t_logistic`: T-learner on logistic regressions, the baseline.
 
 Each is logged to MLflow (experiment `shop_coupon_uplift`) with Qini, AUUC and uplift at the top 10/20/30%
@@ -39,7 +43,7 @@ from ml.uplift_metrics import bootstrap_uplift_metrics, uplift_by_decile, uplift
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "shop_coupon_uplift"
-LEARNERS = ("t_xgboost", "x_xgboost", "t_logistic")
+LEARNERS = ("t_xgboost", "offset_xgboost", "t_logistic")
 CONTROL_COLUMN = "p_buy_7d_control"
 MIN_TRAIN_CAMPAIGNS = 2
 
@@ -58,10 +62,11 @@ def _classifier(base: str, seed: int):
     return XGBClassifier(**_xgb_params(seed), eval_metric="logloss")
 
 
-def _regressor(seed: int):
-    from xgboost import XGBRegressor
+def _shift_classifier(seed: int):
+    """The offset learner's treated model: shallow trees, as a coupon's shift varies less than the level."""
+    from xgboost import XGBClassifier
 
-    return XGBRegressor(**_xgb_params(seed))
+    return XGBClassifier(**{**_xgb_params(seed), "max_depth": 2, "n_estimators": 300}, eval_metric="logloss")
 
 
 def _xgb_params(seed: int) -> dict[str, Any]:
@@ -112,36 +117,32 @@ class CouponUpliftModel:
         control = coupon.isna().to_numpy()
         self.codes = sorted(coupon.dropna().unique())
         self.control_model = _classifier(self.base, self.seed).fit(features[control], y[control])
-        treated_codes = coupon[~control].to_numpy()
-        self.treated_model = _classifier(self.base, self.seed).fit(
-            self._with_coupon(features[~control], treated_codes), y[~control]
-        )
-        self.effect_models = {}
-        if self.learner == "x_xgboost":
-            imputed_treated = y[~control] - self.control_model.predict_proba(features[~control])[:, 1]
-            for code in self.codes:
-                treated = treated_codes == code
-                on_control = self.treated_model.predict_proba(self._with_coupon(features[control], code))[:, 1]
-                share = treated.sum() / (treated.sum() + control.sum())
-                self.effect_models[code] = (
-                    _regressor(self.seed).fit(features[~control][treated], imputed_treated[treated]),
-                    _regressor(self.seed).fit(features[control], on_control - y[control]),
-                    float(share),
-                )
+        treated = self._with_coupon(features[~control], coupon[~control].to_numpy())
+        if self.learner == "offset_xgboost":
+            self.treated_model = _shift_classifier(self.seed).fit(
+                treated, y[~control], base_margin=self.control_model.predict(features[~control], output_margin=True)
+            )
+        else:
+            self.treated_model = _classifier(self.base, self.seed).fit(treated, y[~control])
         return self
 
     def predict_effects(self, x: pd.DataFrame) -> pd.DataFrame:
         """`p_buy_7d_control` and one `lift_<CODE>` column per coupon, one row per input row."""
+        if self.learner not in LEARNERS:
+            raise ModelError(
+                f"this coupon_uplift version is a retired {self.learner} learner (its effects would not be what it "
+                f"was registered with): retrain (python -m ml train) or roll back to a {', '.join(LEARNERS)} version"
+            )
         features = np.asarray(self.prep.transform(x[self.columns]), dtype=float)
         p_control = self.control_model.predict_proba(features)[:, 1]
+        shift_from = self.control_model.predict(features, output_margin=True) if self.learner == "offset_xgboost" else None
         out = {CONTROL_COLUMN: p_control}
         for code in self.codes:
-            if self.learner == "x_xgboost":
-                on_treated, on_control, share = self.effect_models[code]
-                # Weight each side's estimate by how much data the other side had (propensity weighting).
-                lift = share * on_control.predict(features) + (1 - share) * on_treated.predict(features)
+            with_coupon = self._with_coupon(features, code)
+            if shift_from is not None:
+                lift = self.treated_model.predict_proba(with_coupon, base_margin=shift_from)[:, 1] - p_control
             else:
-                lift = self.treated_model.predict_proba(self._with_coupon(features, code))[:, 1] - p_control
+                lift = self.treated_model.predict_proba(with_coupon)[:, 1] - p_control
             # A probability cannot go below 0 or above 1: clip the implied treated probability.
             out[lift_column(code)] = np.clip(p_control + lift, 0.0, 1.0) - p_control
         return pd.DataFrame(out, index=x.index)
