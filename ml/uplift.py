@@ -135,7 +135,8 @@ class CouponUpliftModel:
             )
         features = np.asarray(self.prep.transform(x[self.columns]), dtype=float)
         p_control = self.control_model.predict_proba(features)[:, 1]
-        shift_from = self.control_model.predict(features, output_margin=True) if self.learner == "offset_xgboost" else None
+        offset = self.learner == "offset_xgboost"
+        shift_from = self.control_model.predict(features, output_margin=True) if offset else None
         out = {CONTROL_COLUMN: p_control}
         for code in self.codes:
             with_coupon = self._with_coupon(features, code)
