@@ -73,6 +73,8 @@ class Settings:
     # Most users per weekly training snapshot: a bigger population is sampled by a hash of user_id (the same
     # users every date), so training memory stays bounded as the shop grows. Validation and test are whole.
     train_max_users: int
+    # Seconds a second writer (ingest, land, publish, pins) waits for the one holding ml.writer_lock.
+    writer_lock_timeout: float
 
     @property
     def mlflow_dir(self) -> Path:
@@ -114,6 +116,7 @@ def settings() -> Settings:
         dbt_tasks=_choice_env("SHOP_DBT_TASKS", "model", DBT_TASKS),
         history_batch_days=_optional_positive_int_env("SHOP_HISTORY_BATCH_DAYS"),
         late_event_days=_non_negative_int_env("SHOP_LATE_EVENT_DAYS", 3),
+        writer_lock_timeout=_float_env("SHOP_WRITER_LOCK_TIMEOUT", 3600.0, upper=None),
     )
 
 

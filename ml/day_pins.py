@@ -21,6 +21,7 @@ from typing import Any
 
 from ml.config import settings
 from ml.storage import write_text_atomic
+from ml.writer_lock import locked
 
 
 def pin_path(as_of: date) -> Path:
@@ -32,6 +33,7 @@ def pins(as_of: date) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+@locked("day pins")
 def pin(as_of: date, **decisions: Any) -> dict[str, Any]:
     """Record decisions not already pinned for the day (the first run's stand); return the day's pins."""
     current = pins(as_of)
@@ -42,6 +44,7 @@ def pin(as_of: date, **decisions: Any) -> dict[str, Any]:
     return current
 
 
+@locked("ml unpin")
 def unpin(as_of: date) -> bool:
     """Forget a day's decisions: its next run decides afresh. True if there was anything to forget."""
     path = pin_path(as_of)

@@ -23,3 +23,7 @@ class ConfigError(UserFacingError, ValueError):
 
 class WarehouseLockedError(UserFacingError, RuntimeError):
     """The DuckDB warehouse is held by another process (a dbt build, the DAG); the message names it."""
+
+
+class WriterBusyError(UserFacingError, RuntimeError):
+    """Another process held the shop's writer lock past the timeout (ml.writer_lock); the message names it."""

@@ -11,9 +11,11 @@ from datetime import date, timedelta
 
 from ml.config import settings
 from ml.errors import UserFacingError
-from ml.landing import LandingPlan, named_day, plan_coupon_sends, plan_events, plan_inbox_tables
+from ml.landing import LandingPlan, changed_days, named_day, plan_coupon_sends, plan_events, plan_inbox_tables
 from ml.progress import progress
+from ml.reprocess_mark import clear_mark, mark_changed, read_mark
 from ml.warehouse import build_feature_history
+from ml.writer_lock import locked
 
 # The first as-of date is this many days after the first landed day: earlier snapshots see too little.
 WARM_UP_DAYS = 28
@@ -60,6 +62,7 @@ def history_batch_days() -> int:
     return max(1, min(MAX_BATCH_DAYS, BATCH_USER_DAYS // max(known_users(), 1)))
 
 
+@locked("ml history (landing)")
 def land_inbox(keep_last: int) -> list[date]:
     """Land every inbox day but the last `keep_last`; return the days left for the DAG.
 
@@ -82,7 +85,7 @@ def land_inbox(keep_last: int) -> list[date]:
     weeks = [history[i : i + LAND_BATCH_DAYS] for i in range(0, len(history), LAND_BATCH_DAYS)]
     for week in progress(weeks, f"landing the inbox, {LAND_BATCH_DAYS} days at a time", every=0):
         plan = LandingPlan()
-        plan_events([days[d] for d in week], plan, cfg.landing_dir)
+        mark_changed(changed_days(plan_events([days[d] for d in week], plan, cfg.landing_dir)))
         plan.commit()
     return ordered[len(history) :]
 
@@ -104,9 +107,11 @@ def build_history(keep_last: int = 0) -> list[date]:
             f"the landed events cover {span} days ({landed[0]}..{landed[-1]}): need more than {WARM_UP_DAYS} "
             "to build history"
         )
+    mark = read_mark()
     build_feature_history(
         landed[0], landed[-1], as_of_start=landed[0] + timedelta(days=WARM_UP_DAYS), batch_days=history_batch_days()
     )
+    clear_mark(mark and mark["id"])  # every landed day was re-processed
     return remaining
 
 

@@ -30,7 +30,9 @@ from ml.config import settings
 from ml.errors import LandingError
 from ml.exports import SUFFIXES, content_signature, read_events, read_table, row_strings
 from ml.progress import progress
+from ml.reprocess_mark import mark_changed
 from ml.storage import EVENT_SCHEMA, as_table, write_parquet_files_atomic
+from ml.writer_lock import locked
 
 DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 TABLE_KEYS = {"users": ["user_id"], "products": ["product_id"]}
@@ -305,6 +307,7 @@ def plan_coupon_sends(files: list[Path], plan: LandingPlan, landing_dir: Path, r
     return totals
 
 
+@locked("land coupon sends")
 def land_coupon_sends(files: list[Path], landing_dir: Path | None = None, replace: bool = False) -> dict:
     plan = LandingPlan()
     totals = plan_coupon_sends(files, plan, landing_dir or settings().landing_dir, replace)
@@ -312,6 +315,7 @@ def land_coupon_sends(files: list[Path], landing_dir: Path | None = None, replac
     return totals
 
 
+@locked("ml ingest")
 def ingest(
     events: str | None = None,
     users: str | None = None,
@@ -338,6 +342,7 @@ def ingest(
         for name in ("rows", "added", "updated", "unchanged", "moved_out"):
             summary[f"events_{name}"] = sum(d.get(name, 0) for d in per_day.values())
         summary["first_day"], summary["last_day"] = min(days), max(days)
+        mark_changed(changed_days(per_day))  # before the commit: a crash between leaves a mark, not a loss
     plan.commit()
     return summary
 
@@ -361,6 +366,7 @@ def plan_inbox_tables(plan: LandingPlan) -> dict[str, int]:
     return rows
 
 
+@locked("land_day")
 def land_day(day: date) -> dict[str, object]:
     """Land one day's export from the inbox (the DAG's first task): events, and any table snapshots sent."""
     cfg = settings()
@@ -375,12 +381,18 @@ def land_day(day: date) -> dict[str, object]:
     if sends is not None:
         summary["coupon_sends"] = plan_coupon_sends([sends], plan, cfg.landing_dir)["rows"]
     per_day = plan_events([events], plan, cfg.landing_dir)
+    changed = changed_days(per_day)
+    mark_changed(changed)  # before the commit: a crash between leaves a mark, not a loss
     plan.commit()
     summary["events"] = per_day[str(day)]["rows"] if str(day) in per_day else 0
     summary["late_events"] = sum(d["rows"] for d_str, d in per_day.items() if d_str != str(day))
-    changed = [
-        d for d, counts in per_day.items() if counts.get("added") or counts.get("updated") or counts.get("moved_out")
-    ]
     # The feature build re-processes from here at the latest (late rows may land in an older partition).
     summary["first_changed_day"] = min(changed, default=None)
     return summary
+
+
+def changed_days(per_day: dict[str, dict]) -> list[str]:
+    """The event days whose landed partition a plan changes (rows added, updated or moved out)."""
+    return sorted(
+        d for d, counts in per_day.items() if counts.get("added") or counts.get("updated") or counts.get("moved_out")
+    )

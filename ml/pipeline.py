@@ -36,6 +36,7 @@ def land(day: date, source: str = "inbox") -> dict[str, Any]:
     """Land the business day's export; with source=simulate, the synthetic shop first writes a missing day."""
     from ml.config import settings
     from ml.landing import inbox_file, land_day
+    from ml.reprocess_mark import read_mark
     from ml.warehouse import reprocess_start
 
     if source == "simulate" and inbox_file(settings().inbox_dir / "events", "events", day) is None:
@@ -48,6 +49,10 @@ def land(day: date, source: str = "inbox") -> dict[str, Any]:
     changed = summary["first_changed_day"]
     # The event days the feature build re-processes, passed to dbt (var reprocess_from) through XCom.
     summary["reprocess_from"] = str(reprocess_start(as_of_for(day), changed and date.fromisoformat(changed)))
+    # The durable mark this run's window covers: publish clears it once the day has been built (if no landing
+    # has moved it since).
+    mark = read_mark()
+    summary["reprocess_mark"] = mark and mark["id"]
     return summary
 
 

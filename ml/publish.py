@@ -21,6 +21,7 @@ import duckdb
 
 from ml.config import Settings, settings
 from ml.data import COUPON_WINDOW_DAYS, LABEL_HORIZON_DAYS, table_names
+from ml.writer_lock import locked
 
 # Published tables: the day column they are partitioned by, and how many days before a re-processed event
 # day a row of theirs can change (a label reads the 30 days from its as-of date, a campaign outcome the 7 from
@@ -43,6 +44,7 @@ PUBLISHED: dict[str, tuple[str, int] | None] = {
 MANIFEST = "published_partitions"
 
 
+@locked("publish")
 def publish_snapshot(since: date | None = None, cfg: Settings | None = None) -> Path:
     """Export the partitions a run re-processing event days from `since` on can have changed (every day when
     None) and swap in a new snapshot file. Each table compares its days from the first one those event days

@@ -188,12 +188,16 @@ def reprocess_start(as_of_start: date, first_changed_day: date | None = None, cf
     """The first event day a run for `as_of_start` re-processes (dbt var `reprocess_from`).
 
     `SHOP_LATE_EVENT_DAYS` before the business day; earlier if the landing changed an older partition
-    (`first_changed_day`) or if landed days were never processed (a gap of failed or skipped runs).
+    (`first_changed_day`, or the durable mark of any landing no build has re-processed: ml.reprocess_mark)
+    or if landed days were never processed (a gap of failed or skipped runs).
     """
+    from ml.reprocess_mark import marked_day
+
     cfg = cfg or settings()
     start = as_of_start - timedelta(days=1 + cfg.late_event_days)
-    if first_changed_day is not None:
-        start = min(start, first_changed_day)
+    for changed in (first_changed_day, marked_day()):
+        if changed is not None:
+            start = min(start, changed)
     processed = newest_processed_day(cfg)
     if processed is not None:
         start = min(start, processed + timedelta(days=1))
@@ -212,11 +216,19 @@ def build_features(
     keep the rest. `full_refresh` rebuilds every table from the landed files: needed once after an upgrade
     that adds feature columns to a warehouse built before it (their contracts refuse a silent schema change).
     """
+    from ml.reprocess_mark import clear_mark, read_mark
+
     args = ["build", "--select", "tag:features", *(["--full-refresh"] if full_refresh else [])]
     dbt_vars = as_of_vars(as_of_start, as_of_end)
+    mark = read_mark()
     if as_of_start and not full_refresh:
-        dbt_vars["reprocess_from"] = str(reprocess_from or reprocess_start(as_of_start))
-    return run_dbt(args, dbt_vars)
+        reprocess_from = reprocess_from or reprocess_start(as_of_start)
+        dbt_vars["reprocess_from"] = str(reprocess_from)
+    output = run_dbt(args, dbt_vars)
+    # Without as-of dates dbt picks its own window (late_event_days): the mark waits for a run that covers it.
+    if mark and (full_refresh or (as_of_start and reprocess_from <= mark["day"])):
+        clear_mark(mark["id"])  # the build re-processed the marked days
+    return output
 
 
 def build_feature_history(first_day: date, last_day: date, as_of_start: date, batch_days: int) -> None:
