@@ -37,6 +37,8 @@ from ml.writer_lock import locked
 DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 TABLE_KEYS = {"users": ["user_id"], "products": ["product_id"]}
 SEND_KEY = ["campaign_id", "user_id"]
+# A daily export's row dated further back than this is not a late correction but a broken clock.
+MAX_LATE_DAYS = 366
 
 
 @dataclass
@@ -74,7 +76,11 @@ def _event_days(events: pd.DataFrame, path: Path) -> pd.Series:
     own = events["event_at"].dt.date
     export_day = named_day(path)
     if export_day:
-        keep_in_export = own.isna() | (own > export_day)
+        # A row dated after its export, or more than MAX_LATE_DAYS before it (a clock reset to 1970), stays in
+        # the export's partition, where dbt quarantines it ('timestamp outside the partition day'): on its own
+        # day it would open a partition decades back and pull every re-processing window there.
+        too_early = own < export_day - timedelta(days=MAX_LATE_DAYS)
+        keep_in_export = own.isna() | (own > export_day) | too_early
         return own.where(~keep_in_export, export_day)
     if own.isna().all():
         raise LandingError(f"{path}: no row has a readable event_at, so the file has no day to land in")
@@ -190,10 +196,12 @@ def _in_stable_order(events: pd.DataFrame) -> pd.DataFrame:
     return events.sort_values(order, kind="mergesort", na_position="last").drop(columns="_content", errors="ignore")
 
 
+@locked("land events")
 def land_events(files: list[Path], landing_dir: Path | None = None, replace: bool = False) -> dict[str, dict]:
     """Land event files (merging by event id, or replacing their days whole); all files or none."""
     plan = LandingPlan()
     per_day = plan_events(files, plan, landing_dir or settings().landing_dir, replace)
+    mark_changed(changed_days(per_day))
     plan.commit()
     return per_day
 

@@ -89,6 +89,22 @@ def test_late_events_in_a_daily_export_land_in_their_own_day(empty_env, tmp_path
     assert per_day["2026-03-02"]["rows"] == 4 and "2026-03-04" not in per_day
 
 
+def test_a_row_dated_decades_back_stays_in_its_export_day_instead_of_opening_a_partition_there(empty_env, tmp_path):
+    """A clock reset to 1970 in one row: no 1970 partition (it would pull every re-processing window and
+    `ml history`'s as-of dates back to 1970); the row waits in the export's day, where dbt quarantines it."""
+    from ml.reprocess_mark import marked_day
+
+    export = tmp_path / "events_2026-03-02.csv"
+    export.write_text(GOOD_CSV + "1970-01-01T00:00:00Z,purchase,1,10,home,20.0,s9\n")
+    per_day = land_events([export])
+    assert list(per_day) == ["2026-03-02"] and per_day["2026-03-02"]["rows"] == 4
+    assert sorted(p.name for p in (empty_env / "data" / "landing" / "events").iterdir()) == ["event_date=2026-03-02"]
+    assert marked_day() == DAY
+    # A year back is still a late correction: it lands in its own day.
+    export.write_text(GOOD_CSV + "2025-03-02T00:00:00Z,purchase,1,10,home,20.0,s9\n")
+    assert "2025-03-02" in land_events([export])
+
+
 def test_malformed_values_are_kept_with_their_original_text(empty_env, tmp_path):
     source = tmp_path / "events_2026-03-02.csv"
     source.write_text(GOOD_CSV + "yesterday,view,1,10,home,20.0,s1\n2026-03-02T11:00:00Z,view,abc,10,home,cheap,s2\n")
