@@ -200,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reprocess-from",
         type=_date,
-        help="re-process event days from this day on (default: SHOP_LATE_EVENT_DAYS before --as-of-start); "
-        "after correcting older days with `ml ingest`",
+        help="re-process event days from this day on (default: SHOP_LATE_EVENT_DAYS before --as-of-start, or "
+        "earlier: the oldest landed change no build has covered yet, e.g. a correction landed with `ml ingest`)",
     )
     p.add_argument("--targeting", action="store_true", help="build the targeting marts for --as-of-start")
     p.set_defaults(func=cmd_build)
