@@ -58,6 +58,8 @@ RETRIES = int(os.environ.get("SHOP_TASK_RETRIES", "2"))
 DEFAULT_ARGS = {
     "owner": "data-engineering",
     "retries": 0,
+    # The warehouse pool has one slot: a task that hangs (a read that never returns) would stall every day.
+    "execution_timeout": timedelta(minutes=CFG.task_timeout_minutes),
     "retry_delay": timedelta(minutes=5),
     "pool": WAREHOUSE_POOL,
     "on_failure_callback": report_failure,

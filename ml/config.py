@@ -75,6 +75,10 @@ class Settings:
     train_max_users: int
     # Seconds a second writer (ingest, land, publish, pins) waits for the one holding ml.writer_lock.
     writer_lock_timeout: float
+    # Minutes any DAG task may run before Airflow fails it (the one-slot warehouse pool must not stall).
+    task_timeout_minutes: int
+    # Largest export file landing reads (it is read whole into memory), in MB.
+    max_file_mb: int
 
     @property
     def mlflow_dir(self) -> Path:
@@ -117,6 +121,8 @@ def settings() -> Settings:
         history_batch_days=_optional_positive_int_env("SHOP_HISTORY_BATCH_DAYS"),
         late_event_days=_non_negative_int_env("SHOP_LATE_EVENT_DAYS", 3),
         writer_lock_timeout=_float_env("SHOP_WRITER_LOCK_TIMEOUT", 3600.0, upper=None),
+        task_timeout_minutes=_positive_int_env("SHOP_TASK_TIMEOUT_MINUTES", 180),
+        max_file_mb=_positive_int_env("SHOP_MAX_FILE_MB", 2048),
     )
 
 

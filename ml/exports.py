@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ml.config import settings
 from ml.errors import LandingError
 from ml.storage import EVENT_SCHEMA
 
@@ -47,6 +48,14 @@ def read_table(path: Path, kind: str) -> pd.DataFrame:
     """Read a CSV or Parquet file with lower-case column names and check its required columns."""
     if not path.exists():
         raise LandingError(f"{path}: file not found")
+    if not path.is_file():  # a FIFO would block the read forever, a device or folder is no export
+        raise LandingError(f"{path}: not a regular file; export the data to a file and land that")
+    limit = settings().max_file_mb
+    if path.stat().st_size > limit * 1024 * 1024:
+        raise LandingError(
+            f"{path}: {path.stat().st_size / 1024**2:,.0f} MB, over SHOP_MAX_FILE_MB={limit}; it is read whole into "
+            "memory: split it into daily files (or raise the limit if this machine has the memory)"
+        )
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise LandingError(f"{path}: unsupported file type {path.suffix!r}; export it as .csv or .parquet")

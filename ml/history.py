@@ -11,7 +11,15 @@ from datetime import date, timedelta
 
 from ml.config import settings
 from ml.errors import UserFacingError
-from ml.landing import LandingPlan, changed_days, named_day, plan_coupon_sends, plan_events, plan_inbox_tables
+from ml.landing import (
+    LandingPlan,
+    changed_days,
+    inbox_checked,
+    named_day,
+    plan_coupon_sends,
+    plan_events,
+    plan_inbox_tables,
+)
 from ml.progress import progress
 from ml.reprocess_mark import clear_mark, mark_changed, read_mark
 from ml.warehouse import build_feature_history
@@ -30,7 +38,7 @@ def inbox_days() -> dict[date, object]:
     """The inbox's daily event exports by day (empty when there are none)."""
     folder = settings().inbox_dir / "events"
     files = sorted(folder.glob("events_*.parquet")) + sorted(folder.glob("events_*.csv"))
-    return dict(sorted((named_day(p), p) for p in files if named_day(p)))
+    return dict(sorted((named_day(p), inbox_checked(p)) for p in files if named_day(p)))
 
 
 def landed_days() -> list[date]:
@@ -78,7 +86,7 @@ def land_inbox(keep_last: int) -> list[date]:
     plan = LandingPlan()
     plan_inbox_tables(plan)
     sends = sorted((cfg.inbox_dir / "coupon_sends").glob("coupon_sends_*"))
-    sends = [p for p in sends if named_day(p) and named_day(p) <= history[-1]]
+    sends = [inbox_checked(p) for p in sends if named_day(p) and named_day(p) <= history[-1]]
     if sends:
         plan_coupon_sends(sends, plan, cfg.landing_dir)
     plan.commit()

@@ -358,9 +358,16 @@ def ingest(
 def inbox_file(folder: Path, stem: str, day: date) -> Path | None:
     for suffix in (".parquet", ".csv"):
         candidate = folder / f"{stem}_{day}{suffix}"
-        if candidate.exists():
-            return candidate
+        if candidate.is_symlink() or candidate.exists():
+            return inbox_checked(candidate)
     return None
+
+
+def inbox_checked(path: Path) -> Path:
+    """An inbox export must be the file the shop wrote there: a link could point anywhere on the machine."""
+    if path.is_symlink():
+        raise LandingError(f"{path}: a symbolic link in the inbox; copy the export itself into the inbox")
+    return path
 
 
 def plan_inbox_tables(plan: LandingPlan) -> dict[str, int]:
@@ -369,8 +376,8 @@ def plan_inbox_tables(plan: LandingPlan) -> dict[str, int]:
     rows = {}
     for kind in ("users", "products"):
         snapshot = cfg.inbox_dir / f"{kind}.parquet"
-        if snapshot.exists():
-            rows[kind] = plan_table(snapshot, kind, plan, cfg.landing_dir)["table_rows"]
+        if snapshot.is_symlink() or snapshot.exists():
+            rows[kind] = plan_table(inbox_checked(snapshot), kind, plan, cfg.landing_dir)["table_rows"]
     return rows
 
 

@@ -6,7 +6,7 @@
     newest date moves on), so batched history, daily runs and one full build keep the same rows.
     `newest`: the SQL of the newest as-of date retention counts back from. -#}
 {%- macro outside_feature_retention(column, newest) -%}
-    {{ column }} < {{ newest }} - {{ var('feature_retention_days') }} + 1
+    {{ column }} < {{ newest }} - {{ int_var('feature_retention_days') }} + 1
     and isodow({{ column }}) <> 1
     and {{ column }} not in (select distinct send_date from {{ ref('stg_landing__coupon_sends') }})
 {%- endmacro -%}
@@ -14,7 +14,7 @@
 
 {#- Post-hook of user_features and training_labels: drop the dates retention does not keep. -#}
 {%- macro apply_feature_retention(features) -%}
-    {%- if var('feature_retention_days') -%}
+    {%- if int_var('feature_retention_days') -%}
         delete from {{ this }} where {{ outside_feature_retention('as_of_date', '(select max(as_of_date) from ' ~ features ~ ')') }}
     {%- endif -%}
 {%- endmacro -%}
@@ -24,8 +24,8 @@
     dates retention would drop once the build ends are not built at all, since nothing reads them before the
     post-hooks delete them. A daily run (var unset) builds its dates and the post-hooks drop what falls out. -#}
 {%- macro kept_by_feature_retention(column) -%}
-    {%- if var('feature_retention_days') and var('history_as_of_end') -%}
-        not ({{ outside_feature_retention(column, "date '" ~ var('history_as_of_end') ~ "'") }})
+    {%- if int_var('feature_retention_days') and date_var('history_as_of_end') -%}
+        not ({{ outside_feature_retention(column, "date '" ~ date_var('history_as_of_end') ~ "'") }})
     {%- else -%}
         true
     {%- endif -%}

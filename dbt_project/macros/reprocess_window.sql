@@ -9,19 +9,19 @@
     The history build (ml.warehouse.build_feature_history) also sets `reprocess_to`: it builds the days in
     order, a batch at a time, so memory is bounded by a batch, not by the history. -#}
 {%- macro reprocess_from() -%}
-    {%- set start = var('reprocess_from', none) -%}
-    {%- set as_of_start = var('as_of_start') -%}
+    {%- set start = date_var('reprocess_from') -%}
+    {%- set as_of_start = date_var('as_of_start') -%}
     {%- if start -%}
         date '{{ start }}'
     {%- elif as_of_start -%}
-        (date '{{ as_of_start }}' - {{ 1 + var('late_event_days') }})
+        (date '{{ as_of_start }}' - {{ 1 + int_var('late_event_days') }})
     {%- endif -%}
 {%- endmacro -%}
 
 
 {#- The last event day of a history batch (var `reprocess_to`); empty when the run goes to the newest day. -#}
 {%- macro reprocess_to() -%}
-    {%- set end = var('reprocess_to', none) -%}
+    {%- set end = date_var('reprocess_to') -%}
     {%- if end -%}
         date '{{ end }}'
     {%- endif -%}

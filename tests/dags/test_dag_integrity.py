@@ -52,6 +52,14 @@ def test_only_tasks_a_retry_can_help_retry_and_all_run_in_the_single_slot_wareho
         assert (task.retries >= 1) == can_clear, task.task_id
 
 
+def test_every_task_has_an_execution_timeout(dag_bag):
+    """One hung task would hold the single warehouse slot, and with it every later day."""
+    from datetime import timedelta
+
+    tasks = dag_bag.get_dag("shop_daily").tasks
+    assert tasks and all(task.execution_timeout == timedelta(minutes=180) for task in tasks)
+
+
 def test_the_source_param_defaults_to_the_inbox(dag_bag):
     assert dag_bag.get_dag("shop_daily").params["source"] == "inbox"
 

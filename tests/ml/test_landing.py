@@ -337,3 +337,29 @@ def test_land_day_picks_up_the_inbox_export(built_shop, shop_copy):
     shutil.rmtree(shop.data / "inbox" / "events")
     with pytest.raises(LandingError, match=f"no event file for {day}"):
         land_day(day)
+
+
+def test_an_inbox_link_a_fifo_or_an_oversized_file_is_refused_and_lands_nothing(empty_env, tmp_path, monkeypatch):
+    """The inbox holds the shop's own files: a link could point anywhere, a FIFO would block the read forever,
+    and a file is read whole into memory (SHOP_MAX_FILE_MB)."""
+    import os
+
+    inbox = empty_env / "data" / "inbox" / "events"
+    inbox.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text(GOOD_CSV)
+    (inbox / f"events_{DAY}.csv").symlink_to(elsewhere)
+    with pytest.raises(LandingError, match="a symbolic link in the inbox; copy the export itself"):
+        land_day(DAY)
+    (inbox / f"events_{DAY}.csv").unlink()
+    os.mkfifo(inbox / f"events_{DAY}.csv")
+    with pytest.raises(LandingError, match="not a regular file"):
+        land_day(DAY)
+    (inbox / f"events_{DAY}.csv").unlink()
+    (inbox / f"events_{DAY}.csv").write_text(GOOD_CSV + "2026-03-02T11:00:00Z,view,1,10,home,20.0,s1\n" * 30_000)
+    monkeypatch.setenv("SHOP_MAX_FILE_MB", "1")
+    with pytest.raises(LandingError, match=r"1 MB, over SHOP_MAX_FILE_MB=1; it is read whole"):
+        land_day(DAY)
+    assert _landing_files(empty_env / "data") == {}
+    monkeypatch.setenv("SHOP_MAX_FILE_MB", "2")
+    assert land_day(DAY)["events"] == 30_003

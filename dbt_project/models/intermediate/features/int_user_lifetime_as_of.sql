@@ -12,7 +12,7 @@
 -- Cost by users, not history: a run continues the newest kept checkpoint with the user-days since. Only without
 -- one (a first build, a full refresh, a rerun before the checkpoint) does it read every earlier user-day once.
 -- int_user_days_aggregated drops the checkpoints after the days it re-processes (their totals may change).
-{%- set checkpoint = reprocess_from() if var('as_of_start') else none %}
+{%- set checkpoint = reprocess_from() if date_var('as_of_start') else none %}
 {%- set lifetime_columns = lifetime_columns() %}
 {#- The newest kept checkpoint no re-processed day can have changed: on or before the run's first one. -#}
 {%- set continue_from = newest_lifetime_checkpoint(checkpoint) if is_incremental() else none %}

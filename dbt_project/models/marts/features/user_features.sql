@@ -20,8 +20,8 @@ users as (
     from {{ ref('int_users_resolved') }}
 ),
 
-{%- set as_of_start = var('as_of_start') %}
-{%- set as_of_end = var('as_of_end') or as_of_start %}
+{%- set as_of_start = date_var('as_of_start') %}
+{%- set as_of_end = date_var('as_of_end') or as_of_start %}
 {#- The 90 days before the run's as-of dates (a run for known dates never reads older user-days). The
     bound includes the last as-of date itself: the joins below, not this bound, keep each date's
     features to the days strictly before it (a leaking join must fail the unit and data tests). #}
