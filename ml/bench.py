@@ -326,16 +326,44 @@ def reuse_built_shop(root: Path, users: int, days: int) -> bool:
     return True
 
 
+# Paths a deployment may set (.env.example): under the bench they would point its deletes (the landing
+# folder, the warehouse) and its promotions (the MLflow registry) at that deployment's own files.
+DEPLOYMENT_PATHS = (
+    "SHOP_INBOX_DIR",
+    "SHOP_LANDING_DIR",
+    "SHOP_WAREHOUSE_PATH",
+    "SHOP_SNAPSHOT_PATH",
+    "SHOP_SNAPSHOT_READ_DIR",
+    "SHOP_SCORES_DIR",
+    "SHOP_TARGETS_DIR",
+    "SHOP_EVALUATIONS_DIR",
+    "SHOP_AUDIT_DIR",
+    "SHOP_TRUTH_DIR",
+    "SHOP_MLFLOW_ARTIFACT_ROOT",
+    "MLFLOW_TRACKING_URI",
+)
+
+
+def own_paths(root: Path) -> list[str]:
+    """Point every path the pipeline writes at the bench's `root` (its own MLflow store included); return the
+    deployment settings this set aside, so the bench never deletes or promotes anything outside it."""
+    set_aside = [name for name in DEPLOYMENT_PATHS if os.environ.pop(name, None) is not None]
+    os.environ["SHOP_DATA_DIR"] = str(root)
+    os.environ["SHOP_MLFLOW_DIR"] = str(root / "mlflow")
+    return set_aside
+
+
 def main() -> None:
     skip = steps_to_skip()
     root = Path(os.environ.get("SHOP_BENCH_DIR", PROJECT_ROOT / "data" / "bench"))
     users = int(os.environ.get("SHOP_BENCH_USERS", "20000"))
     days = int(os.environ.get("SHOP_BENCH_DAYS", "180"))
+    set_aside = own_paths(root)
+    if set_aside:
+        print(f"bench: every path under {root}; set aside for this run: {', '.join(set_aside)}", flush=True)
     reuse = reuse_built_shop(root, users, days)
     if not reuse:
         shutil.rmtree(root, ignore_errors=True)
-    os.environ["SHOP_DATA_DIR"] = str(root)
-    os.environ["SHOP_MLFLOW_DIR"] = str(root / "mlflow")
 
     from ml.backtest import backtest
     from ml.evaluate import evaluate_against_truth

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ml.bench import reuse_built_shop, steps_to_skip, task_seconds
+from ml.bench import own_paths, reuse_built_shop, steps_to_skip, task_seconds
 
 
 def test_reuse_without_a_built_shop_says_what_is_missing_and_keeps_the_folder(tmp_path, monkeypatch):
@@ -52,3 +52,19 @@ def test_task_seconds_reads_where_an_airflow_day_spent_its_time():
         ]
     )
     assert task_seconds(log) == {"land_day": 24.5, "features.user_features_model_build": 11.25}
+
+
+def test_the_bench_keeps_every_path_under_its_own_folder_whatever_the_environment_sets(tmp_path, monkeypatch):
+    """A deployment's paths (.env.example) would point the bench's deletes and promotions at its real files."""
+    from ml.config import settings
+
+    production = tmp_path / "production"
+    monkeypatch.setenv("SHOP_LANDING_DIR", str(production / "landing"))
+    monkeypatch.setenv("SHOP_WAREHOUSE_PATH", str(production / "warehouse.duckdb"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://mlflow@db/mlflow")
+    root = tmp_path / "bench"
+    assert own_paths(root) == ["SHOP_LANDING_DIR", "SHOP_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI"]
+    cfg = settings()
+    written = [cfg.landing_dir, cfg.warehouse_path, cfg.snapshot_path, cfg.audit_dir, cfg.mlflow_artifact_root]
+    assert all(path.is_relative_to(root) for path in written)
+    assert cfg.mlflow_tracking_uri == f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
