@@ -12,7 +12,9 @@ after the next, and the manifest `published_partitions` says what each file hold
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,8 @@ import duckdb
 from ml.config import Settings, settings
 from ml.data import COUPON_WINDOW_DAYS, LABEL_HORIZON_DAYS, table_names
 from ml.writer_lock import locked
+
+log = logging.getLogger(__name__)
 
 # Published tables: the day column they are partitioned by, and how many days before a re-processed event
 # day a row of theirs can change (a label reads the 30 days from its as-of date, a campaign outcome the 7 from
@@ -60,7 +64,7 @@ def publish_snapshot(since: date | None = None, cfg: Settings | None = None) -> 
     try:
         with duckdb.connect(str(tmp)) as con:
             con.execute("set enable_progress_bar = false")
-            con.execute(f"attach '{cfg.warehouse_path}' as wh (read_only)")
+            con.execute(f"attach {sql_string(cfg.warehouse_path)} as wh (read_only)")
             present = table_names(con)  # the warehouse's: the new snapshot holds nothing yet
             manifest = []
             for table, partitioning in PUBLISHED.items():
@@ -114,7 +118,9 @@ def _publish_table(
         name = f"{table}/{column}={day}/{uuid.uuid4().hex}.parquet"
         (files_dir / name).parent.mkdir(parents=True, exist_ok=True)
         part = files_dir / f"{name}.tmp"
-        con.execute(f"copy (select * from wh.main.{table} where {column} = date '{day}') to '{part}' (format parquet)")
+        con.execute(
+            f"copy (select * from wh.main.{table} where {column} = date '{day}') to {sql_string(part)} (format parquet)"
+        )
         os.replace(part, files_dir / name)
         rows.append(
             {
@@ -134,7 +140,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict], r
     if not rows:
         con.execute(f"create table main.{table} as select * from wh.main.{table} limit 0")
         return
-    files = ", ".join(f"'{read_dir / row['file']}'" for row in rows)
+    files = ", ".join(sql_string(read_dir / row["file"]) for row in rows)
     con.execute(f"create view main.{table} as select * from read_parquet([{files}])")
 
 
@@ -153,8 +159,28 @@ def _write_manifest(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
         )
 
 
+def sql_string(path: Path | str) -> str:
+    """A path as a SQL string literal (a configured folder may hold a quote)."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def published_name_is_valid(row: dict) -> bool:
+    """Whether a manifest row names a file publish itself would write: <table>/<column>=<day>/<hex>.parquet.
+
+    Names are read back from the snapshot being replaced and then joined to paths and pasted into SQL: a
+    snapshot file edited by hand (or another tool) must not point them outside the published folder.
+    """
+    partitioning = PUBLISHED.get(row.get("table_name"))
+    if partitioning is None or not isinstance(row.get("file"), str):
+        return False
+    pattern = rf"{row['table_name']}/{partitioning[0]}={row.get('partition_date')}/[0-9a-f]{{32}}\.parquet"
+    return re.fullmatch(pattern, row["file"]) is not None
+
+
 def _read_manifest(snapshot: Path) -> list[dict]:
-    """The manifest of the snapshot being replaced (empty for none, or one from before files were published)."""
+    """The manifest of the snapshot being replaced (empty for none, or one from before files were published).
+
+    A row whose file name publish would not have written is left out (its day is exported afresh)."""
     if not snapshot.exists():
         return []
     with duckdb.connect(str(snapshot), read_only=True) as con:
@@ -162,7 +188,15 @@ def _read_manifest(snapshot: Path) -> list[dict]:
             return []
         cursor = con.execute(f"select * from {MANIFEST}")
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    valid = [row for row in rows if published_name_is_valid(row)]
+    if len(valid) < len(rows):
+        log.warning(
+            "%s: %d manifest rows name files publish never writes; re-exporting their days",
+            snapshot,
+            len(rows) - len(valid),
+        )
+    return valid
 
 
 def _delete_unlisted(files_dir: Path, listed: set[str]) -> None:

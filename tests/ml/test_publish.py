@@ -96,3 +96,49 @@ def test_publishing_without_a_warehouse_or_with_a_bad_date_says_what_to_do(empty
         [sys.executable, "-m", "ml", "publish", "--since", "2026-13-01"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "2026-13-01" in result.stderr, result.stderr
+
+
+def test_a_manifest_naming_files_outside_the_published_folder_is_not_trusted(built_shop, shop_copy, tmp_path):
+    """Names read back from the old snapshot are joined to paths and pasted into SQL: a hand-edited manifest row
+    (a path out of the folder, a quote) is left out and its day exported afresh; the snapshot stays whole."""
+    import os
+
+    shop_copy(built_shop)
+    snapshot = publish_snapshot()
+    outside = tmp_path / "outside.parquet"
+    outside.write_bytes(b"not yours")
+    with duckdb.connect(str(snapshot)) as con:
+        day = con.execute(f"select max(partition_date) from {MANIFEST} where table_name = 'user_features'").fetchone()[
+            0
+        ]
+        con.execute(
+            f"update {MANIFEST} set file = ? where table_name = 'user_features' and partition_date = ?",
+            [os.path.relpath(outside, snapshot.parent / "published"), day],  # exists: kept as published before
+        )
+        con.execute(
+            f"update {MANIFEST} set file = 'x'') ; drop table user_features; --' "
+            "where table_name = 'training_labels' and partition_date = (select min(partition_date) from "
+            f"{MANIFEST} where table_name = 'training_labels')"
+        )
+    again = publish_snapshot()
+    rows = _manifest(again)
+    assert all(".." not in name and "'" not in name for name in rows.values())
+    assert rows[("user_features", day)].startswith(f"user_features/as_of_date={day}/")
+    assert table_checksums(again, ["user_features", "training_labels"]) == table_checksums(
+        settings().warehouse_path, ["user_features", "training_labels"]
+    )
+    assert outside.read_bytes() == b"not yours"
+
+
+def test_a_data_folder_with_a_quote_in_its_name_publishes(built_shop, tmp_path, monkeypatch):
+    import shutil
+
+    from tests.conftest import point_env_at
+
+    root = tmp_path / "o'brien shop"
+    shutil.copytree(built_shop.root, root)
+    point_env_at(monkeypatch, root)
+    snapshot = publish_snapshot()
+    assert table_checksums(snapshot, ["user_features"]) == table_checksums(
+        root / "data" / "warehouse.duckdb", ["user_features"]
+    )
