@@ -13,7 +13,6 @@ after the next, and the manifest `published_partitions` says what each file hold
 from __future__ import annotations
 
 import logging
-import os
 import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +22,7 @@ import duckdb
 
 from ml.config import Settings, settings
 from ml.data import COUPON_WINDOW_DAYS, LABEL_HORIZON_DAYS, table_names
+from ml.storage import replace_durably
 from ml.writer_lock import locked
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def publish_snapshot(since: date | None = None, cfg: Settings | None = None) -> 
                 _create_view(con, table, rows, cfg.snapshot_read_dir / "published")
             _write_manifest(con, manifest)
             con.execute("detach wh")
-        os.replace(tmp, cfg.snapshot_path)
+        replace_durably(tmp, cfg.snapshot_path)
     finally:
         tmp.unlink(missing_ok=True)
     _delete_unlisted(files_dir, {row["file"] for row in previous} | {row["file"] for row in manifest})
@@ -121,7 +121,7 @@ def _publish_table(
         con.execute(
             f"copy (select * from wh.main.{table} where {column} = date '{day}') to {sql_string(part)} (format parquet)"
         )
-        os.replace(part, files_dir / name)
+        replace_durably(part, files_dir / name)
         rows.append(
             {
                 "table_name": table,

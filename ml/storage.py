@@ -46,13 +46,39 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a written file's bytes to the disk: a rename can reach the disk before the data it names."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to the disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """fsync the staged file, rename it over `path`, fsync the folder: after a power loss the folder holds the
+    old file or the whole new one, never an empty or partial one."""
+    fsync_file(tmp)
+    os.replace(tmp, path)
+    fsync_folder(path.parent)
+
+
 def write_parquet_atomic(frame: pd.DataFrame | pa.Table, path: Path, schema: pa.Schema | None = None) -> Path:
     """Write to a temporary file beside `path`, then rename over it: readers see the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     try:
         pq.write_table(as_table(frame, schema), tmp)
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -64,7 +90,7 @@ def write_text_atomic(text: str, path: Path) -> Path:
     tmp = temporary_path(path)
     try:
         tmp.write_text(text)
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -83,8 +109,11 @@ def write_parquet_files_atomic(tables: dict[Path, pa.Table]) -> list[Path]:
             path.parent.mkdir(parents=True, exist_ok=True)
             staged[path] = temporary_path(path)
             pq.write_table(table, staged[path])
+            fsync_file(staged[path])
         for path, tmp in staged.items():
             os.replace(tmp, path)
+        for folder in {path.parent for path in staged}:
+            fsync_folder(folder)
     finally:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)

@@ -77,6 +77,7 @@ def writer_lock(step: str) -> Iterator[None]:
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         os.pwrite(fd, json.dumps(claim).encode(), 0)
+        sweep_stale_temporaries()
         _held[key] = 1
         try:
             yield
@@ -99,6 +100,18 @@ def locked(step: str) -> Callable:
         return run
 
     return wrap
+
+
+def sweep_stale_temporaries() -> int:
+    """Delete the staged files a killed landing left beside its partitions (hidden `.<name>.<id>.tmp`): only
+    a holder of this lock writes there, so none of them is still being written. Returns how many."""
+    landing = settings().landing_dir
+    stale = list(landing.rglob(".*.tmp")) if landing.exists() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d staged files a stopped landing left in %s", len(stale), landing)
+    return len(stale)
 
 
 def _acquire(fd: int, path: Path, step: str) -> None:

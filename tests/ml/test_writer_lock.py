@@ -117,3 +117,32 @@ def test_a_bad_timeout_setting_is_a_clear_error(empty_env, monkeypatch):
     with pytest.raises(ConfigError, match="SHOP_WRITER_LOCK_TIMEOUT must be a number, got 'soon'"):
         with writer_lock("x"):
             pass
+
+
+def test_the_holder_sweeps_what_a_killed_landing_left_staged(empty_env):
+    """A landing killed between writing its staged file and the rename leaves `.<name>.<id>.tmp` behind."""
+    partition = empty_env / "data" / "landing" / "events" / "event_date=2026-03-02"
+    partition.mkdir(parents=True)
+    kept = partition / "part-0.parquet"
+    kept.write_bytes(b"landed")
+    (partition / ".part-0.parquet.0123abcd.tmp").write_bytes(b"half written")
+    with writer_lock("land_day"):
+        assert sorted(p.name for p in partition.iterdir()) == ["part-0.parquet"]
+    assert kept.read_bytes() == b"landed"
+
+
+def test_a_durable_write_flushes_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """After a power loss the folder holds the old file or the whole new one: bytes first, then the entry."""
+    from ml.storage import write_text_atomic
+
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or real_fsync(fd)
+    )
+    monkeypatch.setattr(os, "replace", lambda a, b: calls.append(("replace", str(b))) or real_replace(a, b))
+    target = tmp_path / "pins" / "day.json"
+    write_text_atomic("{}", target)
+    assert [c[0] for c in calls] == ["fsync", "replace", "fsync"]
+    assert calls[0][1].endswith(".tmp") and calls[1][1] == str(target) and calls[2][1] == str(target.parent)
+    assert target.read_text() == "{}"
