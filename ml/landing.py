@@ -17,6 +17,8 @@ The file shapes accepted are described in `ml/exports.py`.
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -31,7 +33,7 @@ from ml.errors import LandingError
 from ml.exports import SUFFIXES, content_signature, read_events, read_table, row_strings
 from ml.progress import progress
 from ml.reprocess_mark import mark_changed
-from ml.storage import EVENT_SCHEMA, as_table, write_parquet_files_atomic
+from ml.storage import EVENT_SCHEMA, as_table, write_parquet_files_atomic, write_text_atomic
 from ml.writer_lock import locked
 
 DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -48,8 +50,13 @@ class LandingPlan:
     files: dict[Path, pa.Table] = field(default_factory=dict)
     summary: dict[str, object] = field(default_factory=dict)
 
+    # The inbox snapshots this plan lands, by kind: their content hashes, recorded once the files are in.
+    snapshots: dict[str, str] = field(default_factory=dict)
+
     def commit(self) -> dict[str, object]:
         write_parquet_files_atomic(self.files)
+        if self.snapshots:
+            record_inbox_snapshots(self.snapshots)
         return self.summary
 
 
@@ -370,14 +377,38 @@ def inbox_checked(path: Path) -> Path:
     return path
 
 
+SNAPSHOTS_RECORD = "_inbox_snapshots.json"
+
+
+def landed_inbox_snapshots() -> dict[str, str]:
+    path = settings().landing_dir / SNAPSHOTS_RECORD
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def record_inbox_snapshots(hashes: dict[str, str]) -> None:
+    write_text_atomic(
+        json.dumps({**landed_inbox_snapshots(), **hashes}, sort_keys=True), settings().landing_dir / SNAPSHOTS_RECORD
+    )
+
+
 def plan_inbox_tables(plan: LandingPlan) -> dict[str, int]:
-    """Add the inbox's users and products snapshots, where the shop sends them, to `plan`; rows per table."""
+    """Add the inbox's users and products snapshots, where the shop sends them, to `plan`; rows per table.
+
+    Only a snapshot that changed since it was last landed: the same file merged again every day would undo
+    what was landed since (a consent opt-out or a correction made with `ml ingest`). 0 rows: unchanged.
+    """
     cfg = settings()
+    landed = landed_inbox_snapshots()
     rows = {}
     for kind in ("users", "products"):
         snapshot = cfg.inbox_dir / f"{kind}.parquet"
         if snapshot.is_symlink() or snapshot.exists():
-            rows[kind] = plan_table(inbox_checked(snapshot), kind, plan, cfg.landing_dir)["table_rows"]
+            digest = hashlib.sha256(inbox_checked(snapshot).read_bytes()).hexdigest()
+            if landed.get(kind) == digest:
+                rows[kind] = 0
+                continue
+            rows[kind] = plan_table(snapshot, kind, plan, cfg.landing_dir)["table_rows"]
+            plan.snapshots[kind] = digest
     return rows
 
 

@@ -363,3 +363,25 @@ def test_an_inbox_link_a_fifo_or_an_oversized_file_is_refused_and_lands_nothing(
     assert _landing_files(empty_env / "data") == {}
     monkeypatch.setenv("SHOP_MAX_FILE_MB", "2")
     assert land_day(DAY)["events"] == 30_003
+
+
+def test_an_unchanged_inbox_snapshot_is_not_landed_again_so_an_opt_out_made_since_stays(
+    built_shop, shop_copy, tmp_path
+):
+    """The shop's users snapshot sits in the inbox; merging it again every day would undo an opt-out landed
+    with `ml ingest` since. Landed once per change of the file."""
+    shop = shop_copy(built_shop)
+    users = pd.read_parquet(shop.data / "landing" / "users" / "users.parquet")
+    consenting = int(users.loc[users["marketing_consent"].astype(bool), "user_id"].iloc[0])
+    opt_out = tmp_path / "opt_out.csv"
+    row = users[users["user_id"] == consenting].assign(marketing_consent=False)
+    row.to_csv(opt_out, index=False)
+    ingest(users=str(opt_out))
+    first, second = shop.remaining_days[:2]
+    assert land_day(first)["users"] == 0  # the snapshot `ml history` landed, unchanged since
+    landed = pd.read_parquet(shop.data / "landing" / "users" / "users.parquet").set_index("user_id")
+    assert not landed.loc[consenting, "marketing_consent"]
+    # A new snapshot from the shop (a changed file) is landed.
+    snapshot = shop.data / "inbox" / "users.parquet"
+    pd.read_parquet(snapshot).iloc[:-1].to_parquet(snapshot, index=False)
+    assert land_day(second)["users"] > 0
