@@ -29,7 +29,7 @@ AIRFLOW_PORT ?= 8080
 DBT_DOCS_PORT ?= 8081
 LAST_DAYS ?= 3
 
-.PHONY: help setup run test test-deploy lint format bench airflow airflow-init mlflow dbt-docs dbt-parse clean
+.PHONY: help setup run test test-faults test-deploy lint format bench airflow airflow-init mlflow dbt-docs dbt-parse clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ run: airflow-init ## Simulate the default shop, build history, run the DAG for t
 
 test: setup ## Run the test suite (real dbt, DuckDB, MLflow and Airflow runs on small shops, own Airflow home)
 	$(PY) -m pytest
+
+test-faults: setup ## Kill ingest, publish and history at seeded random points; each rerun must equal an uninterrupted run
+	$(PY) -m pytest -m faults tests/faults
 
 test-deploy: setup ## The production topology on this machine: Postgres, MLflow server, Airflow scheduler and API server; one scheduled day
 	$(PY) -m pytest -m deploy tests/deploy
