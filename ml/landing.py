@@ -86,8 +86,11 @@ def _event_days(events: pd.DataFrame, path: Path) -> pd.Series:
         # A row dated after its export, or more than MAX_LATE_DAYS before it (a clock reset to 1970), stays in
         # the export's partition, where dbt quarantines it ('timestamp outside the partition day'): on its own
         # day it would open a partition decades back and pull every re-processing window there.
-        too_early = own < export_day - timedelta(days=MAX_LATE_DAYS)
-        keep_in_export = own.isna() | (own > export_day) | too_early
+        # Compared as timestamps: a column with no readable time has no dates to compare with a date.
+        at = events["event_at"]
+        too_early = at < pd.Timestamp(export_day - timedelta(days=MAX_LATE_DAYS))
+        too_late = at >= pd.Timestamp(export_day + timedelta(days=1))
+        keep_in_export = own.isna() | too_late | too_early
         return own.where(~keep_in_export, export_day)
     if own.isna().all():
         raise LandingError(f"{path}: no row has a readable event_at, so the file has no day to land in")
