@@ -1,5 +1,6 @@
-"""Crash anywhere, rerun, same rows: SIGKILL `ml ingest`, `ml publish` and `ml history` at seeded random points,
-rerun the step, and compare with an uninterrupted run; the analyst snapshot stays readable after every kill.
+"""Crash anywhere, rerun, same rows: SIGKILL `ml ingest` (10 points), `ml publish` (8), `ml history` (3), a day's
+`ml land-day` (4) and its dbt feature build (2) at seeded random points, rerun the step, and compare with an
+uninterrupted run; the analyst snapshot stays readable after every kill.
 
 `make test-faults` (CI runs it after `make test`): each kill point costs a partial run and a full rerun.
 """
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -123,5 +125,32 @@ def test_ml_history_killed_anywhere_then_rerun_builds_the_same_marts(built_shop,
         shop = copy_shop(built_shop, tmp_path / f"kill_{point}")
         assert killed_after(["history", "--keep-last", "3"], shop.data, rng.uniform(2.0, 0.9 * duration))
         run(["history", "--keep-last", "3"], shop.data)
+        assert table_checksums(shop.warehouse, MARTS) == expected
+        shutil.rmtree(shop.root)
+
+
+def test_a_day_killed_while_landing_or_building_then_rerun_equals_the_uninterrupted_day(built_shop, tmp_path):
+    """The DAG's first two steps for the next day: land_day (4 points) and the dbt feature build (2 points)."""
+    rng = random.Random(SEED + 3)
+    day = built_shop.remaining_days[0]
+    as_of = str(day + timedelta(days=1))
+    land = ["land-day", str(day)]
+    build = ["build", "--as-of-start", as_of]
+    shop = copy_shop(built_shop, tmp_path / "reference")
+    land_seconds = run(land, shop.data)
+    build_seconds = run(build, shop.data)
+    expected_landing, expected = landed_rows(shop.data), table_checksums(shop.warehouse, MARTS)
+    shutil.rmtree(shop.root)
+    for point, (killed_step, seconds) in enumerate(
+        [(land, rng.uniform(0.3, land_seconds)) for _ in range(4)]
+        + [(build, rng.uniform(2.0, 0.9 * build_seconds)) for _ in range(2)]
+    ):
+        shop = copy_shop(built_shop, tmp_path / f"kill_{point}")
+        if killed_step is build:
+            run(land, shop.data)
+        killed_after(killed_step, shop.data, seconds)
+        run(land, shop.data)  # the DAG's retry of the day: land again, then build
+        run(build, shop.data)
+        pd.testing.assert_frame_equal(landed_rows(shop.data), expected_landing)
         assert table_checksums(shop.warehouse, MARTS) == expected
         shutil.rmtree(shop.root)
