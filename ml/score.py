@@ -21,6 +21,7 @@ from ml.day_pins import pin, pins
 from ml.errors import ModelError
 from ml.registry import MODEL_NAMES, load_version
 from ml.storage import write_parquet_atomic
+from ml.writer_lock import locked
 
 OUTPUT_COLUMNS = {
     "purchase_30d": ("p_purchase_30d", "purchase_model_version"),
@@ -50,6 +51,7 @@ def check_signature(model, frame: pd.DataFrame, name: str, version: str) -> list
     return list(expected)
 
 
+@locked("score")
 def score_day(as_of: date | None = None) -> dict[str, Any]:
     """Score the population as of `as_of` (default: the newest built) into `scores/as_of_date=<as_of>/`.
 

@@ -41,6 +41,7 @@ from ml.day_pins import pin, pins
 from ml.errors import ModelError
 from ml.policy_offers import order_values, propensity_offers, uplift_offers
 from ml.storage import write_parquet_atomic
+from ml.writer_lock import locked
 
 POLICIES = ("uplift", "propensity")
 HOLDOUT_EPOCH = date(2000, 1, 3)  # a Monday: holdout periods start on Mondays
@@ -179,6 +180,7 @@ def plan_targets(users: pd.DataFrame, as_of: date, champion_policy: str, uplift)
     return rows[TARGETS_SCHEMA.names].sort_values(["policy", "is_holdout", "priority_rank"], ignore_index=True)
 
 
+@locked("target")
 def target_day(as_of: date | None = None) -> dict[str, Any]:
     """Plan the send list for `as_of` (default: the newest segmented date) and write its partition."""
     from ml.policy_gate import gate_policy

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ml.config import Settings, settings
 from ml.errors import DbtError
+from ml.writer_lock import locked
 
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -204,6 +205,7 @@ def reprocess_start(as_of_start: date, first_changed_day: date | None = None, cf
     return start
 
 
+@locked("dbt build (features)")
 def build_features(
     as_of_start: date | None = None,
     as_of_end: date | None = None,
@@ -287,11 +289,13 @@ def day_vars(as_of: date, reprocess_from: date | None = None) -> dict:
     return dbt_vars
 
 
+@locked("dbt build (segments)")
 def build_segments(as_of: date, reprocess_from: date | None = None) -> str:
     """`dbt build` of user_segments for one as-of date (scores must exist)."""
     return run_dbt(["build", "--select", "tag:segments"], day_vars(as_of, reprocess_from))
 
 
+@locked("dbt build (targeting)")
 def build_targeting(as_of: date, plan: bool = True, reprocess_from: date | None = None) -> str:
     """Segments, the send list (ml.targeting) and the targeting marts for one as-of date (scores must exist).
 

@@ -7,6 +7,10 @@ and the later rename drops the other's rows: measured, two 5,000-order ingests i
 success and the day kept one file's orders. Airflow's one-slot `warehouse` pool keeps the DAG's own tasks
 apart, but not a command run beside them.
 
+Held by landing (`ml ingest`, land_day, `ml history`'s landing), `ml build` (build_features, segments,
+targeting), scoring, targeting, publish and a day's pins. The DAG's dbt tasks (Cosmos) do not take it:
+DuckDB lets one process write the warehouse, and the pool keeps them apart from the DAG's other tasks.
+
 `writer_lock(step)` takes an advisory `flock` on `<data dir>/.writer.lock`. A second writer waits (saying
 who holds it) up to SHOP_WRITER_LOCK_TIMEOUT seconds, then fails naming the holder; nothing it planned is
 written. The kernel releases the lock when its holder exits, SIGKILL included, so a crash never leaves it
