@@ -13,7 +13,6 @@ from ml.config import settings
 from ml.errors import UserFacingError
 from ml.landing import (
     LandingPlan,
-    changed_days,
     inbox_checked,
     named_day,
     plan_coupon_sends,
@@ -21,7 +20,7 @@ from ml.landing import (
     plan_inbox_tables,
 )
 from ml.progress import progress
-from ml.reprocess_mark import clear_mark, mark_changed, read_mark
+from ml.reprocess_mark import clear_mark, read_mark
 from ml.warehouse import build_feature_history
 from ml.writer_lock import locked
 
@@ -93,7 +92,7 @@ def land_inbox(keep_last: int) -> list[date]:
     weeks = [history[i : i + LAND_BATCH_DAYS] for i in range(0, len(history), LAND_BATCH_DAYS)]
     for week in progress(weeks, f"landing the inbox, {LAND_BATCH_DAYS} days at a time", every=0):
         plan = LandingPlan()
-        mark_changed(changed_days(plan_events([days[d] for d in week], plan, cfg.landing_dir)))
+        plan_events([days[d] for d in week], plan, cfg.landing_dir)
         plan.commit()
     return ordered[len(history) :]
 

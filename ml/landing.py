@@ -52,8 +52,12 @@ class LandingPlan:
 
     # The inbox snapshots this plan lands, by kind: their content hashes, recorded once the files are in.
     snapshots: dict[str, str] = field(default_factory=dict)
+    # The event days whose partitions this plan changes (plan_events adds them).
+    changed_days: set[str] = field(default_factory=set)
 
     def commit(self) -> dict[str, object]:
+        # The re-processing mark goes first: a crash before the renames leaves a mark, never a change without one.
+        mark_changed(sorted(self.changed_days))
         write_parquet_files_atomic(self.files)
         if self.snapshots:
             record_inbox_snapshots(self.snapshots)
@@ -194,6 +198,7 @@ def plan_events(files: list[Path], plan: LandingPlan, landing_dir: Path, replace
         per_day[str(day)] = {"rows": len(incoming[day]), **counts, "partition_rows": len(merged)}
         if moved:
             per_day[str(day)]["moved_out"] = moved
+    plan.changed_days.update(changed_days(per_day))
     return per_day
 
 
@@ -211,7 +216,6 @@ def land_events(files: list[Path], landing_dir: Path | None = None, replace: boo
     """Land event files (merging by event id, or replacing their days whole); all files or none."""
     plan = LandingPlan()
     per_day = plan_events(files, plan, landing_dir or settings().landing_dir, replace)
-    mark_changed(changed_days(per_day))
     plan.commit()
     return per_day
 
@@ -360,7 +364,6 @@ def ingest(
         for name in ("rows", "added", "updated", "unchanged", "moved_out"):
             summary[f"events_{name}"] = sum(d.get(name, 0) for d in per_day.values())
         summary["first_day"], summary["last_day"] = min(days), max(days)
-        mark_changed(changed_days(per_day))  # before the commit: a crash between leaves a mark, not a loss
     plan.commit()
     return summary
 
@@ -430,13 +433,11 @@ def land_day(day: date) -> dict[str, object]:
     if sends is not None:
         summary["coupon_sends"] = plan_coupon_sends([sends], plan, cfg.landing_dir)["rows"]
     per_day = plan_events([events], plan, cfg.landing_dir)
-    changed = changed_days(per_day)
-    mark_changed(changed)  # before the commit: a crash between leaves a mark, not a loss
     plan.commit()
     summary["events"] = per_day[str(day)]["rows"] if str(day) in per_day else 0
     summary["late_events"] = sum(d["rows"] for d_str, d in per_day.items() if d_str != str(day))
     # The feature build re-processes from here at the latest (late rows may land in an older partition).
-    summary["first_changed_day"] = min(changed, default=None)
+    summary["first_changed_day"] = min(plan.changed_days, default=None)
     return summary
 
 
