@@ -2,27 +2,29 @@
     whole number, so a mistyped or hostile value fails the run with its name instead of being pasted into a
     query. Empty (unset) gives none. -#}
 {%- macro date_var(name) -%}
-    {%- set value = var(name, none) -%}
-    {%- if value is none or value | string == '' -%}
-        {{ return(none) }}
+    {%- set text = checked_var(name, '^[0-9]{4}-[0-9]{2}-[0-9]{2}$', 'a date, YYYY-MM-DD') -%}
+    {%- if text is not none -%}
+        {%- do modules.datetime.date.fromisoformat(text) -%}
     {%- endif -%}
-    {%- set text = value | string -%}
-    {%- if not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', text) -%}
-        {{ exceptions.raise_compiler_error("var " ~ name ~ "=\"" ~ text ~ "\": expected a date, YYYY-MM-DD") }}
-    {%- endif -%}
-    {%- do modules.datetime.date.fromisoformat(text) -%}
     {{ return(text) }}
 {%- endmacro -%}
 
 
 {%- macro int_var(name) -%}
+    {%- set text = checked_var(name, '^[0-9]+$', 'a whole number of days') -%}
+    {{ return(none if text is none else text | int) }}
+{%- endmacro -%}
+
+
+{#- The var as text if it matches `pattern`; none when unset; otherwise the run fails naming it. -#}
+{%- macro checked_var(name, pattern, expected) -%}
     {%- set value = var(name, none) -%}
     {%- if value is none or value | string == '' -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set text = value | string -%}
-    {%- if not modules.re.match('^[0-9]+$', text) -%}
-        {{ exceptions.raise_compiler_error("var " ~ name ~ "=\"" ~ text ~ "\": expected a whole number of days") }}
+    {%- if not modules.re.match(pattern, text) -%}
+        {{ exceptions.raise_compiler_error("var " ~ name ~ "=\"" ~ text ~ "\": expected " ~ expected) }}
     {%- endif -%}
-    {{ return(text | int) }}
+    {{ return(text) }}
 {%- endmacro -%}
