@@ -71,7 +71,7 @@ run: airflow-init ## Simulate the default shop, build history, run the DAG for t
 test: setup ## Run the test suite (real dbt, DuckDB, MLflow and Airflow runs on small shops, own Airflow home)
 	$(PY) -m pytest
 
-test-faults: setup ## SIGKILL ingest, publish, history, land-day and a dbt build at 27 seeded points; each rerun must equal an uninterrupted run
+test-faults: setup ## SIGKILL ingest, publish, history, land-day, a dbt build, score and targeting at 34 seeded points; each rerun must equal an uninterrupted run
 	$(PY) -m pytest -m faults tests/faults
 
 test-deploy: setup ## The production topology on this machine: Postgres, MLflow server, Airflow scheduler and API server; one scheduled day

@@ -1,6 +1,6 @@
 """Crash anywhere, rerun, same rows: SIGKILL `ml ingest` (10 points), `ml publish` (8), `ml history` (3), a day's
-`ml land-day` (4) and its dbt feature build (2) at seeded random points, rerun the step, and compare with an
-uninterrupted run; the analyst snapshot stays readable after every kill.
+`ml land-day` (4) and its dbt feature build (2), `ml score` (3) and the targeting build (4) at seeded random
+points, rerun the step, and compare with an uninterrupted run; the analyst snapshot stays readable after every kill.
 
 `make test-faults` (CI runs it after `make test`): each kill point costs a partial run and a full rerun.
 """
@@ -154,3 +154,42 @@ def test_a_day_killed_while_landing_or_building_then_rerun_equals_the_uninterrup
         pd.testing.assert_frame_equal(landed_rows(shop.data), expected_landing)
         assert table_checksums(shop.warehouse, MARTS) == expected
         shutil.rmtree(shop.root)
+
+
+def planned_files(data_dir: Path) -> dict[str, pd.DataFrame]:
+    """The day's scores and send list as written (the parquet partitions the marts read)."""
+    return {
+        kind: pd.read_parquet(next((data_dir / kind).glob("as_of_date=*/part-0.parquet")))
+        for kind in ("scores", "targets")
+    }
+
+
+def test_scoring_and_targeting_killed_anywhere_then_rerun_give_the_same_scores_and_send_list(trained_shop, tmp_path):
+    """`ml score` (3 points) and `ml build --targeting` (segments, the send list, the targeting marts: 4 points)."""
+    rng = random.Random(SEED + 4)
+    as_of = str(query(trained_shop.warehouse, "select max(as_of_date) from user_features")[0][0])
+    score, target = ["score", as_of], ["build", "--targeting", "--as-of-start", as_of]
+    marts = ["user_segments", "coupon_targets"]
+    shop = copy_shop(trained_shop, tmp_path / "reference")
+    score_seconds = run(score, shop.data)
+    target_seconds = run(target, shop.data)
+    expected_files, expected = planned_files(shop.data), table_checksums(shop.warehouse, marts)
+    assert len(expected_files["targets"]) > 0
+    shutil.rmtree(shop.root)
+    killed = 0
+    for point, (killed_step, seconds) in enumerate(
+        [(score, rng.uniform(0.5, score_seconds)) for _ in range(3)]
+        + [(target, rng.uniform(1.0, 0.95 * target_seconds)) for _ in range(4)]
+    ):
+        shop = copy_shop(trained_shop, tmp_path / f"kill_{point}")
+        if killed_step is target:
+            run(score, shop.data)
+        killed += killed_after(killed_step, shop.data, seconds)
+        for rerun in (score, target) if killed_step is score else (target,):
+            run(rerun, shop.data)
+        got = planned_files(shop.data)
+        for kind, frame in expected_files.items():
+            pd.testing.assert_frame_equal(got[kind], frame, obj=kind)
+        assert table_checksums(shop.warehouse, marts) == expected
+        shutil.rmtree(shop.root)
+    assert killed >= 5
