@@ -83,7 +83,7 @@ def land_inbox(keep_last: int) -> list[date]:
     if not history:
         return ordered
     plan = LandingPlan()
-    plan_inbox_tables(plan)
+    plan_inbox_tables(plan, history[-1])
     sends = sorted((cfg.inbox_dir / "coupon_sends").glob("coupon_sends_*"))
     sends = [inbox_checked(p) for p in sends if named_day(p) and named_day(p) <= history[-1]]
     if sends:

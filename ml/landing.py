@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -220,14 +220,24 @@ def land_events(files: list[Path], landing_dir: Path | None = None, replace: boo
     return per_day
 
 
-def plan_table(path: Path, kind: str, plan: LandingPlan, landing_dir: Path, replace: bool = False) -> dict:
-    """Add a users or products table to `plan`: merged into the landed one by its key (or replacing it)."""
+def plan_table(
+    path: Path, kind: str, plan: LandingPlan, landing_dir: Path, replace: bool = False, as_of: datetime | None = None
+) -> dict:
+    """Add a users or products table to `plan`: merged into the landed one by its key (or replacing it).
+
+    `as_of`: when the file's content was true (an inbox snapshot: the end of its export day; default: now),
+    the time of its consent changes where the file has no `consent_updated_at` column.
+    """
     raw = read_table(path, kind)
     frame = _cast_users(raw, path) if kind == "users" else _cast_products(raw, path)
     target = landing_dir / kind / f"{kind}.parquet"
     existing = None if replace else _read_landed(target)
     if existing is not None:
         frame = _keep_landed_values_of_absent_columns(frame, existing, raw.columns, TABLE_KEYS[kind])
+    if kind == "users":
+        sent = frame["consent_updated_at"] if "consent_updated_at" in raw.columns else pd.Series(pd.NaT, frame.index)
+        stamp = as_of or datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        frame = _newest_consent_wins(frame, existing, sent.fillna(pd.Timestamp(stamp)).astype("datetime64[us]"))
     merged, counts = _merge(existing, frame, TABLE_KEYS[kind])
     merged = merged.sort_values(TABLE_KEYS[kind], kind="mergesort")
     plan.files[target] = as_table(merged)
@@ -244,6 +254,26 @@ def _keep_landed_values_of_absent_columns(
         if column not in sent and column in landed.columns:
             known = frame[key[0]].map(landed[column])
             out[column] = known.where(frame[key[0]].isin(landed.index), frame[column]).astype(frame[column].dtype)
+    return out
+
+
+def _newest_consent_wins(frame: pd.DataFrame, existing: pd.DataFrame | None, times: pd.Series) -> pd.DataFrame:
+    """Each user's consent as its newest change left it: a row changes the landed consent only if its time is
+    not older than the landed change's. So a shop snapshot exported before an opt-out landed with `ml ingest`
+    cannot grant the consent back; a newer one (a user who opted in again at the shop) can.
+    """
+    out = frame.assign(consent_updated_at=times)
+    if existing is None or "consent_updated_at" not in existing.columns:
+        return out
+    landed = existing.set_index("user_id")
+    known = out["user_id"].isin(landed.index)
+    old_consent = out["user_id"].map(landed["marketing_consent"]).astype("boolean")
+    old_at = out["user_id"].map(landed["consent_updated_at"]).astype("datetime64[us]")
+    same = known & (old_consent == out["marketing_consent"]).fillna(False)
+    older = known & ~same & old_at.notna() & (out["consent_updated_at"] < old_at)
+    out.loc[same, "consent_updated_at"] = old_at[same]  # unchanged consent keeps the time it was given or withdrawn
+    out.loc[older, "marketing_consent"] = old_consent[older].astype(bool)
+    out.loc[older, "consent_updated_at"] = old_at[older]
     return out
 
 
@@ -279,7 +309,17 @@ def _cast_users(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         out[column] = frame[column].astype("string") if column in frame.columns else pd.Series(None, dtype="string")
     consent = frame.get("marketing_consent", pd.Series(False, index=frame.index))
     out["marketing_consent"] = consent.astype(str).str.lower().isin(["true", "1", "yes", "y"])
-    return out[["user_id", "signup_at", "country", "device", "marketing_consent", "email", "phone"]]
+    # Optional: when the shop recorded each user's consent (given or withdrawn); the newest change wins.
+    changed = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
+    if "consent_updated_at" in frame.columns:
+        sent = frame["consent_updated_at"]
+        parsed = pd.to_datetime(sent, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
+        # Blank: the file does not know (the snapshot's time is used); unreadable: refused like any other column.
+        _require_parsed(frame[sent.notna()], "consent_updated_at", parsed[sent.notna()], path)
+        changed = parsed.astype("datetime64[us]")
+    out["consent_updated_at"] = changed
+    columns = ["user_id", "signup_at", "country", "device", "marketing_consent", "consent_updated_at"]
+    return out[[*columns, "email", "phone"]]
 
 
 def _cast_products(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -397,11 +437,12 @@ def record_inbox_snapshots(hashes: dict[str, str]) -> None:
     )
 
 
-def plan_inbox_tables(plan: LandingPlan) -> dict[str, int]:
+def plan_inbox_tables(plan: LandingPlan, exported: date) -> dict[str, int]:
     """Add the inbox's users and products snapshots, where the shop sends them, to `plan`; rows per table.
 
     Only a snapshot that changed since it was last landed: the same file merged again every day would undo
-    what was landed since (a consent opt-out or a correction made with `ml ingest`). 0 rows: unchanged.
+    what was landed since (a correction made with `ml ingest`). 0 rows: unchanged. Its consent changes date
+    from the end of `exported` (the newest export day it came with), so it never undoes a newer opt-out.
     """
     cfg = settings()
     landed = landed_inbox_snapshots()
@@ -413,7 +454,8 @@ def plan_inbox_tables(plan: LandingPlan) -> dict[str, int]:
             if landed.get(kind) == digest:
                 rows[kind] = 0
                 continue
-            rows[kind] = plan_table(snapshot, kind, plan, cfg.landing_dir)["table_rows"]
+            as_of = datetime.combine(exported + timedelta(days=1), time())
+            rows[kind] = plan_table(snapshot, kind, plan, cfg.landing_dir, as_of=as_of)["table_rows"]
             plan.snapshots[kind] = digest
     return rows
 
@@ -428,7 +470,7 @@ def land_day(day: date) -> dict[str, object]:
             f"no event file for {day}: expected {cfg.inbox_dir / 'events' / f'events_{day}.parquet'} (or .csv)"
         )
     plan = LandingPlan()
-    summary: dict[str, object] = {"day": str(day), **plan_inbox_tables(plan)}
+    summary: dict[str, object] = {"day": str(day), **plan_inbox_tables(plan, day)}
     sends = inbox_file(cfg.inbox_dir / "coupon_sends", "coupon_sends", day)
     if sends is not None:
         summary["coupon_sends"] = plan_coupon_sends([sends], plan, cfg.landing_dir)["rows"]

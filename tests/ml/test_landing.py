@@ -365,7 +365,7 @@ def test_an_inbox_link_a_fifo_or_an_oversized_file_is_refused_and_lands_nothing(
     assert land_day(DAY)["events"] == 30_003
 
 
-def test_an_unchanged_inbox_snapshot_is_not_landed_again_so_an_opt_out_made_since_stays(
+def test_an_inbox_snapshot_older_than_an_opt_out_never_grants_the_consent_back(
     built_shop, shop_copy, tmp_path
 ):
     """The shop's users snapshot sits in the inbox; merging it again every day would undo an opt-out landed
@@ -374,14 +374,35 @@ def test_an_unchanged_inbox_snapshot_is_not_landed_again_so_an_opt_out_made_sinc
     users = pd.read_parquet(shop.data / "landing" / "users" / "users.parquet")
     consenting = int(users.loc[users["marketing_consent"].astype(bool), "user_id"].iloc[0])
     opt_out = tmp_path / "opt_out.csv"
-    row = users[users["user_id"] == consenting].assign(marketing_consent=False)
+    # The support team's opt-out file, no time column: it dates from its landing.
+    row = users[users["user_id"] == consenting].drop(columns="consent_updated_at").assign(marketing_consent=False)
     row.to_csv(opt_out, index=False)
     ingest(users=str(opt_out))
     first, second = shop.remaining_days[:2]
     assert land_day(first)["users"] == 0  # the snapshot `ml history` landed, unchanged since
     landed = pd.read_parquet(shop.data / "landing" / "users" / "users.parquet").set_index("user_id")
     assert not landed.loc[consenting, "marketing_consent"]
-    # A new snapshot from the shop (a changed file) is landed.
+    # A new snapshot from the shop (a changed file) is landed, but it was exported before the opt-out (at the
+    # end of its day): it changes another user's consent and cannot give this one's back.
     snapshot = shop.data / "inbox" / "users.parquet"
-    pd.read_parquet(snapshot).iloc[:-1].to_parquet(snapshot, index=False)
+    sent = pd.read_parquet(snapshot)
+    other = int(sent.loc[sent["marketing_consent"].astype(bool) & (sent["user_id"] != consenting), "user_id"].iloc[0])
+    sent.loc[sent["user_id"] == other, "marketing_consent"] = False
+    sent.to_parquet(snapshot, index=False)
     assert land_day(second)["users"] > 0
+    landed = pd.read_parquet(shop.data / "landing" / "users" / "users.parquet").set_index("user_id")
+    assert not landed.loc[consenting, "marketing_consent"], landed.loc[consenting]
+    assert not landed.loc[other, "marketing_consent"], landed.loc[other]
+    assert len(landed) == len(users)  # the merge kept every user
+    # Only a consent change newer than the opt-out grants it again.
+    opted_in = row.assign(marketing_consent=True, consent_updated_at="2099-01-01T00:00:00")
+    opted_in.to_csv(opt_out, index=False)
+    ingest(users=str(opt_out))
+    landed = pd.read_parquet(shop.data / "landing" / "users" / "users.parquet").set_index("user_id")
+    assert landed.loc[consenting, "marketing_consent"]
+    assert landed.loc[consenting, "consent_updated_at"] == pd.Timestamp("2099-01-01")
+    # An unreadable time is refused like any other column, and changes nothing.
+    opted_in.assign(marketing_consent=False, consent_updated_at="last tuesday").to_csv(opt_out, index=False)
+    with pytest.raises(LandingError, match="column consent_updated_at has 1 unreadable value"):
+        ingest(users=str(opt_out))
+    assert pd.read_parquet(shop.data / "landing" / "users" / "users.parquet").equals(landed.reset_index())
