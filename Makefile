@@ -68,8 +68,11 @@ run: airflow-init ## Simulate the default shop, build history, run the DAG for t
 	done && \
 	$(PY) -m ml summary && echo "make run took $$(( $$(date +%s) - start ))s"
 
+# Two pytest workers, one test file at a time each (a module fixture is built once): most tests wait on one dbt,
+# Airflow or XGBoost process at a time, so two cores nearly halve the wall time.
+TEST_WORKERS ?= 2
 test: setup ## Run the test suite (real dbt, DuckDB, MLflow and Airflow runs on small shops, own Airflow home)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 test-faults: setup ## SIGKILL ingest, publish, history, land-day, a dbt build, score and targeting at 34 seeded points; each rerun must equal an uninterrupted run
 	$(PY) -m pytest -m faults tests/faults

@@ -195,14 +195,10 @@ def shop_daily():
 
     @task(outlets=[ANALYST_SNAPSHOT])
     def publish(**context) -> str:
-        from ml.pipeline import reprocess_from
-        from ml.publish import publish_snapshot
-        from ml.reprocess_mark import clear_mark
+        from ml.pipeline import publish_day, reprocess_from
 
-        snapshot = publish_snapshot(since=reprocess_from(context))
         # The day is built end to end: the landing mark its window covered is done with.
-        clear_mark(context["ti"].xcom_pull(task_ids="land_day").get("reprocess_mark"))
-        return str(snapshot)
+        return publish_day(reprocess_from(context), context["ti"].xcom_pull(task_ids="land_day").get("reprocess_mark"))
 
     landed = land_day()
     features = dbt_group("features", "features", [USER_FEATURES])

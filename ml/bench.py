@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ml.config import PROJECT_ROOT, settings
@@ -198,14 +198,11 @@ def run_day_features(day, results: list, name: str, history_days: int) -> None:
     One `dbt build` runs every model's tests and the tests joining them (the DAG's model tasks and its
     check_features task run the same, split by model).
     """
-    from ml.pipeline import as_of_for, land
-    from ml.warehouse import build_features
+    from ml.pipeline import as_of_for, run_day
 
-    as_of = as_of_for(day)
     with step(name, results, f"{day}: land, dbt features and tests after {history_days} days of history"):
-        landed = land(day)
-        build_features(as_of, as_of, reprocess_from=date.fromisoformat(landed["reprocess_from"]))
-    results[-1].update(history_days=history_days, users_known=users_known(as_of))
+        run_day(day, until="features")
+    results[-1].update(history_days=history_days, users_known=users_known(as_of_for(day)))
 
 
 def users_known(as_of) -> int:
@@ -368,12 +365,10 @@ def main() -> None:
     from ml.backtest import backtest
     from ml.evaluate import evaluate_against_truth
     from ml.history import history_batch_days
-    from ml.pipeline import as_of_for, land, train_uplift_if_possible
+    from ml.pipeline import as_of_for, run_day, train_uplift_if_possible
     from ml.publish import publish_snapshot
-    from ml.score import score_day
     from ml.simulate import ShopSpec, simulate
     from ml.train import train_all
-    from ml.warehouse import build_features, build_targeting, check_data
 
     spec = ShopSpec(users=users, days=days)
     last_day, as_of = spec.end, as_of_for(spec.end)
@@ -399,20 +394,22 @@ def main() -> None:
             train_uplift_if_possible(as_of)
     if "day_airflow" not in skip and not reuse:
         run_day_in_airflow(last_day - timedelta(days=1), results, root)
-    # The last day as the DAG runs it, step by step, without Airflow's own overhead.
-    with step("day_last", results, f"{last_day}: land, features, checks, score, targeting, publish"):
-        with step("land_day_last", results):
-            landed = land(last_day)
-        reprocess_from = date.fromisoformat(landed["reprocess_from"])
-        with step("dbt_features_day_last", results, f"the incremental feature build and checks for as-of {as_of}"):
-            build_features(as_of, as_of, reprocess_from=reprocess_from)
-        with step("score", results, "every known user, both champions"):
-            scored = score_day(as_of)
-        with step("targeting_day_last", results, "segments, send list, targeting marts, checks"):
-            build_targeting(as_of, reprocess_from=reprocess_from)
-            check_data("targeting", as_of, reprocess_from)
-        with step("publish", results, "the days this run can have changed, and a new snapshot file of views"):
-            publish_snapshot(since=reprocess_from)
+    # The last day in the DAG's order (ml.pipeline.DAILY_STEPS), step by step, without Airflow's own overhead;
+    # training was timed above, and the features' `dbt build` runs the tests check_features would run again.
+    names = {"land_day": "land_day_last", "features": "dbt_features_day_last", "score": "score", "publish": "publish"}
+    with step("day_last", results, f"{last_day}: land, features, score, targeting, checks, publish"):
+        ran = run_day(
+            last_day, skip=("check_features", "train"), timed=lambda name: step(names.get(name, name), results)
+        )
+    targeting = [r for r in results if r["step"] in ("segments", "target", "targeting", "check_targeting")]
+    results.append(
+        {
+            "step": "targeting_day_last",
+            "seconds": round(sum(r["seconds"] for r in targeting), 1),
+            "detail": "segments, send list, targeting marts, checks",
+        }
+    )
+    scored = ran["score"]
     day_last_features = sum(r["seconds"] for r in results if r["step"] in ("land_day_last", "dbt_features_day_last"))
     results.append(
         {

@@ -16,6 +16,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("inbox", "simulate")
 # How the DAG runs dbt (SHOP_DBT_TASKS): one Airflow task per model, or one `dbt build` per group of models.
 DBT_TASKS = ("model", "group")
+# Windows the Python steps and the dbt models share, defined here only: ml.warehouse.as_of_vars passes them to
+# every dbt run (the defaults in dbt_project.yml, for dbt by hand, are checked against them by a test).
+LABEL_HORIZON_DAYS = 30  # purchase_30d and churn_30d look this many days past the as-of date
+COUPON_WINDOW_DAYS = 7  # a send's outcome window [send_date, send_date + 7 days): a campaign is usable once closed
 
 
 def _path(name: str, default: Path) -> Path:

@@ -21,12 +21,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from ml.config import settings
+from ml.config import COUPON_WINDOW_DAYS, LABEL_HORIZON_DAYS, settings
 from ml.errors import ModelError, WarehouseLockedError
 
-LABEL_HORIZON_DAYS = 30
-# The outcome window of a coupon send (dbt var coupon_window_days): a campaign is usable once it has closed.
-COUPON_WINDOW_DAYS = 7
+__all__ = ["COUPON_WINDOW_DAYS", "LABEL_HORIZON_DAYS"]  # re-exported: the modules that read labels import them here
 TRAIN_SNAPSHOTS = 8
 TRAIN_EVERY_DAYS = 7
 CATEGORICAL_FEATURES = ["country", "device"]

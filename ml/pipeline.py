@@ -1,16 +1,33 @@
-"""What the DAG's tasks call: a business day resolved from the run, and the steps for that day.
+"""The daily sequence: a business day resolved from the run, and the steps for that day in their order.
 
 The run for business day D lands D's events and builds everything as of D + 1 (events before D + 1).
+`DAILY_STEPS` is the one order of the day's steps: the DAG's tasks (a dbt group's tasks are `<group>.<model>`),
+`run_day` (the closed loop and the bench, without Airflow) and `tests/dags/test_dag_integrity.py` follow it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 from ml.errors import UserFacingError
 
 TRAIN_WEEKDAY = 0  # Monday
+DAILY_STEPS = (
+    "land_day",
+    "features",
+    "check_features",
+    "train",
+    "score",
+    "segments",
+    "target",
+    "targeting",
+    "check_targeting",
+    "publish",
+)
 
 
 def as_of_for(day: date) -> date:
@@ -101,7 +118,8 @@ def reprocess_from(context: dict[str, Any]) -> date:
 
 
 def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
-    """Train on the weekly training day, when forced, or when a model has no champion; else None.
+    """Train on the weekly training day (a Monday, unless a run trained in the 6 days before), when forced, or
+    when a model has no champion; else None.
 
     Only labels and campaigns whose windows closed before `as_of` are used, so a backfill of an old
     day trains on what that day could know. The decision is pinned (ml.day_pins): a rerun of the day
@@ -114,7 +132,8 @@ def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
     if "training" in pins(as_of) and not force:
         return None
     missing = [name for name in MODEL_NAMES.values() if champion_version(name) is None]
-    if not (force or missing or as_of.weekday() == TRAIN_WEEKDAY):
+    weekly = as_of.weekday() == TRAIN_WEEKDAY and not trained_in_week_before(as_of)
+    if not (force or missing or weekly):
         pin(as_of, training={"trained": False})
         return None
     result = {
@@ -123,6 +142,18 @@ def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
     }
     pin(as_of, training={"trained": True})  # the versions that score the day are pinned by score_day
     return result
+
+
+def trained_in_week_before(as_of: date) -> date | None:
+    """The as-of date in the 6 days before `as_of` whose run trained (its pin), if any: models that young are not
+    retrained on the Monday (a shop's first day on a Sunday would otherwise train two days running)."""
+    from ml.day_pins import pins
+
+    for back in range(1, 7):
+        day = as_of - timedelta(days=back)
+        if pins(day).get("training", {}).get("trained"):
+            return day
+    return None
 
 
 def newest_label_date_before(as_of: date) -> date:
@@ -145,7 +176,7 @@ def train_uplift_if_possible(as_of: date | None = None) -> dict[str, Any]:
     import logging
 
     from ml.errors import ModelError
-    from ml.uplift import train_uplift
+    from ml.uplift_registry import train_uplift
 
     try:
         return train_uplift(before=as_of)
@@ -154,3 +185,81 @@ def train_uplift_if_possible(as_of: date | None = None) -> dict[str, Any]:
     except Exception as exc:  # the behaviour models are trained; a broken uplift fit must not block scoring
         logging.getLogger(__name__).exception("coupon_uplift training failed")
         return {"model": "coupon_uplift", "decision": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+
+
+@dataclass
+class DayRun:
+    """One business day run outside Airflow: what a step hands the later ones (the DAG passes it by XCom)."""
+
+    day: date
+    source: str = "inbox"
+    force_train: bool = False
+    landed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def as_of(self) -> date:
+        return as_of_for(self.day)
+
+    @property
+    def reprocess_from(self) -> date:
+        return date.fromisoformat(self.landed["reprocess_from"])
+
+
+def publish_day(since: date | None, mark_id: str | None) -> str:
+    """The day's last step: publish the days its run can have changed, then clear the landing mark it covered."""
+    from ml.publish import publish_snapshot
+    from ml.reprocess_mark import clear_mark
+
+    snapshot = publish_snapshot(since=since)
+    clear_mark(mark_id)  # a no-op if a landing has moved the mark since this run read it
+    return str(snapshot)
+
+
+def _step_functions() -> dict[str, Callable[[DayRun], Any]]:
+    from ml.score import score_day
+    from ml.targeting import target_day
+    from ml.warehouse import build_features, build_segments, build_targeting, check_data
+
+    def land_step(run: DayRun) -> dict[str, Any]:
+        run.landed = land(run.day, source=run.source)
+        return run.landed
+
+    return {
+        "land_day": land_step,
+        "features": lambda run: build_features(run.as_of, run.as_of, reprocess_from=run.reprocess_from),
+        "check_features": lambda run: check_data("features", run.as_of, run.reprocess_from),
+        "train": lambda run: train_if_due(run.as_of, force=run.force_train),
+        "score": lambda run: score_day(run.as_of),
+        "segments": lambda run: build_segments(run.as_of, run.reprocess_from),
+        "target": lambda run: target_day(run.as_of),
+        "targeting": lambda run: build_targeting(run.as_of, plan=False, reprocess_from=run.reprocess_from),
+        "check_targeting": lambda run: check_data("targeting", run.as_of, run.reprocess_from),
+        "publish": lambda run: publish_day(run.reprocess_from, run.landed.get("reprocess_mark")),
+    }
+
+
+def run_day(
+    day: date,
+    source: str = "inbox",
+    skip: Iterable[str] = (),
+    until: str = DAILY_STEPS[-1],
+    force_train: bool = False,
+    timed: Callable[[str], AbstractContextManager] | None = None,
+) -> dict[str, Any]:
+    """Run business day `day`'s steps in `DAILY_STEPS` order without Airflow, up to `until`; each step's result.
+
+    `skip`: steps a caller leaves out (the closed loop publishes once at its end; a `dbt build` of a whole
+    group already ran the tests its check step would run again). `timed(name)`: a context around each step.
+    """
+    skip = set(skip)
+    if unknown := (skip | {until}) - set(DAILY_STEPS):
+        raise ValueError(f"unknown daily step(s) {sorted(unknown)}; the steps: {', '.join(DAILY_STEPS)}")
+    functions = _step_functions()
+    run = DayRun(day, source=source, force_train=force_train)
+    results: dict[str, Any] = {}
+    for name in DAILY_STEPS[: DAILY_STEPS.index(until) + 1]:
+        if name in skip:
+            continue
+        with timed(name) if timed else nullcontext():
+            results[name] = functions[name](run)
+    return results

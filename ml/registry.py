@@ -30,8 +30,6 @@ UPLIFT_MODEL = "coupon_uplift"
 # Every registered model the project manages (list, reconcile); scoring loads MODEL_NAMES, targeting UPLIFT_MODEL.
 REGISTERED_MODELS = [*MODEL_NAMES.values(), UPLIFT_MODEL]
 CHAMPION, CHALLENGER = "champion", "challenger"
-# Absolute floors on the test window: a model below these is never promoted, whatever it replaces.
-AUC_FLOOR = {"purchase_propensity": 0.65, "churn_risk": 0.60}
 HISTORY_TAG = "champion_history"
 AUDIT_SCHEMA = pa.schema(
     [
@@ -347,3 +345,10 @@ def reconcile_ui_changes() -> list[dict[str, Any]]:
                 )
             )
     return recorded
+
+
+def model_requirements() -> list[str]:
+    """What a logged model needs to load, written out so MLflow does not infer it from the whole environment."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("scikit-learn", "xgboost-cpu", "pandas", "numpy")]

@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml.config import settings
+from ml.config import LABEL_HORIZON_DAYS, settings
 from ml.progress import progress
 from ml.storage import EXPORT_SCHEMA, temporary_path, write_parquet_atomic
 
@@ -53,7 +53,6 @@ WEEKDAY_FACTOR = np.array([0.95, 0.9, 0.92, 0.97, 1.08, 1.22, 1.16])  # Monday f
 CAMPAIGN_COUPONS = {"WELCOME10": 1.0, "SAVE15": 1.2, "FREESHIP": 0.8, "EUR5OFF": 0.9}
 CAMPAIGN_EVERY_DAYS = 14
 COUPON_VALID_DAYS = 7
-LABEL_HORIZON_DAYS = 30
 # The window of the coupon-effect truth: P(a purchase within 7 days), with and without a coupon.
 UPLIFT_HORIZON_DAYS = 7
 N_PRODUCTS = 600

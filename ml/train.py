@@ -14,7 +14,6 @@ import hashlib
 import logging
 import subprocess
 from datetime import date
-from importlib.metadata import version as package_version
 from typing import Any
 
 import numpy as np
@@ -37,19 +36,17 @@ from ml.data import (
 from ml.errors import ModelError
 from ml.evaluate import best_f1_threshold, classification_metrics, quality_figures
 from ml.models import FLAVOURS, feature_importance, fit_logistic, fit_xgboost
+from ml.promotion_gate import decide
 from ml.registry import (
-    AUC_FLOOR,
     MODEL_NAMES,
     champion_version,
     configure_mlflow,
     experiment_id,
     fail_orphaned_runs,
     load_champion,
+    model_requirements,
     owner_tags,
-    promote,
     reconcile_ui_changes,
-    record_audit,
-    set_challenger,
 )
 
 log = logging.getLogger(__name__)
@@ -78,11 +75,6 @@ def code_version() -> str:
         return f"{sha}{'-dirty' if dirty else ''}"
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def _requirements() -> list[str]:
-    # Explicit, so MLflow does not spend a subprocess inferring them from the whole environment.
-    return [f"{p}=={package_version(p)}" for p in ("scikit-learn", "xgboost-cpu", "pandas", "numpy")]
 
 
 def train_all(tasks: list[str] | None = None, as_of: date | None = None) -> list[dict[str, Any]]:
@@ -197,7 +189,7 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
                 input_example=x["test"].head(5),
                 registered_model_name=name,
                 pyfunc_predict_fn="predict_proba",
-                pip_requirements=_requirements(),
+                pip_requirements=model_requirements(),
                 skops_trusted_types=SKOPS_TRUSTED_TYPES,
             )
             version = str(info.registered_model_version)
@@ -248,39 +240,18 @@ def champion_auc_on(name: str, x_test: pd.DataFrame, y_test: np.ndarray) -> tupl
 
 
 def gate(name: str, candidates: list[dict], x_test: pd.DataFrame, y_test: np.ndarray, test_date: date) -> dict:
-    """Promote the best new version if it beats the champion on the same window and clears the floor."""
+    """The best new version through the promotion gate (ml.promotion_gate), judged on test AUC."""
     best = max(candidates, key=lambda c: c["test_roc_auc"])
     champion, champion_auc = champion_auc_on(name, x_test, y_test)
-    floor = AUC_FLOOR[name]
     metrics = {
         "test_roc_auc": round(best["test_roc_auc"], 4),
         "test_date": str(test_date),
         "champion_version": champion,
         "champion_test_roc_auc": None if champion_auc is None else round(champion_auc, 4),
     }
-    beats = champion_auc is None or np.isnan(champion_auc) or best["test_roc_auc"] > champion_auc
-    if best["test_roc_auc"] >= floor and beats:
-        against = "no champion yet" if champion is None else f"champion v{champion} AUC {champion_auc:.4f}"
-        reason = f"{best['flavour']} test AUC {best['test_roc_auc']:.4f} on {test_date} beats {against}"
-        promote(name, best["version"], reason, metrics, action="auto_promote", actor="training-gate")
-        decision = "promoted"
-    else:
-        why = (
-            f"below the floor {floor}"
-            if best["test_roc_auc"] < floor
-            else f"does not beat champion v{champion} AUC {champion_auc:.4f}"
-        )
-        set_challenger(name, best["version"])
-        record_audit(
-            name,
-            "challenger",
-            champion,
-            best["version"],
-            f"{best['flavour']} test AUC {best['test_roc_auc']:.4f} {why}",
-            metrics,
-            actor="training-gate",
-        )
-        decision = "challenger"
+    decision = decide(
+        name, best["version"], best["test_roc_auc"], champion, champion_auc, best["flavour"], str(test_date), metrics
+    )
     return {
         "model": name,
         "decision": decision,

@@ -14,7 +14,7 @@ from the user's features as of the send date. Three candidates are fitted on the
   (XGBoost's base margin) and learns only the coupon's shift from it, in shallow trees. What it learns is
   the effect itself, regularised toward no effect, rather than a second level whose difference from the
   first carries both models' noise. On the default shop it earns 10-13% more true incremental margin than
-  `t_xgboost` (README, "Measured against the truth"); the X-learner (Kunzel et al. 2019) it replaced
+  `t_xgboost` (docs/coupons.md, "Measured against the truth"); the X-learner (Kunzel et al. 2019) it replaced
   earned 20% less than the T-learner there.
 - `t_logistic`: T-learner on logistic regressions, the baseline.
 
@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 
 from ml.config import settings
-from ml.data import COUPON_WINDOW_DAYS, connect_read_only, feature_columns, model_inputs, table_names, user_sample
+from ml.data import feature_columns, table_names, user_sample
 from ml.errors import ModelError
 from ml.models import make_preprocessor
-from ml.uplift_metrics import bootstrap_uplift_metrics, uplift_by_decile, uplift_by_decile_figure
+from ml.uplift_metrics import bootstrap_uplift_metrics, uplift_by_decile
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "shop_coupon_uplift"
@@ -242,34 +242,3 @@ def pooled_deciles(effects: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
         mask = (sent == code).to_numpy()
         score[mask] = effects.loc[mask, lift_column(code)].to_numpy()
     return uplift_by_decile(score, sent.notna().to_numpy(), test["has_purchase_7d"].to_numpy(dtype=float))
-
-
-def train_uplift(test_date: date | None = None, n_boot: int = 200, before: date | None = None) -> dict[str, Any]:
-    """Fit, log, register and gate the coupon effect models; then run the policy gate.
-
-    `before`: use only campaigns whose outcome window closed by then (a backfill's view of the past).
-    """
-    from ml.registry import configure_mlflow, fail_orphaned_runs
-    from ml.uplift_registry import gate_uplift, log_candidate
-
-    configure_mlflow()
-    fail_orphaned_runs()
-    seed = settings().seed
-    with connect_read_only() as con:
-        frame, columns = load_campaigns(con)
-    if before is not None:
-        window_end = pd.to_datetime(frame["send_date"]) + pd.Timedelta(days=COUPON_WINDOW_DAYS)
-        frame = frame[(window_end <= pd.Timestamp(before)).to_numpy()]
-    train, test = campaign_split(frame, test_date)
-    x_train, x_test = model_inputs(train, columns), model_inputs(test, columns)
-    candidates = []
-    for learner in LEARNERS:
-        model = CouponUpliftModel(learner, seed).fit(x_train, train["sent_coupon"], train["has_purchase_7d"])
-        effects = model.predict_effects(x_test)
-        metrics = evaluate_effects(effects, test, n_boot, seed)
-        deciles = pooled_deciles(effects, test)
-        figure = uplift_by_decile_figure(
-            deciles, f"coupon_uplift ({learner}), test campaign {test['send_date'].iloc[0]}"
-        )
-        candidates.append(log_candidate(model, learner, metrics, figure, deciles, train, test, x_test))
-    return gate_uplift(candidates, x_test, test)

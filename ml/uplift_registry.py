@@ -1,29 +1,36 @@
-"""MLflow side of the coupon effect models: one run per candidate, registration as `coupon_uplift`, the gate.
-
-The gate mirrors the propensity models' (ml.train.gate): the best new version by mean Qini on the test
-campaign becomes `@champion` only if its Qini is above zero and above the current champion's, re-scored
-on the same campaign; otherwise it is `@challenger`. Every decision is an audit row in model_promotions.
+"""The coupon effect models' training job: fit each learner (ml.uplift), one MLflow run per candidate,
+registration as `coupon_uplift`, and the promotion gate (ml.promotion_gate) on the test campaign's mean Qini,
+the current champion re-scored on the same campaign.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ml.config import settings
+from ml.data import COUPON_WINDOW_DAYS, connect_read_only, model_inputs
+from ml.promotion_gate import decide
 from ml.registry import (
     UPLIFT_MODEL,
     champion_version,
     client,
     experiment_id,
-    promote,
-    record_audit,
-    set_challenger,
 )
-from ml.uplift import EXPERIMENT, CouponUpliftModel, UpliftPyfunc, evaluate_effects
-
-QINI_FLOOR = 0.0
+from ml.uplift import (
+    EXPERIMENT,
+    LEARNERS,
+    CouponUpliftModel,
+    UpliftPyfunc,
+    campaign_split,
+    evaluate_effects,
+    load_campaigns,
+    pooled_deciles,
+)
+from ml.uplift_metrics import uplift_by_decile_figure
 
 
 def log_candidate(
@@ -40,8 +47,8 @@ def log_candidate(
     import matplotlib.pyplot as plt
 
     import mlflow
-    from ml.registry import owner_tags
-    from ml.train import _requirements, code_version
+    from ml.registry import model_requirements, owner_tags
+    from ml.train import code_version
 
     test_date = str(test["send_date"].iloc[0])
     with mlflow.start_run(
@@ -73,7 +80,7 @@ def log_candidate(
             signature=signature,
             input_example=x_test.head(5),
             registered_model_name=UPLIFT_MODEL,
-            pip_requirements=_requirements(),
+            pip_requirements=model_requirements(),
         )
     version = str(info.registered_model_version)
     tags = {"learner": learner, "test_date": test_date, "run_id": run.info.run_id}
@@ -108,25 +115,16 @@ def gate_uplift(candidates: list[dict], x_test: pd.DataFrame, test: pd.DataFrame
         "champion_version": champion,
         "champion_test_qini": None if champion_qini is None else round(champion_qini, 5),
     }
-    beats = champion_qini is None or np.isnan(champion_qini) or best["qini"] > champion_qini
-    if best["qini"] > QINI_FLOOR and beats:
-        against = "no champion yet" if champion is None else f"champion v{champion} Qini {champion_qini:.5f}"
-        reason = f"{best['learner']} test Qini {best['qini']:.5f} on campaign {test_date} beats {against}"
-        promote(UPLIFT_MODEL, best["version"], reason, evidence, action="auto_promote", actor="training-gate")
-        decision = "promoted"
-    else:
-        why = f"Qini not above {QINI_FLOOR}" if best["qini"] <= QINI_FLOOR else f"does not beat champion v{champion}"
-        set_challenger(UPLIFT_MODEL, best["version"])
-        record_audit(
-            UPLIFT_MODEL,
-            "challenger",
-            champion,
-            best["version"],
-            f"{best['learner']} test Qini {best['qini']:.5f} {why}",
-            evidence,
-            actor="training-gate",
-        )
-        decision = "challenger"
+    decision = decide(
+        UPLIFT_MODEL,
+        best["version"],
+        best["qini"],
+        champion,
+        champion_qini,
+        best["learner"],
+        f"campaign {test_date}",
+        evidence,
+    )
     return {
         "model": UPLIFT_MODEL,
         "decision": decision,
@@ -137,3 +135,33 @@ def gate_uplift(candidates: list[dict], x_test: pd.DataFrame, test: pd.DataFrame
         "champion_before": champion,
         "champion_after": champion_version(UPLIFT_MODEL),
     }
+
+
+def train_uplift(test_date: date | None = None, n_boot: int = 200, before: date | None = None) -> dict[str, Any]:
+    """Fit, log, register and gate the coupon effect models; then run the policy gate.
+
+    `before`: use only campaigns whose outcome window closed by then (a backfill's view of the past).
+    """
+    from ml.registry import configure_mlflow, fail_orphaned_runs
+
+    configure_mlflow()
+    fail_orphaned_runs()
+    seed = settings().seed
+    with connect_read_only() as con:
+        frame, columns = load_campaigns(con)
+    if before is not None:
+        window_end = pd.to_datetime(frame["send_date"]) + pd.Timedelta(days=COUPON_WINDOW_DAYS)
+        frame = frame[(window_end <= pd.Timestamp(before)).to_numpy()]
+    train, test = campaign_split(frame, test_date)
+    x_train, x_test = model_inputs(train, columns), model_inputs(test, columns)
+    candidates = []
+    for learner in LEARNERS:
+        model = CouponUpliftModel(learner, seed).fit(x_train, train["sent_coupon"], train["has_purchase_7d"])
+        effects = model.predict_effects(x_test)
+        metrics = evaluate_effects(effects, test, n_boot, seed)
+        deciles = pooled_deciles(effects, test)
+        figure = uplift_by_decile_figure(
+            deciles, f"coupon_uplift ({learner}), test campaign {test['send_date'].iloc[0]}"
+        )
+        candidates.append(log_candidate(model, learner, metrics, figure, deciles, train, test, x_test))
+    return gate_uplift(candidates, x_test, test)

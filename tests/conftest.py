@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -17,9 +18,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# `make test` runs two pytest workers (pytest-xdist); each keeps its own Airflow database, Cosmos cache and
+# dbt project folder (dbt writes target/ and logs/ inside the project), so neither reads the other's files.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 # Airflow reads its configuration when first imported: set it before any test imports airflow.
 # Tests keep their own Airflow home and database, so the UI of `make airflow` shows only real runs.
-TEST_AIRFLOW_HOME = ROOT / ".airflow-test"
+TEST_AIRFLOW_HOME = ROOT / ".airflow-test" / (WORKER or "main")
 os.environ["AIRFLOW_HOME"] = str(TEST_AIRFLOW_HOME)
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{TEST_AIRFLOW_HOME / 'airflow.db'}"
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
@@ -31,6 +35,11 @@ os.environ["MLFLOW_LOG_UV_FILES"] = "false"
 os.environ["SHOP_TASK_RETRIES"] = "0"
 for _name in [n for n in os.environ if n.startswith("SHOP_") and n != "SHOP_TASK_RETRIES"] + ["MLFLOW_TRACKING_URI"]:
     os.environ.pop(_name, None)
+if WORKER:
+    _worker_dir = Path(tempfile.mkdtemp(prefix=f"shop-tests-{WORKER}-"))
+    shutil.copytree(ROOT / "dbt_project", _worker_dir / "dbt_project", ignore=shutil.ignore_patterns("logs"))
+    os.environ["SHOP_DBT_PROJECT_DIR"] = os.environ["DBT_PROFILES_DIR"] = str(_worker_dir / "dbt_project")
+    os.environ["AIRFLOW__COSMOS__CACHE_DIR"] = str(_worker_dir / "cosmos")
 
 # Airflow puts the DAG folder on sys.path when it parses DAGs; tests that load a DagBag need the same.
 sys.path.insert(0, str(ROOT / "dags"))
@@ -74,6 +83,18 @@ def _restore_environment():
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _dbt_in_the_test_process():
+    """The tests' dbt builds run inside the test process (ml.warehouse.dbt_in_this_process), as Airflow's tasks
+    run theirs: each saves a process start and dbt's imports (about 2.5 s; a few hundred builds a run). The CLI's
+    own path, a dbt process per build, is run by the tests that start `python -m ml` (the own-data walkthrough,
+    the operations and kill tests)."""
+    from ml.warehouse import dbt_in_this_process
+
+    with dbt_in_this_process():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +156,28 @@ def airflow_db():
     subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True)
     subprocess.run([airflow, "pools", "set", "warehouse", "1", "warehouse writers"], check=True, capture_output=True)
     return home
+
+
+# The longest test files, longest first (measured with --durations): each pytest worker takes the next whole file
+# (`make test` turns off xdist's own order, by number of tests), so starting these first keeps one worker from
+# ending with a long file while the other has finished.
+LONGEST_FIRST = [
+    "tests/e2e/test_closed_loop.py",
+    "tests/dags/test_dag_runs.py",
+    # Each worker starts with two files: the closed loop's second is a short one, the other worker takes the rest.
+    "tests/test_layers.py",
+    "tests/dbt/test_incremental.py",
+    "tests/e2e/test_own_data.py",
+    "tests/dags/test_dag_quarantine.py",
+    "tests/ml/test_train_registry.py",
+    "tests/dbt/test_features.py",
+    "tests/dbt/test_point_in_time.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: within a file, and among the rest, the collection order stays

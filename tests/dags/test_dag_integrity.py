@@ -156,3 +156,36 @@ def test_the_check_lists_come_from_a_fresh_parse_when_the_project_has_no_manifes
     monkeypatch.setenv("SHOP_DATA_DIR", str(tmp_path / "data"))
     assert cross_model_tests("features") == expected
     assert (project / "target" / "manifest.json").exists()
+
+
+def test_the_dag_runs_the_daily_steps_in_their_one_order(dag_bag):
+    """ml.pipeline.DAILY_STEPS is the order the closed loop and the bench follow: the DAG must follow it too.
+
+    Every task belongs to one step (a dbt group's tasks to the group's), and every task of a step runs after
+    every task of the step before it.
+    """
+    from ml.pipeline import DAILY_STEPS
+
+    dag = dag_bag.get_dag("shop_daily")
+    by_step = {name: {t for t in dag.task_ids if t.split(".")[0] == name} for name in DAILY_STEPS}
+    assert all(by_step.values()), [name for name, tasks in by_step.items() if not tasks]
+    assert set().union(*by_step.values()) == set(dag.task_ids)
+
+    def upstream(task_id: str) -> set[str]:
+        seen, todo = set(), [task_id]
+        while todo:
+            for parent in dag.get_task(todo.pop()).upstream_task_ids:
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    for earlier, later in zip(DAILY_STEPS, DAILY_STEPS[1:], strict=False):
+        for task in by_step[later]:
+            # The earlier step's last tasks, and so every task of it, run before each task of the later one.
+            assert _leaves(dag, by_step[earlier]) <= upstream(task), (earlier, task)
+
+
+def _leaves(dag, tasks: set[str]) -> set[str]:
+    """The tasks of a step that no other task of the step waits for (its last ones)."""
+    return {t for t in tasks if not (dag.get_task(t).downstream_task_ids & tasks)}

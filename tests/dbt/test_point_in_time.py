@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import timedelta
 
@@ -23,6 +24,7 @@ def test_the_leakage_check_passes_on_the_real_features(built_shop, shop_copy):
 
 def test_the_leakage_check_and_the_dbt_test_fail_on_a_leaking_feature(built_shop, shop_copy, tmp_path, monkeypatch):
     shop = shop_copy(built_shop)
+    honest_project = os.environ.get("SHOP_DBT_PROJECT_DIR", str(ROOT / "dbt_project"))
     project = tmp_path / "leaky_dbt_project"
     shutil.copytree(ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
     model = project / "models" / "marts" / "features" / "user_features.sql"
@@ -54,7 +56,7 @@ def test_the_leakage_check_and_the_dbt_test_fail_on_a_leaking_feature(built_shop
     with pytest.raises(LeakageError, match=rf"features as of {as_of} change .*count_sessions_7d \(\d+ users\)"):
         check_point_in_time(as_of)
     # Rebuilt with the honest project, the same date passes again.
-    monkeypatch.setenv("SHOP_DBT_PROJECT_DIR", str(ROOT / "dbt_project"))
+    monkeypatch.setenv("SHOP_DBT_PROJECT_DIR", honest_project)
     run_dbt(["run", "--select", "user_features"], dbt_vars)
     run_dbt(["test", "--select", "assert_features_do_not_see_the_future"], dbt_vars)
     assert check_point_in_time(as_of)["rows_differing"] == 0

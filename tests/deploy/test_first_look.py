@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import urllib.request
 from pathlib import Path
@@ -30,11 +31,12 @@ def _fresh_shell() -> dict[str, str]:
 
 
 def _test_suite_run_ids() -> set[str]:
-    database = ROOT / ".airflow-test" / "airflow.db"
-    if not database.exists():
-        return set()
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as con:
-        return {row[0] for row in con.execute("select run_id from dag_run where dag_id = 'shop_daily'")}
+    """The DAG runs `make test` made: one Airflow home per pytest worker under `.airflow-test/`."""
+    ids = set()
+    for database in (ROOT / ".airflow-test").glob("*/airflow.db"):
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as con:
+            ids |= {row[0] for row in con.execute("select run_id from dag_run where dag_id = 'shop_daily'")}
+    return ids
 
 
 def _start(target: str, port_var: str, port: int, root: Path) -> Topology:
@@ -74,8 +76,16 @@ def test_make_airflow_serves_the_dag_and_only_the_runs_of_make_run(tmp_path):
         assert all(set(run["conf"] or {}) == {"run_date"} for run in runs), [r["conf"] for r in runs]
         # The test suite's own DAG runs (in CI, `make test` just made some) live in its own home only.
         assert not {r["dag_run_id"] for r in runs} & _test_suite_run_ids()
-        with urllib.request.urlopen(f"{base}/dags/shop_daily/grid", timeout=10) as page:
-            assert page.status == 200 and b"<html" in page.read().lower()
+        # The page the README sends people to: the UI answers 200 for any path (a single-page app), so check
+        # the path against the routes its script actually defines (a /grid suffix showed "404 Page Not Found").
+        path = re.search(r"\*\*The DAG\*\*: http://localhost:8080(/\S+) ", (ROOT / "README.md").read_text()).group(1)
+        with urllib.request.urlopen(f"{base}{path}", timeout=10) as page:
+            html = page.read().decode()
+        script = re.search(r'src="\.?/?(static/assets/index-[^"]+\.js)"', html).group(1)
+        with urllib.request.urlopen(f"{base}/{script}", timeout=30) as bundle:
+            routes = set(re.findall(r"path:`([^`]+)`", bundle.read().decode()))
+        assert "dags/:dagId" in routes and "dags/:dagId/runs/:runId" in routes  # the routes are readable
+        assert path.strip("/").replace("shop_daily", ":dagId") in routes, path
     finally:
         services.stop()
 

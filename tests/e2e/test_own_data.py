@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from datetime import date
 
@@ -17,13 +16,7 @@ import pytest
 
 from tests.checksums import query
 from tests.conftest import ROOT, point_env_at
-
-
-def readme_block(heading: str) -> str:
-    """The first ```bash block under a README heading."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+from tests.readme import readme_block
 
 
 def purchase_log(inbox) -> pd.DataFrame:

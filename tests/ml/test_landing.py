@@ -365,9 +365,7 @@ def test_an_inbox_link_a_fifo_or_an_oversized_file_is_refused_and_lands_nothing(
     assert land_day(DAY)["events"] == 30_003
 
 
-def test_an_inbox_snapshot_older_than_an_opt_out_never_grants_the_consent_back(
-    built_shop, shop_copy, tmp_path
-):
+def test_an_inbox_snapshot_older_than_an_opt_out_never_grants_the_consent_back(built_shop, shop_copy, tmp_path):
     """The shop's users snapshot sits in the inbox; merging it again every day would undo an opt-out landed
     with `ml ingest` since. Landed once per change of the file."""
     shop = shop_copy(built_shop)

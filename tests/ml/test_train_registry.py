@@ -93,6 +93,16 @@ def test_a_deliberately_worse_model_is_registered_but_not_promoted(trained_shop,
     assert str(challenger.version) == result["candidate_version"]
     last = _audit(shop).iloc[-1]
     assert last["action"] == "challenger" and last["to_version"] == result["candidate_version"]
+    assert "test AUC" in last["reason"]
+    assert "below the floor 0.65" in last["reason"] or "does not beat" in last["reason"]
+
+
+def test_one_gate_table_holds_the_threshold_of_every_registered_model():
+    from ml.promotion_gate import RULES
+    from ml.registry import REGISTERED_MODELS
+
+    assert set(RULES) == set(REGISTERED_MODELS)
+    assert RULES["purchase_propensity"].floor == 0.65 and RULES["coupon_uplift"].metric == "test Qini"
 
 
 def test_promote_and_rollback_from_the_cli_move_the_alias_and_write_audit_rows(trained_shop, shop_copy, capsys):

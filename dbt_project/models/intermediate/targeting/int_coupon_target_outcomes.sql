@@ -31,8 +31,7 @@ user_days as (
 ),
 
 landed as (
-    select max(event_date) as newest_event_date
-    from {{ ref('stg_landing__events') }}
+    {{ newest_landed_day() }}
 ),
 
 -- Orders that used a coupon, with the discount it cost (catalogue rules on the order's value).
@@ -82,8 +81,8 @@ costs as (
 outcomes as (
     select
         targets.*,
-        targets.as_of_date + {{ var('coupon_window_days') }} <= landed.newest_event_date + 1 as is_matured_7d,
-        targets.as_of_date + {{ var('label_horizon_days') }} <= landed.newest_event_date + 1 as is_matured_30d,
+        {{ is_matured('targets.as_of_date', var('coupon_window_days')) }} as is_matured_7d,
+        {{ is_matured('targets.as_of_date', var('label_horizon_days')) }} as is_matured_30d,
         cast(windows.pre_send_revenue as double) as pre_send_revenue,
         cast(windows.orders_7d > 0 as integer) as has_purchase_7d,
         cast(windows.revenue_7d as double) as revenue_7d,

@@ -34,8 +34,7 @@ user_days as (
 ),
 
 landed as (
-    select max(event_date) as newest_event_date
-    from {{ ref('stg_landing__events') }}
+    {{ newest_landed_day() }}
 ),
 
 redemption_costs as (
@@ -47,7 +46,7 @@ matured_sends as (
     from sends
     inner join randomised_campaigns using (campaign_id)
     cross join landed
-    where sends.send_date + {{ var('coupon_window_days') }} <= landed.newest_event_date + 1
+    where {{ is_matured('sends.send_date', var('coupon_window_days')) }}
       and {{ in_reprocess_window('sends.send_date', var('coupon_window_days') - 1) }}
 ),
 

@@ -25,15 +25,14 @@ user_days as (
 ),
 
 landed as (
-    select max(event_date) as newest_event_date
-    from {{ ref('stg_landing__events') }}
+    {{ newest_landed_day() }}
 ),
 
 matured as (
     select features.*
     from features
     cross join landed
-    where features.as_of_date + {{ var('label_horizon_days') }} <= landed.newest_event_date + 1
+    where {{ is_matured('features.as_of_date', var('label_horizon_days')) }}
 ),
 
 outcomes as (
