@@ -221,12 +221,12 @@ def land_events(files: list[Path], landing_dir: Path | None = None, replace: boo
 
 
 def plan_table(
-    path: Path, kind: str, plan: LandingPlan, landing_dir: Path, replace: bool = False, as_of: datetime | None = None
+    path: Path, kind: str, plan: LandingPlan, landing_dir: Path, replace: bool = False, snapshot_of: date | None = None
 ) -> dict:
     """Add a users or products table to `plan`: merged into the landed one by its key (or replacing it).
 
-    `as_of`: when the file's content was true (an inbox snapshot: the end of its export day; default: now),
-    the time of its consent changes where the file has no `consent_updated_at` column.
+    `snapshot_of`: the export day of the shop's inbox snapshot being landed; None: a file landed with `ml ingest`.
+    They differ in what they may change about consent (`_settle_consent`).
     """
     raw = read_table(path, kind)
     frame = _cast_users(raw, path) if kind == "users" else _cast_products(raw, path)
@@ -236,8 +236,7 @@ def plan_table(
         frame = _keep_landed_values_of_absent_columns(frame, existing, raw.columns, TABLE_KEYS[kind])
     if kind == "users":
         sent = frame["consent_updated_at"] if "consent_updated_at" in raw.columns else pd.Series(pd.NaT, frame.index)
-        stamp = as_of or datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-        frame = _newest_consent_wins(frame, existing, sent.fillna(pd.Timestamp(stamp)).astype("datetime64[us]"))
+        frame = _settle_consent(frame, existing, sent.astype("datetime64[us]"), snapshot_of)
     merged, counts = _merge(existing, frame, TABLE_KEYS[kind])
     merged = merged.sort_values(TABLE_KEYS[kind], kind="mergesort")
     plan.files[target] = as_table(merged)
@@ -257,23 +256,45 @@ def _keep_landed_values_of_absent_columns(
     return out
 
 
-def _newest_consent_wins(frame: pd.DataFrame, existing: pd.DataFrame | None, times: pd.Series) -> pd.DataFrame:
-    """Each user's consent as its newest change left it: a row changes the landed consent only if its time is
-    not older than the landed change's. So a shop snapshot exported before an opt-out landed with `ml ingest`
-    cannot grant the consent back; a newer one (a user who opted in again at the shop) can.
+def _settle_consent(
+    frame: pd.DataFrame, existing: pd.DataFrame | None, sent_at: pd.Series, snapshot_of: date | None
+) -> pd.DataFrame:
+    """Each user's marketing consent after this file, when it last changed, and what the shop's snapshot said.
+
+    - A row with its own `consent_updated_at`: the newest change wins; an older row never undoes a newer one.
+    - A row of the shop's inbox snapshot without one: an opt-out always applies; consent is granted only to a
+      new user, or where the shop's own record changed since its previous snapshot (`snapshot_consent`). So a
+      snapshot that still says yes never undoes an opt-out landed with `ml ingest`, whenever it was exported.
+    - A row of an `ml ingest` file without one: applies as of now (a correction someone made on purpose).
     """
-    out = frame.assign(consent_updated_at=times)
-    if existing is None or "consent_updated_at" not in existing.columns:
+    if snapshot_of is not None:
+        stamp = datetime.combine(snapshot_of + timedelta(days=1), time())
+    else:
+        stamp = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    timed = sent_at.notna().to_numpy()
+    out = frame.assign(consent_updated_at=sent_at.fillna(pd.Timestamp(stamp)).astype("datetime64[us]"))
+    landed = None if existing is None else existing.set_index("user_id")
+
+    def landed_values(column: str, dtype: str) -> pd.Series:
+        if landed is None or column not in landed.columns:
+            return pd.Series(pd.NaT if dtype.startswith("datetime") else pd.NA, index=out.index, dtype=dtype)
+        return out["user_id"].map(landed[column]).astype(dtype)
+
+    previous_sent = landed_values("snapshot_consent", "boolean")
+    out["snapshot_consent"] = out["marketing_consent"].astype("boolean") if snapshot_of else previous_sent
+    if landed is None:
         return out
-    landed = existing.set_index("user_id")
-    known = out["user_id"].isin(landed.index)
-    old_consent = out["user_id"].map(landed["marketing_consent"]).astype("boolean")
-    old_at = out["user_id"].map(landed["consent_updated_at"]).astype("datetime64[us]")
-    same = known & (old_consent == out["marketing_consent"]).fillna(False)
-    older = known & ~same & old_at.notna() & (out["consent_updated_at"] < old_at)
-    out.loc[same, "consent_updated_at"] = old_at[same]  # unchanged consent keeps the time it was given or withdrawn
-    out.loc[older, "marketing_consent"] = old_consent[older].astype(bool)
-    out.loc[older, "consent_updated_at"] = old_at[older]
+    new = out["marketing_consent"]
+    known = out["user_id"].isin(landed.index).to_numpy()
+    old, old_at = landed_values("marketing_consent", "boolean"), landed_values("consent_updated_at", "datetime64[us]")
+    same = known & (old == new).fillna(False).to_numpy()
+    refused = known & ~same & timed & (old_at.notna() & (out["consent_updated_at"] < old_at)).to_numpy()
+    if snapshot_of is not None:
+        shop_changed = (previous_sent != new).fillna(False).to_numpy()
+        refused |= known & ~same & ~timed & new.to_numpy() & ~shop_changed
+    keep = same | refused
+    out.loc[keep, "consent_updated_at"] = old_at[keep]  # unchanged consent keeps the time it was given or withdrawn
+    out.loc[refused, "marketing_consent"] = old[refused].astype(bool)
     return out
 
 
@@ -441,8 +462,8 @@ def plan_inbox_tables(plan: LandingPlan, exported: date) -> dict[str, int]:
     """Add the inbox's users and products snapshots, where the shop sends them, to `plan`; rows per table.
 
     Only a snapshot that changed since it was last landed: the same file merged again every day would undo
-    what was landed since (a correction made with `ml ingest`). 0 rows: unchanged. Its consent changes date
-    from the end of `exported` (the newest export day it came with), so it never undoes a newer opt-out.
+    what was landed since (a correction made with `ml ingest`). 0 rows: unchanged. `exported`: the newest
+    export day it came with (its consent changes date from that day's end; see `_settle_consent`).
     """
     cfg = settings()
     landed = landed_inbox_snapshots()
@@ -454,8 +475,7 @@ def plan_inbox_tables(plan: LandingPlan, exported: date) -> dict[str, int]:
             if landed.get(kind) == digest:
                 rows[kind] = 0
                 continue
-            as_of = datetime.combine(exported + timedelta(days=1), time())
-            rows[kind] = plan_table(snapshot, kind, plan, cfg.landing_dir, as_of=as_of)["table_rows"]
+            rows[kind] = plan_table(snapshot, kind, plan, cfg.landing_dir, snapshot_of=exported)["table_rows"]
             plan.snapshots[kind] = digest
     return rows
 

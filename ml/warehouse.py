@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -149,7 +149,8 @@ def run_dbt_in_process(args: list[str], dbt_vars: dict[str, object] | None = Non
     os.environ.update(env)
     os.chdir(cfg.dbt_project_dir)
     try:
-        result = dbtRunner(callbacks=[keep]).invoke(command)
+        with redirect_stdout(sys.stderr):  # dbt prints its log: stdout carries a command's results (`ml loop`)
+            result = dbtRunner(callbacks=[keep]).invoke(command)
     finally:
         os.chdir(cwd)
         for key, value in saved.items():

@@ -6,6 +6,7 @@ would set (SHOP_DATA_DIR, SHOP_MLFLOW_DIR), so nothing touches ./data or ./mlflo
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -37,6 +38,7 @@ for _name in [n for n in os.environ if n.startswith("SHOP_") and n != "SHOP_TASK
     os.environ.pop(_name, None)
 if WORKER:
     _worker_dir = Path(tempfile.mkdtemp(prefix=f"shop-tests-{WORKER}-"))
+    atexit.register(shutil.rmtree, _worker_dir, True)
     shutil.copytree(ROOT / "dbt_project", _worker_dir / "dbt_project", ignore=shutil.ignore_patterns("logs"))
     os.environ["SHOP_DBT_PROJECT_DIR"] = os.environ["DBT_PROFILES_DIR"] = str(_worker_dir / "dbt_project")
     os.environ["AIRFLOW__COSMOS__CACHE_DIR"] = str(_worker_dir / "cosmos")

@@ -28,6 +28,7 @@ def read_in_code() -> set[str]:
 def test_every_variable_the_code_reads_is_documented_once():
     rows = re.findall(r"^\| `((?:SHOP|MLFLOW)_[A-Z_]+)` \|", DOC.read_text(), flags=re.M)
     assert len(rows) == len(set(rows)), "a variable is documented twice"
+    assert set(documented()) == set(rows), "every row gives its default in backticks (`unset` when there is none)"
     assert read_in_code() - set(rows) == set(), "read by the code, missing from docs/configuration.md"
     assert set(rows) - read_in_code() - {"MLFLOW_TRACKING_URI"} == set(), "documented, read nowhere"
 

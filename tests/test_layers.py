@@ -19,14 +19,25 @@ def imports() -> dict[str, set[str]]:
     """Every ml module and the ml modules it imports, anywhere in its file."""
     graph = {}
     for path in sorted((ROOT / "ml").glob("*.py")):
-        name = f"ml.{path.stem}"
-        graph[name] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ml."):
-                graph[name].add(node.module)
-            elif isinstance(node, ast.Import):
-                graph[name] |= {alias.name for alias in node.names if alias.name.startswith("ml.")}
+        graph[f"ml.{path.stem}"] = imported_ml_modules(path)
     return graph
+
+
+def imported_ml_modules(path: Path) -> set[str]:
+    """`import ml.x`, `from ml.x import y`, `from ml import x` and `from . import x` / `from .x import y`."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("ml.")}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: inside the ml package
+                module = f"ml.{module}" if module else "ml"
+            if module == "ml":
+                found |= {f"ml.{alias.name}" for alias in node.names}
+            elif module.startswith("ml."):
+                found.add(module)
+    return found
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -54,6 +65,12 @@ def test_no_two_modules_import_each_other_directly_or_round_a_loop():
     assert circles(graph) == []
 
 
+def test_the_checks_read_every_form_of_import(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("import ml.a\nfrom ml.b import x\nfrom ml import c, d\nfrom . import e\nfrom .f import g\n")
+    assert imported_ml_modules(source) == {"ml.a", "ml.b", "ml.c", "ml.d", "ml.e", "ml.f"}
+
+
 def test_the_circle_check_finds_a_circle():
     assert circles({"ml.a": {"ml.b"}, "ml.b": {"ml.c"}, "ml.c": {"ml.a"}}) == [["ml.a", "ml.b", "ml.c", "ml.a"]]
 
@@ -61,9 +78,5 @@ def test_the_circle_check_finds_a_circle():
 def test_production_steps_never_import_the_simulator():
     users = {module for module, imported in imports().items() if imported & SIMULATOR}
     assert users <= MAY_USE_SIMULATOR, users - MAY_USE_SIMULATOR
-    dag_imports = set()
-    for path in (ROOT / "dags").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ml."):
-                dag_imports.add(node.module)
+    dag_imports = set().union(*(imported_ml_modules(path) for path in (ROOT / "dags").glob("*.py")))
     assert dag_imports and not dag_imports & SIMULATOR

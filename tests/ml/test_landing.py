@@ -365,7 +365,7 @@ def test_an_inbox_link_a_fifo_or_an_oversized_file_is_refused_and_lands_nothing(
     assert land_day(DAY)["events"] == 30_003
 
 
-def test_an_inbox_snapshot_older_than_an_opt_out_never_grants_the_consent_back(built_shop, shop_copy, tmp_path):
+def test_a_new_inbox_snapshot_that_still_says_yes_never_grants_back_an_opt_out(built_shop, shop_copy, tmp_path):
     """The shop's users snapshot sits in the inbox; merging it again every day would undo an opt-out landed
     with `ml ingest` since. Landed once per change of the file."""
     shop = shop_copy(built_shop)
@@ -380,8 +380,8 @@ def test_an_inbox_snapshot_older_than_an_opt_out_never_grants_the_consent_back(b
     assert land_day(first)["users"] == 0  # the snapshot `ml history` landed, unchanged since
     landed = pd.read_parquet(shop.data / "landing" / "users" / "users.parquet").set_index("user_id")
     assert not landed.loc[consenting, "marketing_consent"]
-    # A new snapshot from the shop (a changed file) is landed, but it was exported before the opt-out (at the
-    # end of its day): it changes another user's consent and cannot give this one's back.
+    # A new snapshot from the shop (a changed file) is landed: it withdraws another user's consent, and it
+    # still says yes for this one, as the shop's record always did: that is no new consent.
     snapshot = shop.data / "inbox" / "users.parquet"
     sent = pd.read_parquet(snapshot)
     other = int(sent.loc[sent["marketing_consent"].astype(bool) & (sent["user_id"] != consenting), "user_id"].iloc[0])
@@ -404,3 +404,35 @@ def test_an_inbox_snapshot_older_than_an_opt_out_never_grants_the_consent_back(b
     with pytest.raises(LandingError, match="column consent_updated_at has 1 unreadable value"):
         ingest(users=str(opt_out))
     assert pd.read_parquet(shop.data / "landing" / "users" / "users.parquet").equals(landed.reset_index())
+
+
+def test_a_snapshot_grants_consent_only_where_the_shop_changed_it_and_an_opt_out_always_applies():
+    """Four users landed before; the shop's next snapshot (no time column) says yes to all and adds a fifth."""
+    from datetime import date as day_type
+
+    from ml.landing import _settle_consent
+
+    stamp = pd.Timestamp("2026-06-02")
+    landed = pd.DataFrame(
+        {
+            "user_id": [1, 2, 3, 4],
+            # 1: opted out with `ml ingest` (the shop still said yes); 2: the shop said no, now says yes;
+            # 3: landed before snapshots were remembered; 4: consenting, and the shop now withdraws it.
+            "marketing_consent": [False, False, False, True],
+            "consent_updated_at": pd.to_datetime(["2026-06-01 10:00", "2026-05-20 00:00", None, "2026-05-01 00:00"]),
+            "snapshot_consent": pd.array([True, False, pd.NA, True], dtype="boolean"),
+        }
+    )
+    sent = pd.DataFrame({"user_id": [1, 2, 3, 4, 5], "marketing_consent": [True, True, True, False, True]})
+    out = _settle_consent(
+        sent, landed, pd.Series(pd.NaT, index=sent.index, dtype="datetime64[us]"), day_type(2026, 6, 1)
+    )
+    settled = out.set_index("user_id")
+    assert settled["marketing_consent"].to_dict() == {1: False, 2: True, 3: False, 4: False, 5: True}
+    assert settled.loc[2, "consent_updated_at"] == stamp and settled.loc[4, "consent_updated_at"] == stamp
+    assert settled.loc[1, "consent_updated_at"] == pd.Timestamp("2026-06-01 10:00")  # the opt-out stands
+    assert settled["snapshot_consent"].tolist() == [True, True, True, False, True]  # what the shop said
+    # The same file from `ml ingest` (a deliberate correction): every row applies, as of now.
+    corrected = _settle_consent(sent, landed, pd.Series(pd.NaT, index=sent.index, dtype="datetime64[us]"), None)
+    assert corrected["marketing_consent"].tolist() == [True, True, True, False, True]
+    assert corrected["snapshot_consent"].tolist()[:4] == [True, False, pd.NA, True]
