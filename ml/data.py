@@ -21,10 +21,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from ml.config import COUPON_WINDOW_DAYS, LABEL_HORIZON_DAYS, settings
+from ml.config import LABEL_HORIZON_DAYS, settings
 from ml.errors import ModelError, WarehouseLockedError
 
-__all__ = ["COUPON_WINDOW_DAYS", "LABEL_HORIZON_DAYS"]  # re-exported: the modules that read labels import them here
 TRAIN_SNAPSHOTS = 8
 TRAIN_EVERY_DAYS = 7
 CATEGORICAL_FEATURES = ["country", "device"]

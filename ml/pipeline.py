@@ -158,7 +158,8 @@ def trained_in_week_before(as_of: date) -> date | None:
 
 def newest_label_date_before(as_of: date) -> date:
     """The newest as-of date of training_labels whose 30-day window closed by `as_of` (what a run then knew)."""
-    from ml.data import LABEL_HORIZON_DAYS, connect_read_only, matured_dates
+    from ml.config import LABEL_HORIZON_DAYS
+    from ml.data import connect_read_only, matured_dates
 
     with connect_read_only() as con:
         known = [d for d in matured_dates(con) if d + timedelta(days=LABEL_HORIZON_DAYS) <= as_of]

@@ -38,8 +38,8 @@ import pandas as pd
 import pyarrow as pa
 
 from ml.allocation import allocate, catalogue, discount, random_picks
-from ml.config import settings
-from ml.data import COUPON_WINDOW_DAYS, LABEL_HORIZON_DAYS, model_inputs
+from ml.config import COUPON_WINDOW_DAYS, LABEL_HORIZON_DAYS, settings
+from ml.data import model_inputs
 from ml.errors import ModelError
 from ml.storage import write_parquet_atomic
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import duckdb
 
-from ml.config import Settings, settings
-from ml.data import COUPON_WINDOW_DAYS, LABEL_HORIZON_DAYS, table_names
+from ml.config import COUPON_WINDOW_DAYS, LABEL_HORIZON_DAYS, Settings, settings
+from ml.data import table_names
 from ml.storage import replace_durably
 from ml.writer_lock import locked
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.config import settings
-from ml.data import COUPON_WINDOW_DAYS, connect_read_only, model_inputs
+from ml.config import COUPON_WINDOW_DAYS, settings
+from ml.data import connect_read_only, model_inputs
 from ml.promotion_gate import decide
 from ml.registry import (
     UPLIFT_MODEL,

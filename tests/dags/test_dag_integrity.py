@@ -71,13 +71,7 @@ def test_task_graph_runs_land_features_train_score_segments_target_targeting_pub
     assert {"user_features", "training_labels", "events_quarantine", "user_segments", "coupon_targets"} <= dbt_models
 
     def upstream(task_id: str) -> set[str]:
-        seen, todo = set(), [task_id]
-        while todo:
-            for parent in dag.get_task(todo.pop()).upstream_task_ids:
-                if parent not in seen:
-                    seen.add(parent)
-                    todo.append(parent)
-        return seen
+        return _upstream(dag, task_id)
 
     assert dag.get_task("land_day").upstream_task_ids == set()
     assert "features.user_features_model_build" in upstream("train")
@@ -171,19 +165,15 @@ def test_the_dag_runs_the_daily_steps_in_their_one_order(dag_bag):
     assert all(by_step.values()), [name for name, tasks in by_step.items() if not tasks]
     assert set().union(*by_step.values()) == set(dag.task_ids)
 
-    def upstream(task_id: str) -> set[str]:
-        seen, todo = set(), [task_id]
-        while todo:
-            for parent in dag.get_task(todo.pop()).upstream_task_ids:
-                if parent not in seen:
-                    seen.add(parent)
-                    todo.append(parent)
-        return seen
-
     for earlier, later in zip(DAILY_STEPS, DAILY_STEPS[1:], strict=False):
         for task in by_step[later]:
             # The earlier step's last tasks, and so every task of it, run before each task of the later one.
-            assert _leaves(dag, by_step[earlier]) <= upstream(task), (earlier, task)
+            assert _leaves(dag, by_step[earlier]) <= _upstream(dag, task), (earlier, task)
+
+
+def _upstream(dag, task_id: str) -> set[str]:
+    """Every task `task_id` waits for, directly or through others (Airflow's own walk of the graph)."""
+    return dag.get_task(task_id).get_flat_relative_ids(upstream=True)
 
 
 def _leaves(dag, tasks: set[str]) -> set[str]:
