@@ -396,7 +396,7 @@ def main() -> None:
         run_day_in_airflow(last_day - timedelta(days=1), results, root)
     # The last day in the DAG's order (ml.pipeline.DAILY_STEPS), step by step, without Airflow's own overhead;
     # training was timed above, and the features' `dbt build` runs the tests check_features would run again.
-    names = {"land_day": "land_day_last", "features": "dbt_features_day_last", "score": "score", "publish": "publish"}
+    names = {"land_day": "land_day_last", "features": "dbt_features_day_last"}  # the other steps keep their name
     with step("day_last", results, f"{last_day}: land, features, score, targeting, checks, publish"):
         ran = run_day(
             last_day, skip=("check_features", "train"), timed=lambda name: step(names.get(name, name), results)
