@@ -18,7 +18,7 @@ For the business day D (the data interval's start, or the `run_date` param):
 4. **score** scores every known user with the `@champion` models (churn: users active in the last 30 days).
 5. **segments** (dbt) builds `user_segments` for D + 1.
 6. **target** plans the send list for D + 1: eligibility, the two policy arms, the holdout and the
-   budgeted allocation (`ml/targeting.py`); the policy gate first checks which policy leads.
+   budgeted allocation (`ml/targeting/plan.py`); the policy gate first checks which policy leads.
 7. **targeting** (dbt) builds `coupon_targets` and the realised `coupon_results`; **check_targeting** tests
    the house rules (consent, contact cap, budget, holdout) before anything is published.
 8. **publish** exports the days the run changed and swaps in a fresh read-only analyst snapshot.
@@ -45,7 +45,8 @@ from shop_assets import ANALYST_SNAPSHOT, SCORES, TARGETING, USER_FEATURES
 
 from ml.config import SOURCES, settings
 from ml.pipeline import report_failure
-from ml.warehouse import as_of_vars, dbt_env
+from ml.warehouse.builds import as_of_vars
+from ml.warehouse.dbt_runner import dbt_env
 
 WAREHOUSE_POOL = "warehouse"
 CFG = settings()
@@ -173,14 +174,14 @@ def shop_daily():
     @task(trigger_rule="none_failed", outlets=[SCORES])
     def score(**context) -> dict:
         from ml.pipeline import as_of_from
-        from ml.score import score_day
+        from ml.propensity.score import score_day
 
         return score_day(as_of_from(context))
 
     @task
     def target(**context) -> dict:
         from ml.pipeline import as_of_from
-        from ml.targeting import target_day
+        from ml.targeting.plan import target_day
 
         return target_day(as_of_from(context))
 
@@ -188,7 +189,7 @@ def shop_daily():
     def check(tag: str, **context) -> str:
         """The tests that join two models (quarantine share, consent, contact cap): fail the day here."""
         from ml.pipeline import as_of_from, reprocess_from
-        from ml.warehouse import check_data
+        from ml.warehouse.builds import check_data
 
         # The dbt groups' vars, reprocess_from included: dbt reparses the project for new vars.
         return check_data(tag, as_of_from(context), reprocess_from(context), in_process=True)[-2000:]

@@ -28,7 +28,8 @@ def _positive(text: str) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from ml.simulate import ShopSpec, simulate
+    from ml.sim.run import simulate
+    from ml.sim.shop import ShopSpec
 
     spec = ShopSpec(
         seed=args.seed, users=args.users, days=args.days, start=args.start, coupon_effects=not args.no_coupon_effects
@@ -37,7 +38,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
-    from ml.landing import ingest
+    from ml.ingest.landing import ingest
 
     print(json.dumps(ingest(args.events, args.users, args.products, args.coupon_sends, replace=args.replace)))
 
@@ -49,7 +50,8 @@ def cmd_land_day(args: argparse.Namespace) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> None:
-    from ml.warehouse import build_features, build_targeting
+    from ml.targeting.build import build_targeting
+    from ml.warehouse.builds import build_features
 
     if args.targeting:
         build_targeting(args.as_of_start, reprocess_from=args.reprocess_from)
@@ -58,20 +60,20 @@ def cmd_build(args: argparse.Namespace) -> None:
 
 
 def cmd_history(args: argparse.Namespace) -> None:
-    from ml.history import build_history
+    from ml.warehouse.history import build_history
 
     # stdout carries only the remaining days, one per line, for `make run` to loop over.
     print("\n".join(str(d) for d in build_history(args.keep_last)))
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> None:
-    from ml.history import bootstrap
+    from ml.warehouse.history import bootstrap
 
     print(json.dumps(bootstrap(args.keep_last, users=args.users, days=args.days)))
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
-    from ml.publish import publish_snapshot
+    from ml.warehouse.publish import publish_snapshot
 
     print(publish_snapshot(since=args.since))
 
@@ -84,7 +86,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from ml.pipeline import train_uplift_if_possible
-    from ml.train import train_all
+    from ml.propensity.train import train_all
 
     tasks = args.task or ["purchase_30d", "churn_30d", "coupon_uplift"]
     behaviour = [t for t in tasks if t != "coupon_uplift"]
@@ -96,13 +98,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_target(args: argparse.Namespace) -> None:
-    from ml.targeting import target_day
+    from ml.targeting.plan import target_day
 
     print(json.dumps(target_day(args.as_of)))
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from ml.score import score_day
+    from ml.propensity.score import score_day
 
     print(json.dumps(score_day(args.as_of)))
 
@@ -114,7 +116,7 @@ def cmd_unpin(args: argparse.Namespace) -> None:
 
 
 def cmd_loop(args: argparse.Namespace) -> None:
-    from ml.loop import realised_vs_truth, results_table, run_loop
+    from ml.sim.loop import realised_vs_truth, results_table, run_loop
 
     for line in run_loop(args.days):
         print(json.dumps(line))
@@ -125,8 +127,8 @@ def cmd_loop(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from ml.evaluate import evaluate_against_truth
-    from ml.policy_truth import evaluate_policies
+    from ml.sim.policy_truth import evaluate_policies
+    from ml.sim.truth_check import evaluate_against_truth
 
     if not args.against_truth:
         raise SystemExit("evaluate: only --against-truth is implemented; model metrics are in MLflow")
@@ -137,20 +139,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_backtest(args: argparse.Namespace) -> None:
-    from ml.backtest import backtest
+    from ml.propensity.backtest import backtest
 
     for line in backtest(args.as_of):
         print(json.dumps(line))
 
 
 def cmd_check_leakage(args: argparse.Namespace) -> None:
-    from ml.leakage import check_point_in_time
+    from ml.warehouse.leakage import check_point_in_time
 
     print(json.dumps(check_point_in_time(args.as_of)))
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from ml import registry
+    from ml.registry import aliases as registry
 
     if args.action == "list":
         for row in registry.list_versions():

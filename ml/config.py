@@ -16,7 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("inbox", "simulate")
 # How the DAG runs dbt (SHOP_DBT_TASKS): one Airflow task per model, or one `dbt build` per group of models.
 DBT_TASKS = ("model", "group")
-# Windows the Python steps and the dbt models share, defined here only: ml.warehouse.as_of_vars passes them to
+# Windows the Python steps and the dbt models share, defined here only: ml.warehouse.builds.as_of_vars passes them to
 # every dbt run (the defaults in dbt_project.yml, for dbt by hand, are checked against them by a test).
 LABEL_HORIZON_DAYS = 30  # purchase_30d and churn_30d look this many days past the as-of date
 COUPON_WINDOW_DAYS = 7  # a send's outcome window [send_date, send_date + 7 days): a campaign is usable once closed
@@ -67,7 +67,7 @@ class Settings:
     # None: score (and train on) every known customer; N: only users active in the N days before the as-of date.
     scoring_lookback_days: int | None
     # Event days per dbt run of the history build (and its as-of dates): its memory grows with this, not the
-    # history. None: sized to the shop (ml.history.history_batch_days).
+    # history. None: sized to the shop (ml.warehouse.history.history_batch_days).
     history_batch_days: int | None
     # A daily run re-processes this many event days before its business day: corrected exports landed late.
     late_event_days: int

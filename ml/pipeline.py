@@ -52,12 +52,12 @@ def business_date(context: dict[str, Any]) -> date:
 def land(day: date, source: str = "inbox") -> dict[str, Any]:
     """Land the business day's export; with source=simulate, the synthetic shop first writes a missing day."""
     from ml.config import settings
-    from ml.landing import inbox_file, land_day
-    from ml.reprocess_mark import read_mark
-    from ml.warehouse import reprocess_start
+    from ml.ingest.landing import inbox_file, land_day
+    from ml.ingest.reprocess_mark import read_mark
+    from ml.warehouse.builds import reprocess_start
 
     if source == "simulate" and inbox_file(settings().inbox_dir / "events", "events", day) is None:
-        from ml.simulate import extend_shop
+        from ml.sim.run import extend_shop
 
         extend_shop(day)
     summary = land_day(day)
@@ -101,7 +101,7 @@ def report_failure(context: dict[str, Any]) -> None:
     write_text_atomic(json.dumps(report, indent=2, default=str), settings().audit_dir / "failed_days" / f"{name}.json")
     # A task killed outright (out of memory, SIGKILL) leaves its MLflow run RUNNING: close it as FAILED.
     try:
-        from ml.registry import fail_orphaned_runs
+        from ml.registry.ownership import fail_orphaned_runs
 
         fail_orphaned_runs()
     except Exception:  # the report above matters more than this tidy-up
@@ -126,8 +126,8 @@ def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
     does not train again (unless forced), and scores with the versions its first run used.
     """
     from ml.day_pins import pin, pins
-    from ml.registry import MODEL_NAMES, champion_version
-    from ml.train import train_all
+    from ml.propensity.train import train_all
+    from ml.registry.aliases import MODEL_NAMES, champion_version
 
     if "training" in pins(as_of) and not force:
         return None
@@ -159,7 +159,7 @@ def trained_in_week_before(as_of: date) -> date | None:
 def newest_label_date_before(as_of: date) -> date:
     """The newest as-of date of training_labels whose 30-day window closed by `as_of` (what a run then knew)."""
     from ml.config import LABEL_HORIZON_DAYS
-    from ml.data import connect_read_only, matured_dates
+    from ml.warehouse.read import connect_read_only, matured_dates
 
     with connect_read_only() as con:
         known = [d for d in matured_dates(con) if d + timedelta(days=LABEL_HORIZON_DAYS) <= as_of]
@@ -177,7 +177,7 @@ def train_uplift_if_possible(as_of: date | None = None) -> dict[str, Any]:
     import logging
 
     from ml.errors import ModelError
-    from ml.uplift_registry import train_uplift
+    from ml.uplift.train import train_uplift
 
     try:
         return train_uplift(before=as_of)
@@ -208,8 +208,8 @@ class DayRun:
 
 def publish_day(since: date | None, mark_id: str | None) -> str:
     """The day's last step: publish the days its run can have changed, then clear the landing mark it covered."""
-    from ml.publish import publish_snapshot
-    from ml.reprocess_mark import clear_mark
+    from ml.ingest.reprocess_mark import clear_mark
+    from ml.warehouse.publish import publish_snapshot
 
     snapshot = publish_snapshot(since=since)
     clear_mark(mark_id)  # a no-op if a landing has moved the mark since this run read it
@@ -217,9 +217,10 @@ def publish_day(since: date | None, mark_id: str | None) -> str:
 
 
 def _step_functions() -> dict[str, Callable[[DayRun], Any]]:
-    from ml.score import score_day
-    from ml.targeting import target_day
-    from ml.warehouse import build_features, build_segments, build_targeting, check_data
+    from ml.propensity.score import score_day
+    from ml.targeting.build import build_segments, build_targeting
+    from ml.targeting.plan import target_day
+    from ml.warehouse.builds import build_features, check_data
 
     def land_step(run: DayRun) -> dict[str, Any]:
         run.landed = land(run.day, source=run.source)

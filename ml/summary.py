@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ml.config import settings
-from ml.data import connect_read_only, table_names
+from ml.warehouse.read import connect_read_only, table_names
 
 MARTS = [
     "user_features",
@@ -86,7 +86,7 @@ def _source_lines() -> list[str]:
 
 def _targeting_lines(con, cfg) -> list[str]:
     """The send lists per day and arm, which policy leads, and the realised results so far."""
-    from ml.policy_gate import champion_policy
+    from ml.targeting.policy_gate import champion_policy
 
     lines = [f"\nCoupon targeting (leading policy: {champion_policy()}; sent / holdout, planned spend of the budget):"]
     rows = con.execute(
@@ -143,7 +143,7 @@ def _evaluation_lines(con) -> list[str]:
 
 
 def _champion_lines() -> list[str]:
-    from ml.registry import MODEL_NAMES, UPLIFT_MODEL, list_versions
+    from ml.registry.aliases import MODEL_NAMES, UPLIFT_MODEL, list_versions
 
     try:
         rows = list_versions()

@@ -89,11 +89,11 @@ def _restore_environment():
 
 @pytest.fixture(scope="session", autouse=True)
 def _dbt_in_the_test_process():
-    """The tests' dbt builds run inside the test process (ml.warehouse.dbt_in_this_process), as Airflow's tasks
-    run theirs: each saves a process start and dbt's imports (about 2.5 s; a few hundred builds a run). The CLI's
-    own path, a dbt process per build, is run by the tests that start `python -m ml` (the own-data walkthrough,
-    the operations and kill tests)."""
-    from ml.warehouse import dbt_in_this_process
+    """The tests' dbt builds run inside the test process (ml.warehouse.dbt_runner.dbt_in_this_process), as
+    Airflow's tasks run theirs: each saves a process start and dbt's imports (about 2.5 s; a few hundred builds a
+    run). The CLI's own path, a dbt process per build, is run by the tests that start `python -m ml` (the own-data
+    walkthrough, the operations and kill tests)."""
+    from ml.warehouse.dbt_runner import dbt_in_this_process
 
     with dbt_in_this_process():
         yield
@@ -102,8 +102,9 @@ def _dbt_in_the_test_process():
 @pytest.fixture(scope="session")
 def built_shop(tmp_path_factory) -> Shop:
     """A 1,500-user, 120-day shop: simulated, landed and built except its last 3 days."""
-    from ml.history import build_history
-    from ml.simulate import ShopSpec, simulate
+    from ml.sim.run import simulate
+    from ml.sim.shop import ShopSpec
+    from ml.warehouse.history import build_history
 
     root = tmp_path_factory.mktemp("built_shop")
     with pytest.MonkeyPatch.context() as mp:
@@ -116,7 +117,7 @@ def built_shop(tmp_path_factory) -> Shop:
 @pytest.fixture(scope="session")
 def trained_shop(built_shop, tmp_path_factory) -> Shop:
     """The built shop with both models trained, registered and promoted."""
-    from ml.train import train_all
+    from ml.propensity.train import train_all
 
     shop = copy_shop(built_shop, tmp_path_factory.mktemp("trained") / "shop")
     with pytest.MonkeyPatch.context() as mp:
@@ -130,7 +131,7 @@ def shop_copy(tmp_path, monkeypatch):
     """Copy a session shop into this test's folder and point the pipeline at the copy."""
 
     def make(shop: Shop) -> Shop:
-        from ml.registry import configure_mlflow
+        from ml.registry.tracking import configure_mlflow
 
         copy = copy_shop(shop, tmp_path / "shop")
         point_env_at(monkeypatch, copy.root)
@@ -142,7 +143,7 @@ def shop_copy(tmp_path, monkeypatch):
 
 @pytest.fixture
 def empty_env(tmp_path, monkeypatch) -> Path:
-    from ml.registry import configure_mlflow
+    from ml.registry.tracking import configure_mlflow
 
     point_env_at(monkeypatch, tmp_path)
     configure_mlflow()

@@ -71,13 +71,13 @@ def test_defaults_read_outside_settings_match_the_docs():
 
 
 def test_dbt_gets_every_shared_window_and_setting_from_python_and_its_defaults_agree(monkeypatch):
-    """dbt_project.yml's vars are what `dbt` by hand uses; every pipeline run passes Python's (ml.warehouse)."""
+    """dbt_project.yml's vars are what `dbt` by hand uses; every pipeline run passes Python's (ml.warehouse.builds)."""
     import os
 
     import yaml
 
     from ml.config import COUPON_WINDOW_DAYS, LABEL_HORIZON_DAYS
-    from ml.warehouse import as_of_vars
+    from ml.warehouse.builds import as_of_vars
 
     for name in [n for n in os.environ if n.startswith("SHOP_")]:
         monkeypatch.delenv(name)

@@ -1,4 +1,5 @@
-"""The package's layers, read from the source: no import circle, and the simulator stays out of production steps.
+"""The package's layers, read from the source: step packages import only downward, no import circle, the
+simulator stays out of production steps, and no module grows past about 300 lines.
 
 Function-level imports count too: a circle closed inside a function still ties two modules to each other.
 """
@@ -9,32 +10,63 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The synthetic shop and what reads its hidden truth: production steps never need them.
-SIMULATOR = {"ml.simulate", "ml.policy_truth", "ml.loop", "ml.bench"}
-# Who may import them: each other, the CLI, and the two places the demo source (SHOP_SOURCE=simulate) is served.
-MAY_USE_SIMULATOR = SIMULATOR | {"ml.__main__", "ml.pipeline", "ml.history"}
+# Bottom to top: a module imports its own layer or the ones below, never above (docs/architecture.md).
+LAYERS = [
+    {"ml.config", "ml.errors", "ml.storage", "ml.progress", "ml.writer_lock", "ml.day_pins"},
+    {"ml.ingest"},
+    {"ml.registry"},
+    {"ml.warehouse"},
+    {"ml.propensity"},
+    {"ml.uplift"},
+    {"ml.targeting"},
+    {"ml.pipeline", "ml.summary"},
+    {"ml.sim"},
+    {"ml.bench", "ml.__main__"},
+]
+# The synthetic shop serves as the demo source (SHOP_SOURCE=simulate): the daily landing and the history
+# build call it for a missing export day. The only upward imports, and only of the shop itself.
+DEMO_SOURCE = {"ml.sim.run", "ml.sim.shop"}
+SERVES_THE_DEMO_SOURCE = {"ml.pipeline", "ml.warehouse.history"}
+MAX_LINES = 320
+
+
+def module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    return name.removesuffix(".__init__")
 
 
 def imports() -> dict[str, set[str]]:
     """Every ml module and the ml modules it imports, anywhere in its file."""
     graph = {}
-    for path in sorted((ROOT / "ml").glob("*.py")):
-        graph[f"ml.{path.stem}"] = imported_ml_modules(path)
+    for path in sorted((ROOT / "ml").rglob("*.py")):
+        module = module_name(path)
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        graph[module] = imported_ml_modules(path, package)
     return graph
 
 
-def imported_ml_modules(path: Path) -> set[str]:
-    """`import ml.x`, `from ml.x import y`, `from ml import x` and `from . import x` / `from .x import y`."""
+def layer(module: str) -> int:
+    """The layer of a module: that of its top-level package or module."""
+    top = ".".join(module.split(".")[:2])
+    found = [i for i, members in enumerate(LAYERS) if top in members]
+    assert found, f"{module} is in no layer: add its package to LAYERS"
+    return found[0]
+
+
+def imported_ml_modules(path: Path, package: str = "ml") -> set[str]:
+    """`import ml.x`, `from ml.x import y`, `from ml import x` and `from . import x` / `from .x import y`
+    (relative to `package`, the package the file is in)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.startswith("ml.")}
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
-            if node.level:  # relative: inside the ml package
-                module = f"ml.{module}" if module else "ml"
-            if module == "ml":
-                found |= {f"ml.{alias.name}" for alias in node.names}
+            if node.level:  # relative to the file's package
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                module = f"{base}.{module}" if module else base
+            if module == "ml" or (node.level and not node.module):
+                found |= {f"{module}.{alias.name}" for alias in node.names}
             elif module.startswith("ml."):
                 found.add(module)
     return found
@@ -69,14 +101,54 @@ def test_the_checks_read_every_form_of_import(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("import ml.a\nfrom ml.b import x\nfrom ml import c, d\nfrom . import e\nfrom .f import g\n")
     assert imported_ml_modules(source) == {"ml.a", "ml.b", "ml.c", "ml.d", "ml.e", "ml.f"}
+    assert imported_ml_modules(source, "ml.sim") == {"ml.a", "ml.b", "ml.c", "ml.d", "ml.sim.e", "ml.sim.f"}
 
 
 def test_the_circle_check_finds_a_circle():
     assert circles({"ml.a": {"ml.b"}, "ml.b": {"ml.c"}, "ml.c": {"ml.a"}}) == [["ml.a", "ml.b", "ml.c", "ml.a"]]
 
 
+def test_step_packages_import_only_downward():
+    upward = [
+        f"{module} -> {imported}"
+        for module, imported_modules in imports().items()
+        for imported in imported_modules
+        if layer(imported) > layer(module) and not (imported in DEMO_SOURCE and module in SERVES_THE_DEMO_SOURCE)
+    ]
+    assert upward == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert layer("ml.targeting.plan") > layer("ml.warehouse.builds") > layer("ml.config")
+    assert layer("ml.sim.loop") > layer("ml.pipeline")
+
+
 def test_production_steps_never_import_the_simulator():
-    users = {module for module, imported in imports().items() if imported & SIMULATOR}
-    assert users <= MAY_USE_SIMULATOR, users - MAY_USE_SIMULATOR
+    users = {
+        module
+        for module, imported in imports().items()
+        if any(i.startswith(("ml.sim", "ml.bench")) for i in imported - DEMO_SOURCE)
+    }
+    assert all(layer(module) >= layer("ml.sim") for module in users), users
+    demo = {
+        module for module, imported in imports().items() if imported & DEMO_SOURCE and layer(module) < layer("ml.sim")
+    }
+    assert demo == SERVES_THE_DEMO_SOURCE
     dag_imports = set().union(*(imported_ml_modules(path) for path in (ROOT / "dags").glob("*.py")))
-    assert dag_imports and not dag_imports & SIMULATOR
+    assert dag_imports and not any(i.startswith(("ml.sim", "ml.bench")) for i in dag_imports)
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    reaches = []
+    for path in [*(ROOT / "ml").rglob("*.py"), *(ROOT / "dags").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ml"):
+                reaches += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert reaches == []
+
+
+def test_no_module_is_longer_than_about_300_lines():
+    long = {
+        module_name(p): n for p in (ROOT / "ml").rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}

@@ -1,12 +1,12 @@
 {#- Incremental by day. A run re-processes event days from `reprocess_from` on: the models over events and
     user-days delete their rows from that day on (the pre-hook) and rebuild them from the landed events.
-    Python sets the var (ml.warehouse.reprocess_start): the business day minus SHOP_LATE_EVENT_DAYS, any
+    Python sets the var (ml.warehouse.builds.reprocess_start): the business day minus SHOP_LATE_EVENT_DAYS, any
     earlier day the landing changed, and any landed day no run has processed yet. Without it (dbt by hand)
     an as-of run re-processes `late_event_days` before its as-of date, and a run without dates everything.
     Every day from the start on is rebuilt, not only the run's own: lifetime totals and duplicate checks
     carry forward, so a rerun of a past day stays consistent with the days after it. A full refresh (or
     a first build) reads every day.
-    The history build (ml.warehouse.build_feature_history) also sets `reprocess_to`: it builds the days in
+    The history build (ml.warehouse.builds.build_feature_history) also sets `reprocess_to`: it builds the days in
     order, a batch at a time, so memory is bounded by a batch, not by the history. -#}
 {%- macro reprocess_from() -%}
     {%- set start = date_var('reprocess_from') -%}

@@ -1,6 +1,6 @@
 {{ config(tags=['targeting']) }}
 -- Nobody is targeted (or drawn into a holdout) if a campaign coupon, an earlier sent target or an earlier
--- holdout draw reached them in the cap window. The same rule as ml/targeting.py load_eligible.
+-- holdout draw reached them in the cap window. The same rule as ml/targeting/plan.py load_eligible.
 with
 
 targets as (

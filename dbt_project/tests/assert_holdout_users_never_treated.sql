@@ -1,6 +1,6 @@
 {{ config(tags=['targeting']) }}
 -- A user held out is never sent a coupon by the pipeline in the same holdout period (holdout_days long,
--- periods counted from Monday 2000-01-03 as in ml/targeting.py).
+-- periods counted from Monday 2000-01-03 as in ml/targeting/plan.py).
 with
 
 periods as (

@@ -125,7 +125,7 @@ def test_with_dbt_tasks_per_group_each_group_is_one_dbt_build_with_its_tests(par
 
 def test_the_check_tasks_run_the_tests_that_join_models_and_only_those(parse_root):
     """A model task runs its own tests; a test reading two models runs in the check after both are built."""
-    from ml.warehouse import cross_model_tests
+    from ml.warehouse.builds import cross_model_tests
 
     features, targeting = cross_model_tests("features"), cross_model_tests("targeting")
     assert {"assert_features_do_not_see_the_future", "assert_quarantine_share_below_limit"} <= set(features)
@@ -141,7 +141,7 @@ def test_the_check_tasks_run_the_tests_that_join_models_and_only_those(parse_roo
 
 def test_the_check_lists_come_from_a_fresh_parse_when_the_project_has_no_manifest(tmp_path, monkeypatch):
     """A project never parsed (a fresh copy): the check parses it first and finds the same tests."""
-    from ml.warehouse import cross_model_tests
+    from ml.warehouse.builds import cross_model_tests
 
     expected = cross_model_tests("features")
     project = tmp_path / "dbt_project"

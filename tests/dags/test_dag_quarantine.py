@@ -24,7 +24,7 @@ def test_a_day_with_30_percent_malformed_rows_fails_before_publishing(
     import pandas as pd
     from airflow.dag_processing.dagbag import DagBag
 
-    from ml.publish import publish_snapshot
+    from ml.warehouse.publish import publish_snapshot
     from tests.dbt.test_features import _bad_day
 
     monkeypatch.setenv("SHOP_DBT_TASKS", dbt_tasks)

@@ -40,7 +40,8 @@ def _promote_another_version() -> dict[str, str]:
     The first day's training registered both flavours of each model; the one that lost becomes champion here
     (a retrain would do the same to the aliases, at the cost of training again).
     """
-    from ml.registry import MODEL_NAMES, champion_version, client, promote
+    from ml.registry.aliases import MODEL_NAMES, champion_version, promote
+    from ml.registry.tracking import client
 
     champions = {}
     for name in MODEL_NAMES.values():
@@ -58,7 +59,7 @@ def test_two_days_then_a_rerun_of_the_first_are_identical_and_an_open_analyst_se
     (SHOP_DBT_TASKS=group, a third of the dbt starts): the rerun must reproduce the first day either way."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from ml.publish import publish_snapshot
+    from ml.warehouse.publish import publish_snapshot
 
     shop = shop_copy(built_shop)
     snapshot = publish_snapshot()
@@ -106,7 +107,7 @@ def test_two_days_then_a_rerun_of_the_first_are_identical_and_an_open_analyst_se
         "select distinct purchase_model_version from stg_ml__scores where as_of_date = ?",
         [third + timedelta(days=1)],
     )
-    from ml.registry import champion_version
+    from ml.registry.aliases import champion_version
 
     assert third_versions == [(champion_version("purchase_propensity"),)] != first_versions
     # The README's query for analysts, run as printed from the folder that holds data/.

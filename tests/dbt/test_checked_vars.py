@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ml.errors import DbtError
-from ml.warehouse import run_dbt
+from ml.warehouse.dbt_runner import run_dbt
 
 
 @pytest.mark.parametrize(

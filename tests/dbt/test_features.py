@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from ml.errors import DbtError
-from ml.landing import land_day
-from ml.warehouse import as_of_vars, build_features, run_dbt
+from ml.ingest.landing import land_day
+from ml.warehouse.builds import as_of_vars, build_features
+from ml.warehouse.dbt_runner import run_dbt
 from tests.checksums import query, table_checksums
 
 

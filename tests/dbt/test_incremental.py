@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from ml.warehouse import build_features
+from ml.warehouse.builds import build_features
 from tests.checksums import query, table_checksums
 
 INCREMENTAL = [
@@ -29,8 +29,8 @@ def test_incremental_days_and_a_rerun_equal_one_full_build(built_shop, shop_copy
     before). Its last 3 days then run as the DAG runs them (land, incremental build); the first is rerun;
     then everything is rebuilt from the landed files in one batch.
     """
-    from ml.history import build_history
     from ml.pipeline import as_of_for, land
+    from ml.warehouse.history import build_history
 
     shop = shop_copy(built_shop)
     windows = []
@@ -57,9 +57,9 @@ def test_incremental_days_and_a_rerun_equal_one_full_build(built_shop, shop_copy
 
 def test_feature_retention_keeps_recent_dates_mondays_and_send_dates_in_every_build(built_shop, shop_copy, monkeypatch):
     """SHOP_FEATURE_RETENTION_DAYS: the same dates are kept by batched history, daily runs and one full build."""
-    from ml.data import choose_split
-    from ml.history import build_history
     from ml.pipeline import as_of_for, land
+    from ml.propensity.datasets import choose_split
+    from ml.warehouse.history import build_history
 
     shop = shop_copy(built_shop)
     monkeypatch.setenv("SHOP_FEATURE_RETENTION_DAYS", "20")
@@ -93,7 +93,7 @@ def test_feature_retention_keeps_recent_dates_mondays_and_send_dates_in_every_bu
 def test_a_gap_of_unbuilt_days_is_reprocessed(built_shop, shop_copy, monkeypatch):
     """Days landed without a feature build (failed or skipped runs) are picked up by the next run."""
     from ml.pipeline import as_of_for, land
-    from ml.warehouse import reprocess_start
+    from ml.warehouse.builds import reprocess_start
 
     shop = shop_copy(built_shop)
     monkeypatch.setenv("SHOP_LATE_EVENT_DAYS", "0")

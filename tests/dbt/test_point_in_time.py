@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 
 from ml.errors import DbtError
-from ml.leakage import LeakageError, check_point_in_time
-from ml.warehouse import as_of_vars, build_features, run_dbt
+from ml.warehouse.builds import as_of_vars, build_features
+from ml.warehouse.dbt_runner import run_dbt
+from ml.warehouse.leakage import LeakageError, check_point_in_time
 from tests.checksums import query
 from tests.conftest import ROOT
 

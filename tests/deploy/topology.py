@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ml.warehouse import die_with_parent
+from ml.warehouse.dbt_runner import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -1,6 +1,6 @@
 """The closed loop on a small simulated shop: the pipeline's coupons are delivered, and measured.
 
-The same task functions the DAG calls run day after day (ml.loop); the shop delivers each day's send
+The same task functions the DAG calls run day after day (ml.sim.loop); the shop delivers each day's send
 list. Then the realised incremental margin per policy arm (treated vs its randomised holdout) must
 agree with the simulator's truth for the coupons it delivered, within the confidence interval.
 """
@@ -20,13 +20,14 @@ LOOP_DAYS = 12
 
 @pytest.fixture(scope="module")
 def looped_shop(tmp_path_factory):
-    from ml.history import build_history
-    from ml.loop import realised_vs_truth, run_loop
     from ml.pipeline import train_uplift_if_possible
-    from ml.policy_truth import evaluate_policies
-    from ml.registry import configure_mlflow
-    from ml.simulate import ShopSpec, simulate
-    from ml.train import train_all
+    from ml.propensity.train import train_all
+    from ml.registry.tracking import configure_mlflow
+    from ml.sim.loop import realised_vs_truth, run_loop
+    from ml.sim.policy_truth import evaluate_policies
+    from ml.sim.run import simulate
+    from ml.sim.shop import ShopSpec
+    from ml.warehouse.history import build_history
 
     root = tmp_path_factory.mktemp("closed_loop")
     with pytest.MonkeyPatch.context() as mp:
@@ -133,9 +134,9 @@ def test_policy_evaluations_reach_the_snapshot_for_every_targeting_day(looped_sh
 
 
 def test_the_lifecycle_rule_of_the_evaluation_matches_user_segments(looped_shop):
-    """The propensity rules are rebuilt on past campaigns with ml.policy_evaluation.lifecycle_segments: it must
-    give every user the segment user_segments.sql gives."""
-    from ml.policy_evaluation import lifecycle_segments
+    """The propensity rules are rebuilt on past campaigns with
+    ml.targeting.campaign_evaluation.lifecycle_segments: it must give every user the segment user_segments.sql gives."""
+    from ml.targeting.campaign_evaluation import lifecycle_segments
 
     with duckdb.connect(str(looped_shop["root"] / "data" / "warehouse.duckdb"), read_only=True) as con:
         frame = con.execute(
@@ -177,8 +178,10 @@ def test_the_coupon_outcomes_built_day_by_day_equal_a_full_rebuild_and_a_history
     rebuilding the outcomes and results from every send date gives the same rows. A history rebuild drops the
     outcomes, and the next targeting build recomputes the same rows from the rebuilt events.
     """
-    from ml.history import build_history
-    from ml.warehouse import build_targeting, day_vars, run_dbt
+    from ml.targeting.build import build_targeting
+    from ml.warehouse.builds import day_vars
+    from ml.warehouse.dbt_runner import run_dbt
+    from ml.warehouse.history import build_history
     from tests.checksums import query, rounded_rows, table_checksums
 
     warehouse = looped_shop["root"] / "data" / "warehouse.duckdb"

@@ -37,7 +37,8 @@ def own_shop(tmp_path_factory):
     The log comes from a 3,000-customer simulated shop: with half that, a purchase log's model can land
     below the promotion floor (AUC 0.65) while BG/NBD alone does better, and the gate rightly refuses it.
     """
-    from ml.simulate import ShopSpec, simulate
+    from ml.sim.run import simulate
+    from ml.sim.shop import ShopSpec
 
     source = tmp_path_factory.mktemp("own_shop_source")
     with pytest.MonkeyPatch.context() as mp:

@@ -21,7 +21,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ml.publish import PUBLISHED
+from ml.warehouse.publish import PUBLISHED
 from tests.checksums import query, table_checksums
 from tests.conftest import copy_shop
 from tests.ml.test_writer_lock import purchase_log

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.allocation import allocate, allocate_with_holdout, discount, value_offers
+from ml.targeting.allocation import allocate, allocate_with_holdout, discount, value_offers
 
 
 def offers(rows):

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml.errors import LandingError
-from ml.landing import ingest
+from ml.ingest.landing import ingest
 
 COLUMNS = ["event_id", "event_at", "event_type", "user_id", "product_id", "category", "price", "quantity", "session_id"]
 TRIED: collections.Counter = collections.Counter()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ml.bench import own_paths, reuse_built_shop, steps_to_skip, task_seconds
+from ml.bench.__main__ import own_paths, reuse_built_shop, steps_to_skip
+from ml.bench.measure import task_seconds
 
 
 def test_reuse_without_a_built_shop_says_what_is_missing_and_keeps_the_folder(tmp_path, monkeypatch):
@@ -20,7 +21,7 @@ def test_reuse_without_a_built_shop_says_what_is_missing_and_keeps_the_folder(tm
 
 
 def test_reuse_of_a_shop_of_another_size_names_both_sizes(tmp_path, monkeypatch):
-    from ml.simulate import ShopSpec
+    from ml.sim.shop import ShopSpec
 
     for needed in ("mlflow", "inbox"):
         (tmp_path / needed).mkdir()

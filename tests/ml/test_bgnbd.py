@@ -9,7 +9,8 @@ import skops.io as sio
 from scipy.special import hyp2f1
 from sklearn.pipeline import Pipeline
 
-from ml.bgnbd import (
+from ml.errors import ModelError
+from ml.propensity.bgnbd import (
     SKOPS_TRUSTED_TYPES,
     BgNbdFeatures,
     BgNbdParams,
@@ -18,7 +19,6 @@ from ml.bgnbd import (
     output_columns,
     probability_alive,
 )
-from ml.errors import ModelError
 
 TRUTH = BgNbdParams(r=0.5, alpha=20.0, a=0.8, b=2.5)
 COLUMNS = ["count_repeat_purchase_days_lifetime", "days_between_first_and_last_purchase", "days_since_first_purchase"]

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ml.errors import LandingError
-from ml.landing import ingest, land_day, land_events
+from ml.ingest.events import land_events
+from ml.ingest.landing import ingest, land_day
 
 DAY = date(2026, 3, 2)
 GOOD_CSV = """event_at,event_type,user_id,product_id,category,price,session_id
@@ -92,7 +93,7 @@ def test_late_events_in_a_daily_export_land_in_their_own_day(empty_env, tmp_path
 def test_a_row_dated_decades_back_stays_in_its_export_day_instead_of_opening_a_partition_there(empty_env, tmp_path):
     """A clock reset to 1970 in one row: no 1970 partition (it would pull every re-processing window and
     `ml history`'s as-of dates back to 1970); the row waits in the export's day, where dbt quarantines it."""
-    from ml.reprocess_mark import marked_day
+    from ml.ingest.reprocess_mark import marked_day
 
     export = tmp_path / "events_2026-03-02.csv"
     export.write_text(GOOD_CSV + "1970-01-01T00:00:00Z,purchase,1,10,home,20.0,s9\n")
@@ -410,7 +411,7 @@ def test_a_snapshot_grants_consent_only_where_the_shop_changed_it_and_an_opt_out
     """Four users landed before; the shop's next snapshot (no time column) says yes to all and adds a fifth."""
     from datetime import date as day_type
 
-    from ml.landing import _settle_consent
+    from ml.ingest.tables import _settle_consent
 
     stamp = pd.Timestamp("2026-06-02")
     landed = pd.DataFrame(

@@ -64,7 +64,7 @@ def test_the_late_event_days_setting_refuses_a_negative_or_non_number(monkeypatc
 def test_history_batches_are_sized_to_the_shop_and_retention_refuses_a_non_positive_value(empty_env, monkeypatch):
     import pandas as pd
 
-    from ml.history import history_batch_days, known_users
+    from ml.warehouse.history import history_batch_days, known_users
 
     assert known_users() == 0 and history_batch_days() == 30  # nothing landed yet: the largest batch
     events = empty_env / "data" / "landing" / "events" / "event_date=2026-01-01"
@@ -90,7 +90,7 @@ def test_stopping_a_build_stops_its_dbt_process(tmp_path):
     fake_dbt.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
     fake_dbt.chmod(0o755)
     script = (
-        "import sys, signal; from ml import warehouse; "
+        "import sys, signal; from ml.warehouse import dbt_runner as warehouse; "
         f"warehouse.dbt_executable = lambda: {str(fake_dbt)!r}; "
         "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143)); "
         "warehouse.run_dbt(['build'])"
@@ -134,7 +134,8 @@ def _runs_started_since(client, started_ms: int) -> list:
 @pytest.mark.slow
 def test_a_killed_training_run_is_marked_failed(built_shop, shop_copy):
     """SIGTERM ends the open MLflow run FAILED at once; after SIGKILL the next training marks it FAILED."""
-    from ml.registry import configure_mlflow, fail_orphaned_runs
+    from ml.registry.ownership import fail_orphaned_runs
+    from ml.registry.tracking import configure_mlflow
     from mlflow import MlflowClient
 
     shop = shop_copy(built_shop)
@@ -169,7 +170,8 @@ def test_a_killed_training_run_is_marked_failed(built_shop, shop_copy):
 
 def test_only_runs_whose_process_is_gone_here_are_marked_failed(empty_env):
     import mlflow
-    from ml.registry import experiment_id, fail_orphaned_runs, owner_tags
+    from ml.registry.ownership import fail_orphaned_runs, owner_tags
+    from ml.registry.tracking import experiment_id
 
     experiment = experiment_id("shop_behaviour_models")
     client = mlflow.MlflowClient()
@@ -187,7 +189,7 @@ def test_only_runs_whose_process_is_gone_here_are_marked_failed(empty_env):
 def test_a_half_built_history_is_built_again_by_bootstrap(empty_env):
     """A warehouse file alone (a build that failed half-way) is not history: bootstrap must not skip it."""
     from ml.config import settings
-    from ml.history import history_built
+    from ml.warehouse.history import history_built
 
     warehouse = settings().warehouse_path
     warehouse.parent.mkdir(parents=True, exist_ok=True)

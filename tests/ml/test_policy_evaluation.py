@@ -13,20 +13,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.allocation import catalogue, discount
-from ml.policy_evaluation import (
+from ml.targeting.allocation import catalogue, discount
+from ml.targeting.campaign_evaluation import campaign_evidence, policy_picks, value_policies
+from ml.targeting.holdout_evidence import pooled_evidence
+from ml.targeting.off_policy import (
     NO_COUPON,
     assignment_shares,
-    campaign_evidence,
     doubly_robust_scores,
     outcome_margin,
     policy_increments,
-    policy_picks,
     predicted_margins,
     summed,
-    value_policies,
 )
-from ml.policy_gate import decide, pooled_evidence
+from ml.targeting.policy_gate import decide
 
 CODES = list(catalogue()["coupon_code"])
 MARGIN = 0.4
@@ -114,7 +113,7 @@ def test_the_doubly_robust_value_covers_the_truth_and_pairing_narrows_the_interv
 
 def evidence_for(seed: int, effect: float) -> dict:
     """A shop's campaign evidence: three campaigns, each evaluated with a model trained on the ones before it."""
-    from ml.uplift import CouponUpliftModel
+    from ml.uplift.model import CouponUpliftModel
 
     start = date(2026, 2, 1)
     frames = [campaign(seed * 10 + k, 3000, start + timedelta(days=14 * k), effect) for k in range(5)]

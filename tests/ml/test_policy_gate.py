@@ -8,18 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.policy_gate import (
+from ml.targeting.holdout_evidence import (
     MIN_HOLDOUT_BUYERS,
     Z_95,
     arm_increment,
     arm_values,
-    champion_policy,
     compare_policies,
     cuped_adjusted,
-    decide,
-    gate_policy,
     pooled_evidence,
 )
+from ml.targeting.policy_gate import champion_policy, decide, gate_policy
 
 
 def holdout_only(comparison: dict) -> dict:
@@ -151,7 +149,7 @@ def test_no_evidence_keeps_the_current_policy(empty_env):
 def test_a_change_of_leader_is_an_audit_row(empty_env):
     import duckdb
 
-    from ml.registry import configure_mlflow
+    from ml.registry.tracking import configure_mlflow
 
     configure_mlflow()
     table = outcomes(0.1, 0.0, days=30)

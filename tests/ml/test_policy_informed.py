@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.allocation import allocate
-from ml.policy_truth import informed_lift, load_hidden_shop, load_truth, true_outcome, truth_offers
-from ml.simulate import CAMPAIGN_COUPONS, ShopSpec, simulate
+from ml.sim.policy_truth import informed_lift, load_hidden_shop, load_truth, true_outcome, truth_offers
+from ml.sim.run import simulate
+from ml.sim.shop import CAMPAIGN_COUPONS, ShopSpec
+from ml.targeting.allocation import allocate
 from tests.conftest import point_env_at
 
 CODES = list(CAMPAIGN_COUPONS)

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from ml.config import settings
-from ml.publish import MANIFEST, PUBLISHED, publish_snapshot
+from ml.warehouse.publish import MANIFEST, PUBLISHED, publish_snapshot
 from tests.checksums import query, table_checksums
 
 LABEL_DAY = "select count(*), sum(hash(t))::varchar from training_labels as t where as_of_date = ?"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ml.errors import WarehouseLockedError
-from ml.reprocess_mark import clear_mark, mark_changed, marked_day, read_mark
+from ml.ingest.reprocess_mark import clear_mark, mark_changed, marked_day, read_mark
 from tests.checksums import query
 
 
@@ -37,9 +37,9 @@ def test_marks_keep_the_oldest_day_and_a_newer_landing_keeps_its_mark(empty_env)
 def test_a_land_day_that_failed_after_landing_rebuilds_the_late_correction_on_retry(built_shop, shop_copy, monkeypatch):
     """land_day commits the day's export (with a correction to a day 10 days back), then cannot open the
     warehouse to work out its window; the retry finds nothing new to land but still re-processes from there."""
-    import ml.warehouse
+    import ml.warehouse.builds
     from ml.pipeline import as_of_for, land
-    from ml.warehouse import build_features
+    from ml.warehouse.builds import build_features
 
     shop = shop_copy(built_shop)
     day = shop.remaining_days[0]
@@ -52,7 +52,7 @@ def test_a_land_day_that_failed_after_landing_rebuilds_the_late_correction_on_re
         raise WarehouseLockedError("the warehouse is held by another process")
 
     with monkeypatch.context() as patch:
-        patch.setattr(ml.warehouse, "newest_processed_day", locked)
+        patch.setattr(ml.warehouse.builds, "newest_processed_day", locked)
         with pytest.raises(WarehouseLockedError):
             land(day)
     retry = land(day)
@@ -64,7 +64,7 @@ def test_a_land_day_that_failed_after_landing_rebuilds_the_late_correction_on_re
 
 
 def test_a_correction_landed_with_ml_ingest_is_rebuilt_by_the_next_day(built_shop, shop_copy, tmp_path):
-    from ml.landing import ingest
+    from ml.ingest.landing import ingest
     from ml.pipeline import land
 
     shop = shop_copy(built_shop)

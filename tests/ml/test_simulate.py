@@ -9,16 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.simulate import (
-    CAMPAIGN_COUPONS,
-    ShopSpec,
-    coupon_effect_truth,
-    extend_shop,
-    load_checkpoint,
-    make_products,
-    make_users,
-    simulate,
-)
+from ml.sim.behaviour import coupon_effect_truth
+from ml.sim.run import extend_shop, load_checkpoint, simulate
+from ml.sim.shop import CAMPAIGN_COUPONS, ShopSpec, make_products, make_users
 from tests.conftest import point_env_at
 
 

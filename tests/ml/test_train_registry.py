@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from ml.errors import ModelError
-from ml.registry import MODEL_NAMES, champion_version, client, list_versions
+from ml.registry.aliases import MODEL_NAMES, champion_version, list_versions
+from ml.registry.tracking import client
 
 EXPECTED_METRICS = [
     "roc_auc",
@@ -68,8 +69,9 @@ def test_training_logs_runs_registers_both_flavours_and_crowns_a_champion(traine
 
 
 def test_a_deliberately_worse_model_is_registered_but_not_promoted(trained_shop, shop_copy):
-    from ml.data import choose_split, connect_read_only, feature_columns, load_labelled, matured_dates
-    from ml.train import train_task
+    from ml.propensity.datasets import choose_split, feature_columns, load_labelled
+    from ml.propensity.train import train_task
+    from ml.warehouse.read import connect_read_only, matured_dates
 
     shop = shop_copy(trained_shop)
     champion_before = champion_version("purchase_propensity")
@@ -98,8 +100,8 @@ def test_a_deliberately_worse_model_is_registered_but_not_promoted(trained_shop,
 
 
 def test_one_gate_table_holds_the_threshold_of_every_registered_model():
-    from ml.promotion_gate import RULES
-    from ml.registry import REGISTERED_MODELS
+    from ml.registry.aliases import REGISTERED_MODELS
+    from ml.registry.gate import RULES
 
     assert set(RULES) == set(REGISTERED_MODELS)
     assert RULES["purchase_propensity"].floor == 0.65 and RULES["coupon_uplift"].metric == "test Qini"
@@ -138,7 +140,7 @@ def test_promote_needs_a_reason(capsys):
 
 
 def test_an_alias_moved_in_the_ui_is_recorded_at_the_next_cli_call(trained_shop, shop_copy):
-    from ml.registry import reconcile_ui_changes
+    from ml.registry.aliases import reconcile_ui_changes
 
     shop_copy(trained_shop)
     current = champion_version("purchase_propensity")
@@ -154,7 +156,7 @@ def test_an_alias_moved_in_the_ui_is_recorded_at_the_next_cli_call(trained_shop,
 
 
 def test_scoring_writes_one_partition_per_day_and_a_rerun_replaces_it(trained_shop, shop_copy):
-    from ml.score import score_day
+    from ml.propensity.score import score_day
 
     shop = shop_copy(trained_shop)
     as_of = shop.remaining_days[0]
@@ -176,14 +178,14 @@ def test_scoring_refuses_a_champion_whose_signature_does_not_match_and_writes_no
     from sklearn.dummy import DummyClassifier
 
     import mlflow
-    from ml.registry import promote
-    from ml.score import score_day
+    from ml.propensity.score import score_day
+    from ml.registry.aliases import promote
 
     shop = shop_copy(trained_shop)
     inputs = pd.DataFrame({"count_views_7d": [1.0, 2.0], "feature_from_the_future": [0.0, 1.0]})
     model = DummyClassifier(strategy="prior").fit(inputs, [0, 1])
-    from ml.registry import experiment_id
-    from ml.train import EXPERIMENT
+    from ml.propensity.train import EXPERIMENT
+    from ml.registry.tracking import experiment_id
 
     with mlflow.start_run(experiment_id=experiment_id(EXPERIMENT)):
         info = mlflow.sklearn.log_model(
@@ -228,10 +230,10 @@ def test_training_snapshots_are_capped_by_a_user_sample_that_stays_the_same_acro
     built_shop, shop_copy, monkeypatch
 ):
     """SHOP_TRAIN_MAX_USERS bounds each weekly training snapshot and each campaign; validation and test stay whole."""
-    from ml.data import connect_read_only
     from ml.errors import ConfigError
-    from ml.train import load_split
-    from ml.uplift import load_campaigns
+    from ml.propensity.train import load_split
+    from ml.uplift.model import load_campaigns
+    from ml.warehouse.read import connect_read_only
 
     shop_copy(built_shop)
     _, _, whole = load_split(["purchase_30d"], None)
@@ -262,7 +264,7 @@ def test_training_snapshots_are_capped_by_a_user_sample_that_stays_the_same_acro
 
 
 def test_training_without_enough_history_is_a_clear_error(built_shop, shop_copy):
-    from ml.train import train_all
+    from ml.propensity.train import train_all
 
     shop = shop_copy(built_shop)
     newest = shop.remaining_days[0] - timedelta(days=30)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ml.errors import ModelError
-from ml.uplift import LEARNERS, CouponUpliftModel
+from ml.uplift.model import LEARNERS, CouponUpliftModel
 
 
 def campaign(n: int = 16_000, seed: int = 3) -> tuple[pd.DataFrame, pd.Series, np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml.uplift_metrics import bootstrap_uplift_metrics, qini_coefficient, uplift_at, uplift_by_decile
+from ml.uplift.metrics import bootstrap_uplift_metrics, qini_coefficient, uplift_at, uplift_by_decile
 
 
 def randomised(n=20_000, seed=0):

@@ -53,7 +53,7 @@ def landed_orders(data_dir: Path) -> int:
 
 def test_two_ingests_of_one_day_side_by_side_land_every_row_of_both(empty_env, tmp_path):
     """Into a day that already holds 150,000 events: each reads, merges and replaces the day's partition."""
-    from ml.landing import ingest
+    from ml.ingest.landing import ingest
 
     ingest(events=str(purchase_log(tmp_path / "landed.csv", 150_000, 0)))
     first = purchase_log(tmp_path / "a.csv", 20_000, 200_000)
@@ -73,7 +73,7 @@ def test_an_ingest_waits_for_the_holder_and_then_lands_on_top_of_its_rows(empty_
         waiting = ingest_process(theirs, empty_env / "data")
         time.sleep(4)
         assert waiting.poll() is None and landed_orders(empty_env / "data") == 0
-        from ml.landing import ingest
+        from ml.ingest.landing import ingest
 
         assert ingest(events=str(mine))["events_added"] == 500
     _, err = waiting.communicate(timeout=120)

@@ -10,7 +10,7 @@
 -- The pre-hook empties the dates being built first: delete+insert alone keeps a date's old rows when its
 -- new send list is empty.
 -- One row per targeted or held-out user per as_of_date: who gets which coupon today, under which policy
--- arm, and why. The choice is made in Python (ml/targeting.py, ml/allocation.py: eligibility, arms,
+-- arm, and why. The choice is made in Python (ml/targeting/plan.py, ml/targeting/allocation.py: eligibility, arms,
 -- holdout, budgeted allocation); here it is joined to the segments and catalogue for analysts, and the
 -- house rules are tested (consent, contact cap, one coupon a day, budget, holdout share).
 with

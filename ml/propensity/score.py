@@ -1,0 +1,90 @@
+"""Daily scoring: every known user, as of a date, with the `@champion` models.
+
+Each model scores its own population (ml.propensity.datasets.TASKS): purchase propensity for every known user, churn
+risk for users active in the last 30 days (null for the rest). `SHOP_SCORING_LOOKBACK_DAYS` narrows both.
+
+Writes one Parquet partition per as-of date (replaced whole on rerun) that dbt reads as a source.
+If a champion's signature does not match the features, it stops with a clear error and writes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.config import settings
+from ml.day_pins import pin, pins
+from ml.errors import ModelError
+from ml.propensity.datasets import in_population, load_scoring_population, model_inputs
+from ml.registry.aliases import MODEL_NAMES, load_version
+from ml.storage import write_parquet_atomic
+from ml.warehouse.read import connect_read_only
+from ml.writer_lock import locked
+
+OUTPUT_COLUMNS = {
+    "purchase_30d": ("p_purchase_30d", "purchase_model_version"),
+    "churn_30d": ("p_churn_30d", "churn_model_version"),
+}
+
+
+def check_signature(model, frame: pd.DataFrame, name: str, version: str) -> list[str]:
+    """The model's input columns; ModelError naming what is missing or mistyped."""
+    schema = model.metadata.get_input_schema()
+    if schema is None:
+        raise ModelError(f"{name} v{version} was logged without a signature; it cannot be checked, so it is not used")
+    expected = {c.name: c.type.name for c in schema.inputs}
+    missing = sorted(set(expected) - set(frame.columns))
+    if missing:
+        raise ModelError(
+            f"{name}@champion v{version} expects features that user_features lacks: {', '.join(missing)}. "
+            "Retrain (python -m ml train) or roll back to a matching version; no scores were written."
+        )
+    for column, kind in expected.items():
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        if (kind == "string") == numeric and not frame[column].isna().all():
+            raise ModelError(
+                f"{name}@champion v{version} expects {column} as {kind}, user_features has "
+                f"{frame[column].dtype}; no scores were written."
+            )
+    return list(expected)
+
+
+@locked("score")
+def score_day(as_of: date | None = None) -> dict[str, Any]:
+    """Score the population as of `as_of` (default: the newest built) into `scores/as_of_date=<as_of>/`.
+
+    The first run of a day uses the `@champion` versions and pins them; a rerun uses the pinned ones.
+    """
+    with connect_read_only() as con:
+        as_of = as_of or con.execute("select max(as_of_date) from user_features").fetchone()[0]
+        if as_of is None:
+            raise ModelError("user_features is empty: build features first (python -m ml history)")
+        population = load_scoring_population(con, as_of)
+    if population.empty:
+        raise ModelError(f"no users to score as of {as_of}: user_features has no rows for that date")
+    out = pd.DataFrame({"user_id": population["user_id"].astype("int64")})
+    versions = {}
+    # Check every champion before writing anything.
+    loaded = {}
+    # A rerun of the day scores with the versions its first run used (ml.day_pins), not today's champions.
+    pinned = pins(as_of).get("models", {})
+    for task, name in MODEL_NAMES.items():
+        model, version = load_version(name, pinned.get(name))
+        columns = check_signature(model, population, name, version)
+        loaded[task] = (model, version, columns)
+    for task, (model, version, columns) in loaded.items():
+        probability, version_column = OUTPUT_COLUMNS[task]
+        members = in_population(population, task).to_numpy()
+        out[probability] = np.nan
+        if members.any():
+            inputs = model_inputs(population.loc[members], columns)
+            out.loc[members, probability] = np.asarray(model.predict(inputs))[:, 1].astype(float)
+        out[version_column] = str(version)
+        versions[MODEL_NAMES[task]] = version
+    target = settings().scores_dir / f"as_of_date={as_of}" / "part-0.parquet"
+    write_parquet_atomic(out, target)
+    pin(as_of, models={name: str(v) for name, v in versions.items()})
+    return {"as_of_date": str(as_of), "users_scored": len(out), "model_versions": versions, "path": str(target)}

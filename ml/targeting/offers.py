@@ -1,0 +1,85 @@
+"""What each targeting policy offers each user: the candidate (user, coupon) offers with their estimates.
+
+- `uplift`: every catalogue coupon the coupon_uplift model knows, valued with its P(buy in 7 days) and lift;
+- `propensity`: the rules that came before (lifecycle segment and propensity decile choose one coupon; its
+  value is the catalogue's assumed uplift, weighted by churn risk; cost from the redemption rate).
+
+ml.targeting.allocation values and allocates them under the budget; the send list (ml.targeting.plan), the
+off-policy evaluation (ml.targeting.campaign_evaluation) and the check against the simulator's truth
+(ml.sim.policy_truth) all build their offers here, so a policy means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ml.errors import ModelError
+from ml.targeting.allocation import catalogue, value_offers
+
+
+def order_values(users: pd.DataFrame) -> pd.Series:
+    """What an order of each user is worth: their average order value, or the day's median for new buyers."""
+    known = users["avg_order_value_lifetime"]
+    fallback = float(known.median()) if known.notna().any() else 50.0
+    return known.fillna(fallback).astype(float)
+
+
+def uplift_offers(users: pd.DataFrame, effects: pd.DataFrame) -> pd.DataFrame:
+    """Every catalogue coupon the model knows, for every user, with the model's estimates."""
+    cat = catalogue().set_index("coupon_code")
+    value = users["planned_order_value"]
+    frames = []
+    for code in cat.index:
+        column = f"lift_{code}"
+        if column not in effects:
+            continue
+        lift = effects.loc[users.index, column].to_numpy(float)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "user_id": users["user_id"].to_numpy(),
+                    "coupon_code": code,
+                    "lift": lift,
+                    "p_buy_with_coupon": effects.loc[users.index, "p_buy_7d_control"].to_numpy(float) + lift,
+                    "order_value": np.maximum(value.to_numpy(), cat.loc[code, "min_order_value"]),
+                }
+            )
+        )
+    if not frames:
+        raise ModelError("the coupon_uplift champion knows none of the catalogue's coupons")
+    return value_offers(pd.concat(frames, ignore_index=True))
+
+
+def propensity_rule(users: pd.DataFrame) -> pd.Series:
+    """The coupon type the propensity rules give each user (None: no coupon)."""
+    lapsed = users["lifecycle_segment"].isin(["at_risk", "hibernating", "lost"])
+    decile = users["propensity_decile"].fillna(0)
+    conditions = [
+        lapsed & (decile >= 4) & users["days_since_last_activity"].notna(),
+        users["lifecycle_segment"] == "new",
+        users["lifecycle_segment"] == "loyal",
+        (users["lifecycle_segment"] == "active") & decile.between(4, 8),
+    ]
+    return pd.Series(np.select(conditions, ["winback", "welcome", "loyalty", "nudge"], None), index=users.index)
+
+
+def propensity_offers(users: pd.DataFrame) -> pd.DataFrame:
+    """One offer per user by the rules, valued with the catalogue's assumed uplift (weighted by churn risk)."""
+    cat = catalogue()
+    chosen = users.assign(coupon_type=propensity_rule(users)).dropna(subset=["coupon_type"])
+    chosen = chosen.merge(cat, on="coupon_type")
+    # A lapsed user has no churn score: they count as churned (weight 2), as the rules always did.
+    weight = 1 + chosen["p_churn_30d"].fillna(1.0).to_numpy(float)
+    offers = pd.DataFrame(
+        {
+            "user_id": chosen["user_id"].to_numpy(),
+            "coupon_code": chosen["coupon_code"].to_numpy(),
+            "lift": chosen["assumed_uplift"].to_numpy(float) * weight,
+            "p_buy_with_coupon": chosen["redemption_rate"].to_numpy(float),
+            "order_value": np.maximum(
+                chosen["planned_order_value"].to_numpy(), chosen["min_order_value"].to_numpy(float)
+            ),
+        }
+    )
+    return value_offers(offers)

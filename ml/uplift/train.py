@@ -1,0 +1,166 @@
+"""The coupon effect models' training job: fit each learner (ml.uplift.model), one MLflow run per candidate,
+registration as `coupon_uplift`, and the promotion gate (ml.registry.gate) on the test campaign's mean Qini,
+the current champion re-scored on the same campaign.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.config import COUPON_WINDOW_DAYS, settings
+from ml.propensity.datasets import model_inputs
+from ml.registry.aliases import UPLIFT_MODEL, champion_version
+from ml.registry.gate import decide
+from ml.registry.tracking import client, experiment_id
+from ml.uplift.metrics import uplift_by_decile_figure
+from ml.uplift.model import (
+    EXPERIMENT,
+    LEARNERS,
+    CouponUpliftModel,
+    UpliftPyfunc,
+    campaign_split,
+    evaluate_effects,
+    load_campaigns,
+    pooled_deciles,
+)
+from ml.warehouse.read import connect_read_only
+
+
+def log_candidate(
+    model: CouponUpliftModel,
+    learner: str,
+    metrics: dict[str, float],
+    figure,
+    deciles: pd.DataFrame,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    x_test: pd.DataFrame,
+) -> dict[str, Any]:
+    """Log one fitted candidate as an MLflow run and register it; return its version and test Qini."""
+    import matplotlib.pyplot as plt
+
+    import mlflow
+    from ml.propensity.train import code_version
+    from ml.registry.aliases import model_requirements
+    from ml.registry.ownership import owner_tags
+
+    test_date = str(test["send_date"].iloc[0])
+    with mlflow.start_run(
+        experiment_id=experiment_id(EXPERIMENT), run_name=f"{UPLIFT_MODEL}-{learner}-{test_date}", tags=owner_tags()
+    ) as run:
+        mlflow.set_tags({"model_name": UPLIFT_MODEL, "learner": learner, "code_version": code_version()})
+        mlflow.log_params(
+            {
+                "learner": learner,
+                "outcome": "any clean purchase in [send_date, send_date + 7 days)",
+                "train_campaigns": ",".join(sorted({str(d) for d in train["send_date"]})),
+                "test_campaign_date": test_date,
+                "train_rows": len(train),
+                "test_rows": len(test),
+                "coupons": ",".join(model.codes),
+                "qini_definition": "Radcliffe Qini, area to random, both axes as shares of users (ml.uplift.metrics)",
+                "seed": model.seed,
+            }
+        )
+        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_figure(figure, "plots/uplift_by_decile.png")
+        mlflow.log_table(deciles, "uplift_by_decile.json")
+        plt.close("all")
+        sample = x_test.head(200)
+        signature = mlflow.models.infer_signature(sample, model.predict_effects(sample))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=UpliftPyfunc(model),
+            signature=signature,
+            input_example=x_test.head(5),
+            registered_model_name=UPLIFT_MODEL,
+            pip_requirements=model_requirements(),
+        )
+    version = str(info.registered_model_version)
+    tags = {"learner": learner, "test_date": test_date, "run_id": run.info.run_id}
+    tags.update({f"test_{k}": f"{v:.5f}" for k, v in metrics.items() if k.startswith("mean_") and np.isfinite(v)})
+    for key, value in tags.items():
+        client().set_model_version_tag(UPLIFT_MODEL, version, key, value)
+    return {"version": version, "learner": learner, "qini": metrics["mean_qini"], "metrics": metrics}
+
+
+def champion_qini_on(test: pd.DataFrame, x_test: pd.DataFrame) -> tuple[str | None, float | None]:
+    """The current champion's mean Qini re-scored on this test campaign; (None, None) when there is none."""
+    from ml.registry.aliases import load_champion
+
+    if champion_version(UPLIFT_MODEL) is None:
+        return None, None
+    model, version = load_champion(UPLIFT_MODEL)
+    expected = [c.name for c in model.metadata.get_input_schema().inputs]
+    if any(c not in x_test.columns for c in expected):
+        return version, float("nan")  # its features are gone: it cannot defend
+    effects = model.predict(x_test[expected])
+    return version, evaluate_effects(effects, test, n_boot=0, seed=0)["mean_qini"]
+
+
+def gate_uplift(candidates: list[dict], x_test: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:
+    best = max(candidates, key=lambda c: c["qini"])
+    champion, champion_qini = champion_qini_on(test, x_test)
+    test_date = str(test["send_date"].iloc[0])
+    evidence = {
+        "test_qini": round(best["qini"], 5),
+        "test_qini_ci_low": round(best["metrics"]["mean_qini_ci_low"], 5),
+        "test_campaign_date": test_date,
+        "champion_version": champion,
+        "champion_test_qini": None if champion_qini is None else round(champion_qini, 5),
+    }
+    decision = decide(
+        UPLIFT_MODEL,
+        best["version"],
+        best["qini"],
+        champion,
+        champion_qini,
+        best["learner"],
+        f"campaign {test_date}",
+        evidence,
+    )
+    return {
+        "model": UPLIFT_MODEL,
+        "decision": decision,
+        "candidate_version": best["version"],
+        "learner": best["learner"],
+        "test_qini": round(best["qini"], 5),
+        "qini_by_learner": {c["learner"]: round(c["qini"], 5) for c in candidates},
+        "champion_before": champion,
+        "champion_after": champion_version(UPLIFT_MODEL),
+    }
+
+
+def train_uplift(test_date: date | None = None, n_boot: int = 200, before: date | None = None) -> dict[str, Any]:
+    """Fit, log, register and gate the coupon effect models; then run the policy gate.
+
+    `before`: use only campaigns whose outcome window closed by then (a backfill's view of the past).
+    """
+    from ml.registry.ownership import fail_orphaned_runs
+    from ml.registry.tracking import configure_mlflow
+
+    configure_mlflow()
+    fail_orphaned_runs()
+    seed = settings().seed
+    with connect_read_only() as con:
+        frame, columns = load_campaigns(con)
+    if before is not None:
+        window_end = pd.to_datetime(frame["send_date"]) + pd.Timedelta(days=COUPON_WINDOW_DAYS)
+        frame = frame[(window_end <= pd.Timestamp(before)).to_numpy()]
+    train, test = campaign_split(frame, test_date)
+    x_train, x_test = model_inputs(train, columns), model_inputs(test, columns)
+    candidates = []
+    for learner in LEARNERS:
+        model = CouponUpliftModel(learner, seed).fit(x_train, train["sent_coupon"], train["has_purchase_7d"])
+        effects = model.predict_effects(x_test)
+        metrics = evaluate_effects(effects, test, n_boot, seed)
+        deciles = pooled_deciles(effects, test)
+        figure = uplift_by_decile_figure(
+            deciles, f"coupon_uplift ({learner}), test campaign {test['send_date'].iloc[0]}"
+        )
+        candidates.append(log_candidate(model, learner, metrics, figure, deciles, train, test, x_test))
+    return gate_uplift(candidates, x_test, test)
