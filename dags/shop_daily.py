@@ -14,14 +14,18 @@ For the business day D (the data interval's start, or the `run_date` param):
    each dbt group (features, segments, targeting) is one Cosmos `dbt build` task that runs those tests
    itself, and there are no check tasks: fewer dbt starts, less per-model detail in the UI.
 3. **train** retrains the propensity, churn and coupon effect models weekly (and whenever a model has no
-   champion), else it is skipped; only labels matured before the day are used.
-4. **score** scores every known user with the `@champion` models (churn: users active in the last 30 days).
-5. **segments** (dbt) builds `user_segments` for D + 1.
-6. **target** plans the send list for D + 1: eligibility, the two policy arms, the holdout and the
+   champion or the monitor raised an alert), else it is skipped; only labels matured before the day are used.
+4. **score** scores every known user with the `@champion` models (churn: users active in the last 30 days),
+   with the top 3 reasons behind each score (`user_score_reasons`).
+5. **monitor** writes the champions' realised performance on matured labels and the drift of scores and
+   inputs (`model_monitoring`), logs them to MLflow with a plot; it fails nothing on an alert, but an alert
+   on realised AUC or score drift makes the next run's **train** retrain.
+6. **segments** (dbt) builds `user_segments` for D + 1.
+7. **target** plans the send list for D + 1: eligibility, the two policy arms, the holdout and the
    budgeted allocation (`ml/targeting/plan.py`); the policy gate first checks which policy leads.
-7. **targeting** (dbt) builds `coupon_targets` and the realised `coupon_results`; **check_targeting** tests
+8. **targeting** (dbt) builds `coupon_targets` and the realised `coupon_results`; **check_targeting** tests
    the house rules (consent, contact cap, budget, holdout) before anything is published.
-8. **publish** exports the days the run changed and swaps in a fresh read-only analyst snapshot.
+9. **publish** exports the days the run changed and swaps in a fresh read-only analyst snapshot.
 
 Every task that opens the warehouse runs in the single-slot `warehouse` pool; rerunning a day
 replaces that day's partitions and rows with the same ones: the first run pins its training decision,
@@ -179,6 +183,13 @@ def shop_daily():
         return score_day(as_of_from(context))
 
     @task
+    def monitor(**context) -> dict:
+        from ml.pipeline import as_of_from
+        from ml.pipeline import monitor as monitor_day
+
+        return monitor_day(as_of_from(context))
+
+    @task
     def target(**context) -> dict:
         from ml.pipeline import as_of_from
         from ml.targeting.plan import target_day
@@ -206,6 +217,7 @@ def shop_daily():
     # ---- ML: train (weekly / no champion) -> score -> targeting marts ----
     trained = train()
     scored = score()
+    monitored = monitor()
     segments = dbt_group("segments", "segments", [])
     planned = target()
     targeting = dbt_group("targeting", "targeting", [TARGETING])
@@ -215,7 +227,7 @@ def shop_daily():
         features_checked = features >> check.override(task_id="check_features")("features")
         targeting_checked = targeting >> check.override(task_id="check_targeting")("targeting")
     landed >> features
-    features_checked >> trained >> scored >> segments >> planned >> targeting
+    features_checked >> trained >> scored >> monitored >> segments >> planned >> targeting
     targeting_checked >> publish()
 
 

@@ -39,6 +39,9 @@ class Settings:
     snapshot_read_dir: Path
     scores_dir: Path
     targets_dir: Path
+    # The top reasons behind each user's scores (ml score), and the models' monitoring rows (ml monitor).
+    reasons_dir: Path
+    monitoring_dir: Path
     # Off-policy evaluations: each campaign's (campaigns/) and each targeting day's gate evidence (daily/).
     evaluations_dir: Path
     audit_dir: Path
@@ -83,6 +86,9 @@ class Settings:
     task_timeout_minutes: int
     # Largest export file landing reads (it is read whole into memory), in MB.
     max_file_mb: int
+    # A model is retrained on the next run when its realised ROC AUC on matured labels falls more than this
+    # below its test AUC (or its score PSI passes the major band, ml.monitoring.checks).
+    monitor_auc_margin: float
 
     @property
     def mlflow_dir(self) -> Path:
@@ -102,6 +108,8 @@ def settings() -> Settings:
         snapshot_read_dir=_path("SHOP_SNAPSHOT_READ_DIR", snapshot_path.parent),
         scores_dir=_path("SHOP_SCORES_DIR", data_dir / "scores"),
         targets_dir=_path("SHOP_TARGETS_DIR", data_dir / "targets"),
+        reasons_dir=_path("SHOP_REASONS_DIR", data_dir / "score_reasons"),
+        monitoring_dir=_path("SHOP_MONITORING_DIR", data_dir / "monitoring"),
         evaluations_dir=_path("SHOP_EVALUATIONS_DIR", data_dir / "evaluations"),
         audit_dir=_path("SHOP_AUDIT_DIR", data_dir / "audit"),
         truth_dir=_path("SHOP_TRUTH_DIR", data_dir / "truth"),
@@ -127,6 +135,7 @@ def settings() -> Settings:
         writer_lock_timeout=_float_env("SHOP_WRITER_LOCK_TIMEOUT", 3600.0, upper=None),
         task_timeout_minutes=_positive_int_env("SHOP_TASK_TIMEOUT_MINUTES", 180),
         max_file_mb=_positive_int_env("SHOP_MAX_FILE_MB", 2048),
+        monitor_auc_margin=_float_env("SHOP_MONITOR_AUC_MARGIN", 0.05),
     )
 
 

@@ -22,6 +22,7 @@ DAILY_STEPS = (
     "check_features",
     "train",
     "score",
+    "monitor",
     "segments",
     "target",
     "targeting",
@@ -118,29 +119,42 @@ def reprocess_from(context: dict[str, Any]) -> date:
 
 
 def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
-    """Train on the weekly training day (a Monday, unless a run trained in the 6 days before), when forced, or
-    when a model has no champion; else None.
+    """Train on the weekly training day (a Monday, unless a run trained in the 6 days before), when forced,
+    when a model has no champion, or when the monitor raised an alert on a champion (ml.monitoring); else None.
+    The reason is in the result, the day's pin and every promotion audit row of the training.
 
     Only labels and campaigns whose windows closed before `as_of` are used, so a backfill of an old
     day trains on what that day could know. The decision is pinned (ml.day_pins): a rerun of the day
     does not train again (unless forced), and scores with the versions its first run used.
     """
     from ml.day_pins import pin, pins
+    from ml.monitoring.monitor import retrain_reason
     from ml.propensity.train import train_all
     from ml.registry.aliases import MODEL_NAMES, champion_version
 
     if "training" in pins(as_of) and not force:
         return None
     missing = [name for name in MODEL_NAMES.values() if champion_version(name) is None]
+    alert = retrain_reason(as_of)
     weekly = as_of.weekday() == TRAIN_WEEKDAY and not trained_in_week_before(as_of)
-    if not (force or missing or weekly):
+    if not (force or missing or alert or weekly):
         pin(as_of, training={"trained": False})
         return None
+    because = (
+        "forced"
+        if force
+        else f"no champion for {', '.join(missing)}"
+        if missing
+        else f"monitoring alert: {alert}"
+        if alert
+        else "the weekly training day"
+    )
     result = {
-        "results": train_all(as_of=newest_label_date_before(as_of)),
-        "coupon_uplift": train_uplift_if_possible(as_of),
+        "trained_because": because,
+        "results": train_all(as_of=newest_label_date_before(as_of), because=because),
+        "coupon_uplift": train_uplift_if_possible(as_of, because),
     }
-    pin(as_of, training={"trained": True})  # the versions that score the day are pinned by score_day
+    pin(as_of, training={"trained": True, "because": because})  # score_day pins the versions that score the day
     return result
 
 
@@ -168,7 +182,7 @@ def newest_label_date_before(as_of: date) -> date:
     return known[-1]
 
 
-def train_uplift_if_possible(as_of: date | None = None) -> dict[str, Any]:
+def train_uplift_if_possible(as_of: date | None = None, because: str = "asked") -> dict[str, Any]:
     """Train the coupon effect models; a shop without randomised campaigns gets the reason instead.
 
     A failure here never stops the day: the current champion (or the propensity rules) keeps targeting,
@@ -180,7 +194,7 @@ def train_uplift_if_possible(as_of: date | None = None) -> dict[str, Any]:
     from ml.uplift.train import train_uplift
 
     try:
-        return train_uplift(before=as_of)
+        return train_uplift(before=as_of, because=because)
     except ModelError as exc:
         return {"model": "coupon_uplift", "decision": "skipped", "reason": str(exc)}
     except Exception as exc:  # the behaviour models are trained; a broken uplift fit must not block scoring
@@ -216,6 +230,16 @@ def publish_day(since: date | None, mark_id: str | None) -> str:
     return str(snapshot)
 
 
+def monitor(as_of: date) -> dict[str, Any]:
+    """The day's monitoring rows (ml.monitoring.monitor), logged to MLflow with their plot."""
+    from ml.monitoring.monitor import monitor_day
+    from ml.monitoring.report import log_monitoring
+
+    summary = monitor_day(as_of)
+    summary["mlflow_runs"] = log_monitoring(as_of)
+    return summary
+
+
 def _step_functions() -> dict[str, Callable[[DayRun], Any]]:
     from ml.propensity.score import score_day
     from ml.targeting.build import build_segments, build_targeting
@@ -232,6 +256,7 @@ def _step_functions() -> dict[str, Callable[[DayRun], Any]]:
         "check_features": lambda run: check_data("features", run.as_of, run.reprocess_from),
         "train": lambda run: train_if_due(run.as_of, force=run.force_train),
         "score": lambda run: score_day(run.as_of),
+        "monitor": lambda run: monitor(run.as_of),
         "segments": lambda run: build_segments(run.as_of, run.reprocess_from),
         "target": lambda run: target_day(run.as_of),
         "targeting": lambda run: build_targeting(run.as_of, plan=False, reprocess_from=run.reprocess_from),

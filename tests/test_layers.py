@@ -18,6 +18,7 @@ LAYERS = [
     {"ml.warehouse"},
     {"ml.propensity"},
     {"ml.uplift"},
+    {"ml.monitoring"},
     {"ml.targeting"},
     {"ml.pipeline", "ml.summary"},
     {"ml.sim"},

@@ -30,3 +30,26 @@
         where false
     {%- endif -%}
 {%- endmacro -%}
+
+
+{#- The same for the ML steps' optional outputs: the reasons (`ml score`) and the monitoring rows (the daily
+    `monitor` step), which a segments build run by hand after `ml score` alone may not find yet. -#}
+{%- macro written_or_empty(table_name, columns) -%}
+    {%- set patterns = {
+        'score_reasons': env_var('SHOP_REASONS_DIR', '../data/score_reasons') ~ '/*/*.parquet',
+        'model_monitoring': env_var('SHOP_MONITORING_DIR', '../data/monitoring') ~ '/*/*.parquet',
+    } -%}
+    {%- set found = true -%}
+    {%- if execute -%}
+        {%- set found = run_query("select count(*) from glob('" ~ patterns[table_name] ~ "')").columns[0].values()[0] > 0 -%}
+    {%- endif -%}
+    {%- if found -%}
+        select * from {{ source('ml', table_name) }}
+    {%- else -%}
+        select
+        {%- for name, data_type in columns.items() %}
+            cast(null as {{ data_type }}) as {{ name }},
+        {%- endfor %}
+        where false
+    {%- endif -%}
+{%- endmacro -%}

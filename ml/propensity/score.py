@@ -3,7 +3,8 @@
 Each model scores its own population (ml.propensity.datasets.TASKS): purchase propensity for every known user, churn
 risk for users active in the last 30 days (null for the rest). `SHOP_SCORING_LOOKBACK_DAYS` narrows both.
 
-Writes one Parquet partition per as-of date (replaced whole on rerun) that dbt reads as a source.
+Writes one Parquet partition per as-of date (replaced whole on rerun) that dbt reads as a source, and beside
+it the top reasons behind each user's scores (ml.propensity.reasons; `user_score_reasons`).
 If a champion's signature does not match the features, it stops with a clear error and writes nothing.
 """
 
@@ -19,8 +20,9 @@ from ml.config import settings
 from ml.day_pins import pin, pins
 from ml.errors import ModelError
 from ml.propensity.datasets import in_population, load_scoring_population, model_inputs
+from ml.propensity.reasons import contributions, explained_inputs, top_reasons
 from ml.registry.aliases import MODEL_NAMES, load_version
-from ml.storage import write_parquet_atomic
+from ml.storage import as_table, write_parquet_files_atomic
 from ml.warehouse.read import connect_read_only
 from ml.writer_lock import locked
 
@@ -75,6 +77,7 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
         model, version = load_version(name, pinned.get(name))
         columns = check_signature(model, population, name, version)
         loaded[task] = (model, version, columns)
+    reasons = []
     for task, (model, version, columns) in loaded.items():
         probability, version_column = OUTPUT_COLUMNS[task]
         members = in_population(population, task).to_numpy()
@@ -82,9 +85,24 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
         if members.any():
             inputs = model_inputs(population.loc[members], columns)
             out.loc[members, probability] = np.asarray(model.predict(inputs))[:, 1].astype(float)
+            reasons.append(score_reasons(model, inputs, out.loc[members, "user_id"], MODEL_NAMES[task], version))
         out[version_column] = str(version)
         versions[MODEL_NAMES[task]] = version
-    target = settings().scores_dir / f"as_of_date={as_of}" / "part-0.parquet"
-    write_parquet_atomic(out, target)
+    cfg = settings()
+    target = cfg.scores_dir / f"as_of_date={as_of}" / "part-0.parquet"
+    reasons_target = cfg.reasons_dir / f"as_of_date={as_of}" / "part-0.parquet"
+    # Scores and their reasons land together: a rerun, or a kill between the two renames, replaces both.
+    write_parquet_files_atomic({target: as_table(out), reasons_target: as_table(pd.concat(reasons, ignore_index=True))})
     pin(as_of, models={name: str(v) for name, v in versions.items()})
     return {"as_of_date": str(as_of), "users_scored": len(out), "model_versions": versions, "path": str(target)}
+
+
+def score_reasons(model, inputs: pd.DataFrame, user_ids: pd.Series, name: str, version: str) -> pd.DataFrame:
+    """The top reasons behind each scored user's probability (ml.propensity.reasons), one row per reason."""
+    pipeline = model.get_raw_model()  # the sklearn pipeline the pyfunc wraps
+    grouped, base, margin = contributions(pipeline, inputs)
+    reasons = top_reasons(grouped, base, margin, explained_inputs(pipeline, inputs))
+    reasons.insert(0, "user_id", user_ids.to_numpy(dtype="int64")[reasons.pop("row").to_numpy()])
+    reasons.insert(1, "model_name", name)
+    reasons.insert(2, "model_version", str(version))
+    return reasons

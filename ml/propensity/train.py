@@ -32,8 +32,10 @@ from ml.propensity.datasets import (
     model_inputs,
     training_user_share,
 )
+from ml.propensity.drift_reference import REFERENCE_ARTIFACT, reference_bins
 from ml.propensity.estimators import FLAVOURS, feature_importance, fit_logistic, fit_xgboost
 from ml.propensity.metrics import best_f1_threshold, classification_metrics, quality_figures
+from ml.propensity.reasons import contribution_summary_figure, contributions
 from ml.registry.aliases import MODEL_NAMES, champion_version, load_champion, model_requirements, reconcile_ui_changes
 from ml.registry.gate import decide
 from ml.registry.ownership import fail_orphaned_runs, owner_tags
@@ -68,13 +70,15 @@ def code_version() -> str:
         return "unknown"
 
 
-def train_all(tasks: list[str] | None = None, as_of: date | None = None) -> list[dict[str, Any]]:
-    """Train, log, register and gate every task; return one summary per task."""
+def train_all(
+    tasks: list[str] | None = None, as_of: date | None = None, because: str = "asked"
+) -> list[dict[str, Any]]:
+    """Train, log, register and gate every task; return one summary per task. `because`: why, for the audit."""
     configure_mlflow()
     reconcile_ui_changes()
     fail_orphaned_runs()
     split, columns, frames = load_split(tasks or list(TASKS), as_of)
-    return [train_task(task, parts, split, columns) for task, parts in frames.items()]
+    return [train_task(task, parts, split, columns, because) for task, parts in frames.items()]
 
 
 def load_split(tasks: list[str], as_of: date | None) -> tuple[Split, list[str], dict[str, dict[str, pd.DataFrame]]]:
@@ -111,7 +115,9 @@ def fit_flavour(flavour: str, x: dict[str, pd.DataFrame], y: dict[str, np.ndarra
     return pipeline, {"C": 0.5, "max_iter": 2000, "preprocessing": "median impute + arcsinh + standardise"}
 
 
-def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns: list[str]) -> dict[str, Any]:
+def train_task(
+    task: str, parts: dict[str, pd.DataFrame], split: Split, columns: list[str], because: str = "asked"
+) -> dict[str, Any]:
     import mlflow
 
     name = MODEL_NAMES[task]
@@ -145,6 +151,7 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
                     "model_name": name,
                     "code_version": code_version(),
                     "feature_hash": feature_hash,
+                    "trained_because": because[:5000],
                 }
             )
             mlflow.log_params(
@@ -171,6 +178,10 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
                 y["test"], proba["test"], importance, f"{name} ({flavour}), test {split.test_date}"
             ).items():
                 mlflow.log_figure(figure, f"plots/{filename}")
+            # The global view of the per-user reasons, and the bins the monitor measures drift against.
+            grouped, _, _ = contributions(pipeline, x["test"].head(5000))
+            mlflow.log_figure(contribution_summary_figure(grouped, f"{name} ({flavour})"), "plots/contributions.png")
+            mlflow.log_dict(reference_bins(x["test"], proba["test"]), REFERENCE_ARTIFACT)
             _close_figures()
             signature = mlflow.models.infer_signature(x["test"].head(200), pipeline.predict_proba(x["test"].head(200)))
             info = mlflow.sklearn.log_model(
@@ -193,7 +204,7 @@ def train_task(task: str, parts: dict[str, pd.DataFrame], split: Split, columns:
                     "run_id": run.info.run_id,
                 }
             )
-    return gate(name, candidates, x["test"], y["test"], split.test_date)
+    return gate(name, candidates, x["test"], y["test"], split.test_date, because)
 
 
 def _tag_version(name, version, flavour, metrics, split: Split, run_id) -> None:
@@ -203,6 +214,7 @@ def _tag_version(name, version, flavour, metrics, split: Split, run_id) -> None:
     tags = {
         "flavour": flavour,
         "test_date": str(split.test_date),
+        "train_end_date": str(split.train_dates[-1]),
         "run_id": run_id,
         **{k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("test_") and not k.endswith("_rows")},
     }
@@ -230,7 +242,9 @@ def champion_auc_on(name: str, x_test: pd.DataFrame, y_test: np.ndarray) -> tupl
     return version, float(roc_auc_score(y_test, np.asarray(model.predict(x_test[expected]))[:, 1]))
 
 
-def gate(name: str, candidates: list[dict], x_test: pd.DataFrame, y_test: np.ndarray, test_date: date) -> dict:
+def gate(
+    name: str, candidates: list[dict], x_test: pd.DataFrame, y_test: np.ndarray, test_date: date, because: str
+) -> dict:
     """The best new version through the promotion gate (ml.registry.gate), judged on test AUC."""
     best = max(candidates, key=lambda c: c["test_roc_auc"])
     champion, champion_auc = champion_auc_on(name, x_test, y_test)
@@ -239,6 +253,7 @@ def gate(name: str, candidates: list[dict], x_test: pd.DataFrame, y_test: np.nda
         "test_date": str(test_date),
         "champion_version": champion,
         "champion_test_roc_auc": None if champion_auc is None else round(champion_auc, 4),
+        "trained_because": because,
     }
     decision = decide(
         name, best["version"], best["test_roc_auc"], champion, champion_auc, best["flavour"], str(test_date), metrics

@@ -48,13 +48,14 @@ def decide(
     """
     rule = RULES[name]
     shown = f"{rule.metric} {score:.{rule.digits}f}"
+    trained = f" (trained: {evidence['trained_because']})" if evidence.get("trained_because") else ""
     clears = score >= rule.floor if rule.floor_included else score > rule.floor
     defends = champion_score is not None and not math.isnan(champion_score) and champion_score >= score
     if clears and not defends:
         against = "no champion yet"
         if champion is not None:
             against = f"champion v{champion} {rule.metric} {champion_score:.{rule.digits}f}"
-        reason = f"{candidate} {shown} on {tested_on} beats {against}"
+        reason = f"{candidate} {shown} on {tested_on} beats {against}{trained}"
         promote(name, version, reason, evidence, action="auto_promote", actor="training-gate")
         return "promoted"
     why = (
@@ -63,5 +64,7 @@ def decide(
         else f"does not beat champion v{champion} {rule.metric} {champion_score:.{rule.digits}f}"
     )
     set_challenger(name, version)
-    record_audit(name, "challenger", champion, version, f"{candidate} {shown} {why}", evidence, actor="training-gate")
+    record_audit(
+        name, "challenger", champion, version, f"{candidate} {shown} {why}{trained}", evidence, actor="training-gate"
+    )
     return "challenger"

@@ -102,7 +102,9 @@ def champion_qini_on(test: pd.DataFrame, x_test: pd.DataFrame) -> tuple[str | No
     return version, evaluate_effects(effects, test, n_boot=0, seed=0)["mean_qini"]
 
 
-def gate_uplift(candidates: list[dict], x_test: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:
+def gate_uplift(
+    candidates: list[dict], x_test: pd.DataFrame, test: pd.DataFrame, because: str = "asked"
+) -> dict[str, Any]:
     best = max(candidates, key=lambda c: c["qini"])
     champion, champion_qini = champion_qini_on(test, x_test)
     test_date = str(test["send_date"].iloc[0])
@@ -112,6 +114,7 @@ def gate_uplift(candidates: list[dict], x_test: pd.DataFrame, test: pd.DataFrame
         "test_campaign_date": test_date,
         "champion_version": champion,
         "champion_test_qini": None if champion_qini is None else round(champion_qini, 5),
+        "trained_because": because,
     }
     decision = decide(
         UPLIFT_MODEL,
@@ -135,10 +138,13 @@ def gate_uplift(candidates: list[dict], x_test: pd.DataFrame, test: pd.DataFrame
     }
 
 
-def train_uplift(test_date: date | None = None, n_boot: int = 200, before: date | None = None) -> dict[str, Any]:
+def train_uplift(
+    test_date: date | None = None, n_boot: int = 200, before: date | None = None, because: str = "asked"
+) -> dict[str, Any]:
     """Fit, log, register and gate the coupon effect models; then run the policy gate.
 
     `before`: use only campaigns whose outcome window closed by then (a backfill's view of the past).
+    `because`: why it trains, for the audit rows.
     """
     from ml.registry.ownership import fail_orphaned_runs
     from ml.registry.tracking import configure_mlflow
@@ -163,4 +169,4 @@ def train_uplift(test_date: date | None = None, n_boot: int = 200, before: date 
             deciles, f"coupon_uplift ({learner}), test campaign {test['send_date'].iloc[0]}"
         )
         candidates.append(log_candidate(model, learner, metrics, figure, deciles, train, test, x_test))
-    return gate_uplift(candidates, x_test, test)
+    return gate_uplift(candidates, x_test, test, because)

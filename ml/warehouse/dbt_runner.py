@@ -31,6 +31,8 @@ def dbt_env(cfg: Settings | None = None) -> dict[str, str]:
             "SHOP_LANDING_DIR": str(cfg.landing_dir),
             "SHOP_SCORES_DIR": str(cfg.scores_dir),
             "SHOP_TARGETS_DIR": str(cfg.targets_dir),
+            "SHOP_REASONS_DIR": str(cfg.reasons_dir),
+            "SHOP_MONITORING_DIR": str(cfg.monitoring_dir),
             "SHOP_EVALUATIONS_DIR": str(cfg.evaluations_dir),
             "SHOP_AUDIT_DIR": str(cfg.audit_dir),
             "DBT_PROFILES_DIR": str(cfg.dbt_project_dir),

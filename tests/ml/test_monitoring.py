@@ -1,0 +1,147 @@
+"""Per-user reasons and model monitoring on a real trained shop: real MLflow champions, real dbt marts."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.checksums import query
+
+
+def test_psi_is_near_zero_for_the_same_distribution_and_major_for_a_shift():
+    from ml.propensity.drift_reference import categorical_bins, numeric_bins, psi
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0, 1, 20_000)
+    bins = numeric_bins(reference)
+    assert psi(bins, rng.normal(0, 1, 20_000)) < 0.01
+    assert 0.1 < psi(bins, rng.normal(0.4, 1, 20_000)) < 0.25  # a moderate shift
+    assert psi(bins, rng.normal(1.0, 1, 20_000)) > 0.25
+    with_missing = np.where(rng.random(20_000) < 0.5, np.nan, rng.normal(0, 1, 20_000))
+    assert psi(bins, with_missing) > 0.25  # half the values gone missing is a major shift
+    countries = pd.Series(rng.choice(["DE", "FR"], 10_000))
+    assert psi(categorical_bins(countries), countries) < 0.01
+    assert psi(categorical_bins(countries), pd.Series(["US"] * 5_000 + ["DE"] * 5_000)) > 0.25
+
+
+def test_bands_turn_values_into_ok_warn_alert_and_pending():
+    from ml.monitoring.checks import check_rows
+
+    test = {"test_roc_auc": 0.80, "test_brier": 0.10}
+    by_metric = {
+        r["metric"]: r for r in check_rows({"roc_auc": 0.79, "brier": 0.12, "ece": 0.2, "pr_auc": float("nan")}, test)
+    }
+    assert by_metric["roc_auc"]["status"] == "ok" and by_metric["roc_auc"]["alert_threshold"] == pytest.approx(0.75)
+    assert by_metric["brier"]["status"] == "warn"  # 1.2x test: past 1.15x, within 1.3x
+    assert by_metric["ece"]["status"] == "alert"
+    assert by_metric["pr_auc"]["status"] == "pending"
+    assert check_rows({"roc_auc": 0.70}, test)[0]["status"] == "alert"
+
+
+@pytest.fixture
+def scored(trained_shop, shop_copy):
+    """A copy of the trained shop, scored on its newest built date."""
+    from ml.propensity.score import score_day
+
+    shop = shop_copy(trained_shop)
+    return shop, date.fromisoformat(score_day()["as_of_date"])
+
+
+def test_every_scored_user_has_three_reasons_per_model_that_add_up_to_its_margin(scored):
+    from ml.propensity.datasets import in_population, load_scoring_population, model_inputs
+    from ml.propensity.reasons import contributions, model_margin
+    from ml.registry.aliases import MODEL_NAMES, load_champion
+    from ml.warehouse.read import connect_read_only
+
+    shop, as_of = scored
+    reasons = pd.read_parquet(shop.data / "score_reasons" / f"as_of_date={as_of}" / "part-0.parquet")
+    scores = pd.read_parquet(shop.data / "scores" / f"as_of_date={as_of}" / "part-0.parquet")
+    per_user = reasons.groupby(["model_name", "user_id"]).size()
+    assert set(per_user) == {3}
+    assert per_user.loc["purchase_propensity"].size == scores["p_purchase_30d"].notna().sum()
+    assert per_user.loc["churn_risk"].size == scores["p_churn_30d"].notna().sum()
+    assert reasons["reason"].str.len().gt(0).all() and set(reasons["direction"]) <= {"raises", "lowers"}
+    # The reasons' margin is the score: sigmoid(margin) equals the probability written.
+    merged = reasons[reasons["model_name"] == "purchase_propensity"].merge(scores, on="user_id")
+    assert np.allclose(1 / (1 + np.exp(-merged["margin"])), merged["p_purchase_30d"], atol=1e-6)
+    with connect_read_only() as con:
+        population = load_scoring_population(con, as_of)
+    for task, name in MODEL_NAMES.items():
+        model, _ = load_champion(name)
+        pipeline = model.get_raw_model()
+        columns = [c.name for c in model.metadata.get_input_schema().inputs]
+        inputs = model_inputs(population.loc[in_population(population, task).to_numpy()], columns)
+        grouped, base, margin = contributions(pipeline, inputs)
+        assert np.abs(grouped.sum(axis=1).to_numpy() + base - model_margin(pipeline, inputs)).max() < 1e-5
+        assert np.allclose(margin, model_margin(pipeline, inputs), atol=1e-5)
+        assert not any(c.startswith(("country_", "device_", "missingindicator_", "bgnbd_")) for c in grouped.columns)
+
+
+def test_the_monitor_writes_realised_and_drift_rows_and_a_rerun_changes_nothing(scored):
+    from ml.config import settings
+    from ml.pipeline import monitor
+    from ml.targeting.build import build_segments
+
+    shop, as_of = scored
+    summary = monitor(as_of)
+    assert set(summary["mlflow_runs"]) == {"purchase_propensity", "churn_risk"}
+    files = sorted(settings().monitoring_dir.glob("scoring_date=*/part-0.parquet"))
+    rows = pd.concat([pd.read_parquet(p).assign(scoring_date=p.parent.name[13:]) for p in files])
+    realised = rows[rows["metric"].eq("roc_auc") & rows["status"].ne("pending")]
+    for name in ("purchase_propensity", "churn_risk"):
+        mine = realised[realised["model_name"] == name]
+        assert len(mine) >= 1 and mine["value"].between(0.5, 1).all()
+        assert set(mine["scored_by"]) == {"backfill"}  # the shop was never scored on those dates
+    today = rows[rows["scoring_date"] == str(as_of)]
+    assert set(today.loc[today["metric"] == "roc_auc", "status"]) == {"pending"}
+    assert len(today[today["metric"] == "score_psi"]) == 2
+    assert today.loc[today["metric"] == "feature_psi", "feature"].nunique() > 20
+    assert set(rows["status"]) <= {"ok", "warn", "alert", "pending"}
+    # A rerun of the day rewrites the same rows.
+    before = rows.drop(columns=["monitored_on"]).sort_values(["scoring_date", "model_name", "metric", "feature"])
+    monitor(as_of)
+    again = pd.concat([pd.read_parquet(p).assign(scoring_date=p.parent.name[13:]) for p in files])
+    again = again.drop(columns=["monitored_on"]).sort_values(["scoring_date", "model_name", "metric", "feature"])
+    pd.testing.assert_frame_equal(before.reset_index(drop=True), again.reset_index(drop=True))
+    # The marts build with their contracts and tests, and hold what the files hold.
+    build_segments(as_of)
+    assert query(shop.warehouse, "select count(*) from model_monitoring") == [(len(rows),)]
+    reasons = query(
+        shop.warehouse, "select count(distinct user_id) from user_score_reasons where as_of_date = ?", [as_of]
+    )
+    assert reasons[0][0] > 1000
+
+
+def test_an_alert_on_a_champion_retrains_on_the_next_run_and_says_why(scored):
+    from ml.config import settings
+    from ml.monitoring.monitor import SCHEMA, partition, retrain_reason
+    from ml.pipeline import train_if_due
+    from ml.registry.aliases import champion_version
+
+    shop, as_of = scored
+    assert retrain_reason(as_of) is None
+    version = champion_version("churn_risk")
+    alert = {
+        "model_name": "churn_risk", "model_version": version, "metric": "roc_auc", "feature": None, "value": 0.61,
+        "reference_value": 0.80, "warn_threshold": 0.775, "alert_threshold": 0.75, "status": "alert",
+        "n_users": 900, "scored_by": "daily", "monitored_on": date(2026, 4, 1),
+    }  # fmt: skip
+    target = partition(date(2026, 3, 1))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # An alert on a version that is no longer champion, or raised by the same day's run, does not count.
+    pd.DataFrame([{**alert, "model_version": "999"}])[SCHEMA.names].to_parquet(target)
+    assert retrain_reason(as_of) is None
+    pd.DataFrame([{**alert, "monitored_on": as_of}])[SCHEMA.names].to_parquet(target)
+    assert retrain_reason(as_of) is None
+    pd.DataFrame([alert])[SCHEMA.names].to_parquet(target)
+    reason = retrain_reason(as_of)
+    assert reason and f"churn_risk v{version} roc_auc 0.610 past 0.750 on 2026-03-01" in reason
+    # Not a training day otherwise (no pin, champions in place): the alert alone trains, and says so.
+    result = train_if_due(as_of)
+    assert result is not None and result["trained_because"].startswith("monitoring alert: churn_risk")
+    audit = pd.concat(pd.read_parquet(p) for p in (settings().audit_dir / "model_promotions").glob("*.parquet"))
+    newest = audit.sort_values("changed_at").groupby("model_name").tail(1)
+    assert newest["reason"].str.contains("trained: monitoring alert").all()
