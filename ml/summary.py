@@ -13,6 +13,8 @@ MARTS = [
     "coupon_targets",
     "policy_evaluations",
     "model_promotions",
+    "model_monitoring",
+    "user_score_reasons",
 ]
 
 
@@ -50,6 +52,8 @@ def summary_lines() -> list[str]:
             lines += _targeting_lines(con, cfg)
         if "policy_evaluations" in tables:
             lines += _evaluation_lines(con)
+        if "model_monitoring" in tables:
+            lines += _monitoring_lines(con)
     lines += _source_lines()
     lines += _champion_lines()
     lines += [
@@ -62,6 +66,31 @@ def summary_lines() -> list[str]:
         f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{cfg.snapshot_path}', read_only=True)"
         ".sql('from coupon_targets limit 5'))\"",
     ]
+    return lines
+
+
+def _monitoring_lines(con) -> list[str]:
+    """Each model's newest realised ROC AUC and score PSI, and how many checks of the newest day need a look."""
+    lines = ["\nMonitoring (model_monitoring):"]
+    rows = con.execute(
+        """
+        select model_name, model_version, metric, scoring_date, value, reference_value, status
+        from model_monitoring
+        where metric in ('roc_auc', 'score_psi') and status != 'pending'
+        qualify row_number() over (partition by model_name, metric order by scoring_date desc) = 1
+        order by model_name, metric
+        """
+    ).fetchall()
+    for name, version, metric, day, value, reference, status in rows:
+        versus = f" (test {reference:.3f})" if reference is not None else ""
+        lines.append(f"  {name:<20} v{version:<4} {metric:<10} {value:.3f}{versus} on {day}: {status}")
+    flagged = con.execute(
+        """
+        select count(*) filter (where status = 'warn'), count(*) filter (where status = 'alert')
+        from model_monitoring where scoring_date = (select max(scoring_date) from model_monitoring)
+        """
+    ).fetchone()
+    lines.append(f"  newest scoring date: {flagged[0]} warnings, {flagged[1]} alerts (an alert retrains)")
     return lines
 
 

@@ -82,6 +82,7 @@ def test_task_graph_runs_land_features_train_score_segments_target_targeting_pub
     assert "targeting.coupon_results_model_build" in upstream("check_targeting")
     assert dag.get_task("score").upstream_task_ids == {"train"}
     assert "score" in upstream("segments.user_segments_model_build")
+    assert {"score", "monitor"} <= upstream("segments.model_monitoring_model_build")
     # The send list is planned from the segments, and the targeting marts read it.
     assert "segments.user_segments_model_build" in upstream("target")
     assert "target" in upstream("targeting.coupon_targets_model_build")
@@ -91,6 +92,7 @@ def test_task_graph_runs_land_features_train_score_segments_target_targeting_pub
         "targeting.coupon_results_model_build",
         "segments.user_segments_model_build",
         "target",
+        "monitor",
         "score",
         "train",
         "land_day",
@@ -104,7 +106,9 @@ def test_with_dbt_tasks_per_group_each_group_is_one_dbt_build_with_its_tests(par
 
     monkeypatch.setenv("SHOP_DBT_TASKS", "group")
     dag = DagBag(dag_folder=str(DAGS)).get_dag("shop_daily")
-    assert set(dag.task_ids) == {"land_day", "features", "train", "score", "segments", "target", "targeting", "publish"}
+    assert set(dag.task_ids) == {
+        "land_day", "features", "train", "score", "monitor", "segments", "target", "targeting", "publish"
+    }  # fmt: skip
     for group in ("features", "segments", "targeting"):
         task = dag.get_task(group)
         assert type(task).__name__ == "DbtBuildLocalOperator" and task.select == f"tag:{group}"
