@@ -29,7 +29,7 @@ AIRFLOW_PORT ?= 8080
 DBT_DOCS_PORT ?= 8081
 LAST_DAYS ?= 3
 
-.PHONY: help setup run test test-faults test-deploy lint format bench airflow airflow-init mlflow dbt-docs dbt-parse clean
+.PHONY: help setup run test test-faults test-deploy lint format bench bench-drift airflow airflow-init mlflow dbt-docs dbt-parse clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ format: setup ## ruff fix and format
 
 bench: airflow-init ## Benchmarks on a simulated shop (SHOP_BENCH_USERS, SHOP_BENCH_DAYS): history, days 60/180/last, Airflow day, training
 	$(PY) -m ml.bench
+
+bench-drift: setup ## The monitor against an injected drift: days to alert, AUC with and without retraining on alerts
+	$(PY) -m ml.bench.drift
 
 airflow: airflow-init ## Start Airflow standalone on :$(AIRFLOW_PORT) with the DAG and pool ready
 	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  (user 'admin'; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"

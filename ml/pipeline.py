@@ -127,6 +127,7 @@ def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
     day trains on what that day could know. The decision is pinned (ml.day_pins): a rerun of the day
     does not train again (unless forced), and scores with the versions its first run used.
     """
+    from ml.config import settings
     from ml.day_pins import pin, pins
     from ml.monitoring.monitor import retrain_reason
     from ml.propensity.train import train_all
@@ -135,7 +136,7 @@ def train_if_due(as_of: date, force: bool = False) -> dict[str, Any] | None:
     if "training" in pins(as_of) and not force:
         return None
     missing = [name for name in MODEL_NAMES.values() if champion_version(name) is None]
-    alert = retrain_reason(as_of)
+    alert = retrain_reason(as_of) if settings().retrain_on_alert else None
     weekly = as_of.weekday() == TRAIN_WEEKDAY and not trained_in_week_before(as_of)
     if not (force or missing or alert or weekly):
         pin(as_of, training={"trained": False})

@@ -22,7 +22,7 @@ LAYERS = [
     {"ml.targeting"},
     {"ml.pipeline", "ml.summary"},
     {"ml.sim"},
-    {"ml.bench", "ml.__main__"},
+    {"ml.bench", "ml.__main__", "ml.commands"},
 ]
 # The synthetic shop serves as the demo source (SHOP_SOURCE=simulate): the daily landing and the history
 # build call it for a missing export day. The only upward imports, and only of the shop itself.

@@ -56,13 +56,31 @@ def thresholds(band: Band, reference: float | None) -> tuple[float | None, float
     return reference * band.warn, reference * band.alert
 
 
-def status(band: Band, value: float | None, warn: float | None, alert: float | None) -> str:
+def status(
+    band: Band, value: float | None, warn: float | None, alert: float | None, reference=None, noise: float = 0.0
+) -> str:
+    """ok, warn or alert; `noise`: how far the value can be from the reference by chance (95%), which an
+    alert must also exceed, so a small population's random dip does not retrain a model."""
     if value is None or np.isnan(value):
         return "pending"
     if alert is None:
         return "ok"
     worse = (lambda a, b: a < b) if band.worse == "below" else (lambda a, b: a > b)
-    return "alert" if worse(value, alert) else "warn" if worse(value, warn) else "ok"
+    if worse(value, alert) and (reference is None or abs(reference - value) > noise):
+        return "alert"
+    return "warn" if worse(value, warn) else "ok"
+
+
+def auc_noise(auc: float, positives: int, negatives: int) -> float:
+    """95% half-width of the difference of two ROC AUCs of this size (Hanley and McNeil 1982, for each of
+    the realised and the test figure, taken alike): what a realised dip must exceed to alert."""
+    if not positives or not negatives or np.isnan(auc):
+        return float("inf")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (
+        positives * negatives
+    )
+    return float(1.96 * np.sqrt(2 * variance))
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> float:
@@ -89,9 +107,15 @@ def realised_metrics(y_true, proba) -> dict[str, float]:
     }
 
 
-def check_rows(metrics: dict[str, float | None], references: dict[str, float], feature: str | None = None) -> list:
-    """One row per metric: value, the version's test figure, both thresholds and the status."""
-    rows, all_bands = [], bands()
+def check_rows(
+    metrics: dict[str, float | None],
+    references: dict[str, float],
+    feature: str | None = None,
+    noise: dict[str, float] | None = None,
+) -> list:
+    """One row per metric: value, the version's test figure, both thresholds and the status (`noise`: per
+    metric, the chance half-width an alert must exceed, see status)."""
+    rows, all_bands, noise = [], bands(), noise or {}
     for metric, value in metrics.items():
         band = all_bands[metric]
         reference = references.get(band.test_tag) if band.test_tag else None
@@ -104,7 +128,7 @@ def check_rows(metrics: dict[str, float | None], references: dict[str, float], f
                 "reference_value": reference,
                 "warn_threshold": warn,
                 "alert_threshold": alert,
-                "status": status(band, value, warn, alert),
+                "status": status(band, value, warn, alert, reference, noise.get(metric, 0.0)),
             }
         )
     return rows

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from ml.config import LABEL_HORIZON_DAYS, settings
 from ml.day_pins import pins
-from ml.monitoring.checks import REALISED, RETRAIN_ON, check_rows, realised_metrics
+from ml.monitoring.checks import REALISED, RETRAIN_ON, auc_noise, check_rows, realised_metrics
 from ml.propensity.datasets import in_population, load_labelled, load_scoring_population, model_inputs
 from ml.propensity.drift_reference import REFERENCE_ARTIFACT, SCORE, psi
 from ml.propensity.score import OUTPUT_COLUMNS
@@ -113,7 +113,10 @@ def realised_rows(con, task: str, scoring_date: date, champion: tuple | None) ->
         proba = np.asarray(model.predict(model_inputs(labelled, columns)))[:, 1]
         y, scored_by = labelled["label"].to_numpy(), "backfill"
     tags = champion[2] if champion and champion[1] == version else version_tags(name, version)
-    rows = check_rows(realised_metrics(y, proba), references(tags))
+    metrics = realised_metrics(y, proba)
+    positives = int(np.sum(y))
+    noise = {"roc_auc": auc_noise(metrics["roc_auc"], positives, len(y) - positives)}
+    rows = check_rows(metrics, references(tags), noise=noise)
     return [
         {**row, "model_name": name, "model_version": version, "n_users": len(y), "scored_by": scored_by} for row in rows
     ]

@@ -34,8 +34,16 @@ def business_feature(column: str) -> str:
     return column
 
 
-def contributions(pipeline: Pipeline, inputs: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """(contributions per business feature, base value, margin) for every row, on the log-odds scale."""
+def contributions(
+    pipeline: Pipeline, inputs: pd.DataFrame, approximate: bool = False
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(contributions per business feature, base value, margin) for every row, on the log-odds scale.
+
+    XGBoost: exact TreeSHAP, or with `approximate` Saabas' path attributions (each split's change of the
+    expected value, to the feature split on): they add up to the margin too, cost about 1/18 (0.3 s against
+    6 s for 20k users and 594 trees), and rank features much like TreeSHAP, but favour those split on near the
+    roots. The logistic model's contributions are exact either way.
+    """
     steps = pipeline[:-1]
     model = pipeline.named_steps["model"]
     transformed = steps.transform(inputs)
@@ -47,7 +55,9 @@ def contributions(pipeline: Pipeline, inputs: pd.DataFrame) -> tuple[pd.DataFram
         best = getattr(model, "best_iteration", None)
         rounds = (0, best + 1) if best is not None else (0, 0)
         matrix = DMatrix(np.asarray(transformed, dtype=float), missing=np.nan, feature_names=None)
-        raw = model.get_booster().predict(matrix, pred_contribs=True, iteration_range=rounds)
+        raw = model.get_booster().predict(
+            matrix, pred_contribs=True, approx_contribs=approximate, iteration_range=rounds
+        )
         per_column, base = raw[:, :-1], raw[:, -1]
     else:
         per_column = np.asarray(transformed, dtype=float) * model.coef_[0]

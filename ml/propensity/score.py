@@ -100,7 +100,7 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
 def score_reasons(model, inputs: pd.DataFrame, user_ids: pd.Series, name: str, version: str) -> pd.DataFrame:
     """The top reasons behind each scored user's probability (ml.propensity.reasons), one row per reason."""
     pipeline = model.get_raw_model()  # the sklearn pipeline the pyfunc wraps
-    grouped, base, margin = contributions(pipeline, inputs)
+    grouped, base, margin = contributions(pipeline, inputs, approximate=settings().score_reasons == "approximate")
     reasons = top_reasons(grouped, base, margin, explained_inputs(pipeline, inputs))
     reasons.insert(0, "user_id", user_ids.to_numpy(dtype="int64")[reasons.pop("row").to_numpy()])
     reasons.insert(1, "model_name", name)

@@ -25,6 +25,7 @@ shop delivers those coupons (not to holdout rows) on the morning of D like a cam
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -39,8 +40,8 @@ from ml.config import LABEL_HORIZON_DAYS, settings
 from ml.progress import progress
 from ml.sim.behaviour import Hidden, coupon_effect_columns, true_probabilities
 from ml.sim.day import ShopState, read_deliveries, simulate_day
-from ml.sim.shop import ShopSpec, coupon_strengths, make_products, make_users
-from ml.storage import EXPORT_SCHEMA, temporary_path, write_parquet_atomic
+from ml.sim.shop import SHIFTS, ShopSpec, coupon_strengths, make_products, make_users
+from ml.storage import EXPORT_SCHEMA, temporary_path, write_parquet_atomic, write_text_atomic
 
 CHECKPOINT_FILE = "shop_state.npz"
 
@@ -158,11 +159,11 @@ def simulate(spec: ShopSpec, through: date | None = None) -> dict[str, float | i
     if checkpoint is None:
         first_day = 0
         state = ShopState(
-            churned=np.zeros(spec.users, bool),
-            coupon_until=np.full(spec.users, -1),
-            coupon_code=np.full(spec.users, "", dtype=object),
+            churned=np.zeros(len(users), bool),
+            coupon_until=np.full(len(users), -1),
+            coupon_code=np.full(len(users), "", dtype=object),
         )
-        last_visit = np.full(spec.users, -(10**6))
+        last_visit = np.full(len(users), -(10**6))
     else:
         first_day, state, last_visit = checkpoint.day_index + 1, checkpoint.state, checkpoint.last_visit
     reference = n_days - 1 - LABEL_HORIZON_DAYS  # newest day index whose label window has closed
@@ -175,7 +176,7 @@ def simulate(spec: ShopSpec, through: date | None = None) -> dict[str, float | i
         probs = _write_day_truth(hidden, state, signed_up, day, day_index, strengths, truth)
         if day_index == reference:
             ref_active = day_index - last_visit <= LABEL_HORIZON_DAYS
-            ref_bought = np.zeros(spec.users, bool)
+            ref_bought = np.zeros(len(users), bool)
             ref_truth = probs["p_purchase_30d"].to_numpy()
         targets_file = cfg.targets_dir / f"as_of_date={day}" / "part-0.parquet"
         deliveries = read_deliveries(targets_file, signed_up) if targets_file.exists() else None
@@ -197,6 +198,10 @@ def simulate(spec: ShopSpec, through: date | None = None) -> dict[str, float | i
     write_parquet_atomic(visible, inbox / "users.parquet")
     write_parquet_atomic(products, inbox / "products.parquet")
     write_parquet_atomic(traits, truth / "user_traits.parquet")
+    if spec.shift:  # the drift injected, for whoever measures how soon the monitor sees it
+        cohort = {"first_user_id": int(spec.users + 1), "users": int(len(users) - spec.users)}
+        shift = {"shift": spec.shift, "shift_from": str(spec.shift_from), **SHIFTS[spec.shift], **cohort}
+        write_text_atomic(json.dumps(shift), truth / "shift.json")
     (inbox / "shop_spec.json").write_text(spec.to_json())
     if first_day > 0:
         return {

@@ -68,6 +68,14 @@ COUPON_EFFECT_RANGES = {
 }
 
 
+# Drifts `ml simulate --shift NAME --shift-from DATE` can inject, recorded in the truth (shift.json):
+# bargain_hunters: a new traffic source (a price-comparison site) brings, over the 14 days from the date, 40%
+# more users, mostly on mobile, who visit three times as often and fill carts but rarely buy (purchase
+# intent a fifth of the others' median), and are very price-sensitive. The models trained before meet
+# browsing they have learnt to read as intent.
+SHIFTS = {"bargain_hunters": {"extra_users": 0.4, "arrival_days": 14}}
+
+
 @dataclass(frozen=True)
 class ShopSpec:
     """What defines a simulated shop: the same spec always gives the same files."""
@@ -78,6 +86,9 @@ class ShopSpec:
     start: date = date(2026, 1, 1)
     # False: a placebo shop where every coupon leaves the purchase probability as it is.
     coupon_effects: bool = True
+    # A drift to inject (SHIFTS), from shift_from on; None: the shop stays as it is.
+    shift: str | None = None
+    shift_from: date | None = None
 
     @property
     def end(self) -> date:
@@ -85,7 +96,8 @@ class ShopSpec:
         return self.start + timedelta(days=self.days - 1)
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "start": self.start.isoformat()})
+        shift_from = self.shift_from and self.shift_from.isoformat()
+        return json.dumps({**asdict(self), "start": self.start.isoformat(), "shift_from": shift_from})
 
     @classmethod
     def from_json(cls, text: str) -> ShopSpec:
@@ -96,7 +108,15 @@ class ShopSpec:
             days=raw["days"],
             start=date.fromisoformat(raw["start"]),
             coupon_effects=bool(raw.get("coupon_effects", True)),  # files from before the option: True
+            shift=raw.get("shift"),
+            shift_from=raw.get("shift_from") and date.fromisoformat(raw["shift_from"]),
         )
+
+    def __post_init__(self) -> None:
+        if self.shift is not None and self.shift not in SHIFTS:
+            raise ValueError(f"unknown shift {self.shift!r}; the shifts: {', '.join(SHIFTS)}")
+        if self.shift is not None and not (self.shift_from and self.start < self.shift_from):
+            raise ValueError(f"shift {self.shift} needs a shift_from date after the start {self.start}")
 
 
 def coupon_strengths(spec: ShopSpec) -> dict[str, float]:
@@ -165,7 +185,62 @@ def make_users(spec: ShopSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, 
     tastes = rng.dirichlet(np.full(len(CATEGORIES), 0.4), n)
     for i, name in enumerate(CATEGORIES):
         traits[f"taste_{name}"] = tastes[:, i]
+    if spec.shift == "bargain_hunters":
+        # Drawn from a generator of their own after everyone else: the shop's other users are the same.
+        extra_users, extra_traits = bargain_hunters(spec, traits, np.random.default_rng([spec.seed, 1]))
+        users = pd.concat([users, extra_users], ignore_index=True)
+        traits = pd.concat([traits, extra_traits], ignore_index=True)
     return users, traits
+
+
+def bargain_hunters(
+    spec: ShopSpec, traits: pd.DataFrame, rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cohort the bargain_hunters shift brings (SHIFTS): their public rows and hidden traits."""
+    shift = SHIFTS["bargain_hunters"]
+    n, first_id = int(len(traits) * shift["extra_users"]), len(traits) + 1
+    first_day = (spec.shift_from - spec.start).days
+    signup_day = rng.integers(first_day, first_day + shift["arrival_days"], n)
+    user_id = np.arange(first_id, first_id + n, dtype="int64")
+    signup_at = [
+        datetime.combine(spec.start + timedelta(days=int(d)), time()) + timedelta(seconds=int(s))
+        for d, s in zip(signup_day, rng.integers(0, 86_400, n), strict=True)
+    ]
+    users = pd.DataFrame(
+        {
+            "user_id": user_id,
+            "signup_at": pd.to_datetime(signup_at),
+            "country": rng.choice(COUNTRIES[0], n, p=COUNTRIES[1]),
+            "device": rng.choice(DEVICES[0], n, p=[0.85, 0.1, 0.05]),  # mobile, desktop, tablet
+            "marketing_consent": rng.random(n) < 0.7,
+            "email": [f"user{u}@example.com" for u in user_id],
+            "phone": [f"+49{digits}" for digits in rng.integers(10**9, 10**10, n)],
+        }
+    )
+    price_sensitivity = rng.beta(8, 2, n)
+    segment = np.array(SEGMENTS)[_draw_segments(price_sensitivity, rng)]
+    effect = np.select(
+        [segment == "persuadable", segment == "sleeping_dog"],
+        [rng.uniform(*COUPON_EFFECT_RANGES["persuadable"], n), rng.uniform(*COUPON_EFFECT_RANGES["sleeping_dog"], n)],
+        1.0,
+    )
+    extra = pd.DataFrame(
+        {
+            "user_id": user_id,
+            "signup_day": signup_day,
+            "visit_rate": np.clip(3 * rng.lognormal(np.log(0.25), 0.8, n), 0.003, 2.0),
+            "engagement_decay": np.clip(rng.lognormal(np.log(0.002), 0.8, n), 0.0001, 0.05),
+            "purchase_intent": np.full(n, traits["purchase_intent"].median() / 5),
+            "price_sensitivity": price_sensitivity,
+            "coupon_segment": segment,
+            "coupon_effect": effect if spec.coupon_effects else np.ones(n),
+            "churn_hazard": np.clip(rng.lognormal(np.log(0.0008), 0.8, n), 0.0001, 0.03),
+        }
+    )
+    tastes = rng.dirichlet(np.full(len(CATEGORIES), 0.4), n)
+    for i, name in enumerate(CATEGORIES):
+        extra[f"taste_{name}"] = tastes[:, i]
+    return users, extra
 
 
 def segment_probabilities(price_sensitivity: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,13 @@ def test_bands_turn_values_into_ok_warn_alert_and_pending():
     assert by_metric["ece"]["status"] == "alert"
     assert by_metric["pr_auc"]["status"] == "pending"
     assert check_rows({"roc_auc": 0.70}, test)[0]["status"] == "alert"
+    # A dip within what chance gives a small population (Hanley-McNeil) warns but does not alert.
+    from ml.monitoring.checks import auc_noise
+
+    small, large = auc_noise(0.70, 40, 900), auc_noise(0.70, 4_000, 90_000)
+    assert small > 0.1 > 0.02 > large
+    assert check_rows({"roc_auc": 0.70}, test, noise={"roc_auc": small})[0]["status"] == "warn"
+    assert check_rows({"roc_auc": 0.70}, test, noise={"roc_auc": large})[0]["status"] == "alert"
 
 
 @pytest.fixture
@@ -77,6 +84,8 @@ def test_every_scored_user_has_three_reasons_per_model_that_add_up_to_its_margin
         grouped, base, margin = contributions(pipeline, inputs)
         assert np.abs(grouped.sum(axis=1).to_numpy() + base - model_margin(pipeline, inputs)).max() < 1e-5
         assert np.allclose(margin, model_margin(pipeline, inputs), atol=1e-5)
+        approximate, base, _ = contributions(pipeline, inputs, approximate=True)  # Saabas: additive as well
+        assert np.abs(approximate.sum(axis=1).to_numpy() + base - model_margin(pipeline, inputs)).max() < 1e-5
         assert not any(c.startswith(("country_", "device_", "missingindicator_", "bgnbd_")) for c in grouped.columns)
 
 
@@ -145,3 +154,50 @@ def test_an_alert_on_a_champion_retrains_on_the_next_run_and_says_why(scored):
     audit = pd.concat(pd.read_parquet(p) for p in (settings().audit_dir / "model_promotions").glob("*.parquet"))
     newest = audit.sort_values("changed_at").groupby("model_name").tail(1)
     assert newest["reason"].str.contains("trained: monitoring alert").all()
+
+
+@pytest.fixture(scope="session")
+def shifted_shop(tmp_path_factory):
+    """The small test shop with the bargain_hunters shift from day 80, trained on what was known before it."""
+    from ml.propensity.train import train_all
+    from ml.sim.run import simulate
+    from ml.sim.shop import ShopSpec
+    from ml.warehouse.history import build_history
+    from tests.conftest import SMALL_SHOP, Shop, point_env_at
+
+    root = tmp_path_factory.mktemp("shifted_shop")
+    shift_from = SMALL_SHOP["start"] + timedelta(days=80)
+    with pytest.MonkeyPatch.context() as mp:
+        point_env_at(mp, root)
+        simulate(ShopSpec(**SMALL_SHOP, shift="bargain_hunters", shift_from=shift_from))
+        build_history(keep_last=0)
+        train_all(as_of=shift_from - timedelta(days=1))
+    return Shop(root, [])
+
+
+def flagged(shop_root, monkeypatch) -> pd.DataFrame:
+    """The newest day's scores monitored; the rows that alert."""
+    from ml.monitoring.monitor import monitor_day
+    from ml.propensity.score import score_day
+    from ml.registry.tracking import configure_mlflow
+    from tests.conftest import point_env_at
+
+    point_env_at(monkeypatch, shop_root)
+    configure_mlflow()
+    as_of = date.fromisoformat(score_day()["as_of_date"])
+    monitor_day(as_of)
+    rows = pd.concat(pd.read_parquet(p) for p in (shop_root / "data" / "monitoring").glob("*/part-0.parquet"))
+    return rows[rows["status"] == "alert"]
+
+
+def test_an_injected_shift_is_flagged_and_a_shop_without_one_stays_ok(
+    shifted_shop, trained_shop, shop_copy, monkeypatch
+):
+    """The same checks on the same shop, with and without a new traffic source of bargain hunters."""
+    checks = ["roc_auc", "score_psi", "feature_psi"]  # what retrains a model, and the inputs' drift
+    alerts = flagged(shifted_shop.root, monkeypatch)
+    print(alerts[["model_name", "metric", "feature", "value", "alert_threshold"]].to_string())
+    assert alerts["metric"].isin(checks).any()
+    calm = flagged(shop_copy(trained_shop).root, monkeypatch)
+    calm = calm[calm["metric"].isin(checks)]
+    assert calm.empty, calm[["model_name", "metric", "feature", "value", "alert_threshold"]]
