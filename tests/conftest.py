@@ -170,6 +170,7 @@ LONGEST_FIRST = [
     # Each worker starts with two files: the closed loop's second is a short one, the other worker takes the rest.
     "tests/test_layers.py",
     "tests/dbt/test_incremental.py",
+    "tests/ml/test_monitoring.py",
     "tests/e2e/test_own_data.py",
     "tests/dags/test_dag_quarantine.py",
     "tests/ml/test_train_registry.py",

@@ -23,11 +23,7 @@
     {%- if has_landed(table_name) -%}
         select * from {{ source('landing', table_name) }}
     {%- else -%}
-        select
-        {%- for name, data_type in columns.items() %}
-            cast(null as {{ data_type }}) as {{ name }},
-        {%- endfor %}
-        where false
+        {{ no_rows(columns) }}
     {%- endif -%}
 {%- endmacro -%}
 
@@ -46,10 +42,16 @@
     {%- if found -%}
         select * from {{ source('ml', table_name) }}
     {%- else -%}
-        select
-        {%- for name, data_type in columns.items() %}
-            cast(null as {{ data_type }}) as {{ name }},
-        {%- endfor %}
-        where false
+        {{ no_rows(columns) }}
     {%- endif -%}
+{%- endmacro -%}
+
+
+{#- No rows, with the given columns and types: what a staging model reads while its source has no file. -#}
+{%- macro no_rows(columns) -%}
+    select
+    {%- for name, data_type in columns.items() %}
+        cast(null as {{ data_type }}) as {{ name }},
+    {%- endfor %}
+    where false
 {%- endmacro -%}

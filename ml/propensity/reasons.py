@@ -89,7 +89,9 @@ def describe(feature: str, value: object, extra: dict[str, float] | None = None)
     missing = _missing(value)
     if match := re.fullmatch(r"days_since_last_(\w+)", feature):
         thing = match.group(1)
-        return f"never a {thing} yet" if missing else f"no {thing} in {_number(float(value))} days"
+        if missing:
+            return f"no {thing} yet"
+        return f"last {thing} yesterday" if float(value) <= 1 else f"no {thing} in {_number(float(value))} days"
     if missing:
         return f"{feature.replace('_', ' ')} unknown"
     if match := re.fullmatch(r"count_(\w+?)_(\d+d|lifetime)", feature):

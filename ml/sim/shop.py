@@ -142,29 +142,10 @@ def make_users(spec: ShopSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, 
     n = spec.users
     existing = rng.random(n) < 0.55
     signup_day = np.where(existing, rng.integers(-365, 0, n), rng.integers(0, spec.days, n))
-    signup_at = [
-        datetime.combine(spec.start + timedelta(days=int(d)), time()) + timedelta(seconds=int(s))
-        for d, s in zip(signup_day, rng.integers(0, 86_400, n), strict=True)
-    ]
     user_id = np.arange(1, n + 1, dtype="int64")
-    users = pd.DataFrame(
-        {
-            "user_id": user_id,
-            "signup_at": pd.to_datetime(signup_at),
-            "country": rng.choice(COUNTRIES[0], n, p=COUNTRIES[1]),
-            "device": rng.choice(DEVICES[0], n, p=DEVICES[1]),
-            "marketing_consent": rng.random(n) < 0.7,
-            "email": [f"user{u}@example.com" for u in user_id],
-            "phone": [f"+49{rng_digits}" for rng_digits in rng.integers(10**9, 10**10, n)],
-        }
-    )
+    users = public_users(spec, user_id, signup_day, DEVICES[1], rng)
     price_sensitivity = rng.beta(2, 2, n)
-    segment = np.array(SEGMENTS)[_draw_segments(price_sensitivity, rng)]
-    coupon_effect = np.select(
-        [segment == "persuadable", segment == "sleeping_dog"],
-        [rng.uniform(*COUPON_EFFECT_RANGES["persuadable"], n), rng.uniform(*COUPON_EFFECT_RANGES["sleeping_dog"], n)],
-        1.0,
-    )
+    segment, coupon_effect = coupon_response(price_sensitivity, rng)
     if not spec.coupon_effects:
         coupon_effect = np.ones(n)  # segments stay drawn (same users), but no coupon moves anyone
     traits = pd.DataFrame(
@@ -202,28 +183,9 @@ def bargain_hunters(
     first_day = (spec.shift_from - spec.start).days
     signup_day = rng.integers(first_day, first_day + shift["arrival_days"], n)
     user_id = np.arange(first_id, first_id + n, dtype="int64")
-    signup_at = [
-        datetime.combine(spec.start + timedelta(days=int(d)), time()) + timedelta(seconds=int(s))
-        for d, s in zip(signup_day, rng.integers(0, 86_400, n), strict=True)
-    ]
-    users = pd.DataFrame(
-        {
-            "user_id": user_id,
-            "signup_at": pd.to_datetime(signup_at),
-            "country": rng.choice(COUNTRIES[0], n, p=COUNTRIES[1]),
-            "device": rng.choice(DEVICES[0], n, p=[0.85, 0.1, 0.05]),  # mobile, desktop, tablet
-            "marketing_consent": rng.random(n) < 0.7,
-            "email": [f"user{u}@example.com" for u in user_id],
-            "phone": [f"+49{digits}" for digits in rng.integers(10**9, 10**10, n)],
-        }
-    )
+    users = public_users(spec, user_id, signup_day, [0.85, 0.1, 0.05], rng)  # mostly mobile
     price_sensitivity = rng.beta(8, 2, n)
-    segment = np.array(SEGMENTS)[_draw_segments(price_sensitivity, rng)]
-    effect = np.select(
-        [segment == "persuadable", segment == "sleeping_dog"],
-        [rng.uniform(*COUPON_EFFECT_RANGES["persuadable"], n), rng.uniform(*COUPON_EFFECT_RANGES["sleeping_dog"], n)],
-        1.0,
-    )
+    segment, effect = coupon_response(price_sensitivity, rng)
     extra = pd.DataFrame(
         {
             "user_id": user_id,
@@ -241,6 +203,38 @@ def bargain_hunters(
     for i, name in enumerate(CATEGORIES):
         extra[f"taste_{name}"] = tastes[:, i]
     return users, extra
+
+
+def public_users(spec: ShopSpec, user_id: np.ndarray, signup_day: np.ndarray, device_shares, rng) -> pd.DataFrame:
+    """The rows of the shop's user export: sign-up time, country, device, consent and contact data."""
+    n = len(user_id)
+    signup_at = [
+        datetime.combine(spec.start + timedelta(days=int(d)), time()) + timedelta(seconds=int(s))
+        for d, s in zip(signup_day, rng.integers(0, 86_400, n), strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "user_id": user_id,
+            "signup_at": pd.to_datetime(signup_at),
+            "country": rng.choice(COUNTRIES[0], n, p=COUNTRIES[1]),
+            "device": rng.choice(DEVICES[0], n, p=device_shares),
+            "marketing_consent": rng.random(n) < 0.7,
+            "email": [f"user{u}@example.com" for u in user_id],
+            "phone": [f"+49{digits}" for digits in rng.integers(10**9, 10**10, n)],
+        }
+    )
+
+
+def coupon_response(price_sensitivity: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's hidden coupon segment and the multiplier a coupon puts on their purchase chance."""
+    n = len(price_sensitivity)
+    segment = np.array(SEGMENTS)[_draw_segments(price_sensitivity, rng)]
+    effect = np.select(
+        [segment == "persuadable", segment == "sleeping_dog"],
+        [rng.uniform(*COUPON_EFFECT_RANGES["persuadable"], n), rng.uniform(*COUPON_EFFECT_RANGES["sleeping_dog"], n)],
+        1.0,
+    )
+    return segment, effect
 
 
 def segment_probabilities(price_sensitivity: np.ndarray) -> np.ndarray:
