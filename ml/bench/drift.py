@@ -55,7 +55,7 @@ def prepare(root: Path, users: int, start: date) -> None:
     train_all(because="the drift bench's first training")
 
 
-def run_arm(root: Path, retrain_on_alert: str, first: date, last: date, labels_until: date) -> dict:
+def run_arm(root: Path, retrain_on_alert: str, first: date, last: date, labels_until: date, shift_from: date) -> dict:
     from ml.pipeline import run_day
 
     os.environ["SHOP_RETRAIN_ON_ALERT"] = retrain_on_alert
@@ -69,10 +69,10 @@ def run_arm(root: Path, retrain_on_alert: str, first: date, last: date, labels_u
     # Each day's build adds the labels of the as-of date whose 30-day window has just closed.
     for day in progress([last + timedelta(days=i) for i in range(1, (labels_until - last).days + 1)], "labels"):
         run_day(day, source="simulate", until="features")
-    return {"trained": trained, **measured(root, first, last)}
+    return {"trained": trained, **measured(root, shift_from)}
 
 
-def measured(root: Path, first: date, last: date) -> dict:
+def measured(root: Path, since: date) -> dict:
     """First alert per model, and each model's ROC AUC on the labels of every scored day from the shift on."""
     import duckdb
     from sklearn.metrics import roc_auc_score
@@ -99,7 +99,7 @@ def measured(root: Path, first: date, last: date) -> dict:
         daily = [
             roc_auc_score(day[label], day[score])
             for as_of, day in joined.dropna(subset=[score, label]).groupby("as_of_date")
-            if as_of >= first and day[label].nunique() == 2
+            if as_of >= since and day[label].nunique() == 2
         ]
         auc[model] = {"mean_auc": round(float(np.mean(daily)), 4) if daily else None, "days": len(daily)}
     return {"first_alert": first_alert, "auc_after_shift": auc}
@@ -124,6 +124,7 @@ def main() -> None:
                 shift_from - timedelta(days=BEFORE),
                 shift_from + timedelta(days=AFTER - 1),
                 shift_from + timedelta(days=AFTER - 1 + LABELS),
+                shift_from,
             )
             print(json.dumps({arm: results["arms"][arm]}), flush=True)
     (bench / "results.json").write_text(json.dumps(results, indent=2))
