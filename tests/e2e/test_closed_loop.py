@@ -34,6 +34,8 @@ def looped_shop(tmp_path_factory):
         point_env_at(mp, root)
         # A larger holdout than the default, so a small shop's realised lift has a usable interval.
         mp.setenv("SHOP_HOLDOUT_SHARE", "0.3")
+        # The loop is about coupons: the quicker reasons (tested exact in tests/ml/test_monitoring.py) will do.
+        mp.setenv("SHOP_SCORE_REASONS", "approximate")
         configure_mlflow()
         simulate(ShopSpec(seed=11, users=2500, days=100, start=date(2026, 1, 1)))
         build_history()

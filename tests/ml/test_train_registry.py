@@ -27,6 +27,7 @@ EXPECTED_METRICS = [
     "f1",
 ]
 EXPECTED_PLOTS = [
+    "contributions.png",
     "roc_curve.png",
     "precision_recall_curve.png",
     "calibration.png",
