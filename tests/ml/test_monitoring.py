@@ -10,6 +10,7 @@ import pytest
 
 from tests.checksums import query
 
+SHIFT_FROM = date(2026, 1, 1) + timedelta(days=80)
 # What retrains a model (realised AUC, score drift) and the inputs' drift: quiet without a shift, loud with one.
 SHIFT_CHECKS = ["roc_auc", "score_psi", "feature_psi"]
 
@@ -51,13 +52,32 @@ def test_bands_turn_values_into_ok_warn_alert_and_pending():
     assert check_rows({"roc_auc": 0.70}, test, noise={"roc_auc": large})[0]["status"] == "alert"
 
 
+@pytest.fixture(scope="session")
+def shifted_shop(tmp_path_factory):
+    """The small test shop (1,500 users, 120 days) with the bargain_hunters shift from day 80, trained on what was
+    known before it. Scored on the shift's first day it is a shop without a shift (the cohort has not come yet)."""
+    from ml.propensity.train import train_all
+    from ml.sim.run import simulate
+    from ml.sim.shop import ShopSpec
+    from ml.warehouse.history import build_history
+    from tests.conftest import SMALL_SHOP, Shop, point_env_at
+
+    root = tmp_path_factory.mktemp("shifted_shop")
+    with pytest.MonkeyPatch.context() as mp:
+        point_env_at(mp, root)
+        simulate(ShopSpec(**SMALL_SHOP, shift="bargain_hunters", shift_from=SHIFT_FROM))
+        build_history(keep_last=0)
+        train_all(as_of=SHIFT_FROM - timedelta(days=1))
+    return Shop(root, [])
+
+
 @pytest.fixture
-def scored(trained_shop, shop_copy):
-    """A copy of the trained shop, scored on its newest built date."""
+def scored(shifted_shop, shop_copy):
+    """A copy of the shifted shop scored on the shift's first day, before any bargain hunter has signed up."""
     from ml.propensity.score import score_day
 
-    shop = shop_copy(trained_shop)
-    return shop, date.fromisoformat(score_day()["as_of_date"])
+    shop = shop_copy(shifted_shop)
+    return shop, date.fromisoformat(score_day(SHIFT_FROM)["as_of_date"])
 
 
 def test_every_scored_user_has_three_reasons_per_model_that_add_up_to_its_margin(scored):
@@ -112,7 +132,7 @@ def test_the_monitor_writes_realised_and_drift_rows_and_a_rerun_changes_nothing(
     assert len(today[today["metric"] == "score_psi"]) == 2
     assert today.loc[today["metric"] == "feature_psi", "feature"].nunique() > 20
     assert set(rows["status"]) <= {"ok", "warn", "alert", "pending"}
-    # No shift in this shop: the checks that flag one (test_an_injected_shift_is_flagged) stay quiet.
+    # No shift yet: the checks that flag one 40 days later (test_an_injected_shift_is_flagged) stay quiet.
     calm = rows[rows["metric"].isin(SHIFT_CHECKS) & rows["status"].eq("alert")]
     assert calm.empty, calm[["model_name", "metric", "feature", "value", "alert_threshold"]]
     # A rerun of the day rewrites the same rows.
@@ -138,47 +158,29 @@ def test_an_alert_on_a_champion_retrains_on_the_next_run_and_says_why(scored):
 
     shop, as_of = scored
     assert retrain_reason(as_of) is None
+    next_run = as_of + timedelta(days=30)  # a run after the alert, with labels enough to train on
     version = champion_version("churn_risk")
     alert = {
         "model_name": "churn_risk", "model_version": version, "metric": "roc_auc", "feature": None, "value": 0.61,
         "reference_value": 0.80, "warn_threshold": 0.775, "alert_threshold": 0.75, "status": "alert",
-        "n_users": 900, "scored_by": "daily", "monitored_on": date(2026, 4, 1),
+        "n_users": 900, "scored_by": "daily", "monitored_on": next_run - timedelta(days=1),
     }  # fmt: skip
     target = partition(date(2026, 3, 1))
     target.parent.mkdir(parents=True, exist_ok=True)
     # An alert on a version that is no longer champion, or raised by the same day's run, does not count.
     pd.DataFrame([{**alert, "model_version": "999"}])[SCHEMA.names].to_parquet(target)
-    assert retrain_reason(as_of) is None
-    pd.DataFrame([{**alert, "monitored_on": as_of}])[SCHEMA.names].to_parquet(target)
-    assert retrain_reason(as_of) is None
+    assert retrain_reason(next_run) is None
+    pd.DataFrame([{**alert, "monitored_on": next_run}])[SCHEMA.names].to_parquet(target)
+    assert retrain_reason(next_run) is None
     pd.DataFrame([alert])[SCHEMA.names].to_parquet(target)
-    reason = retrain_reason(as_of)
+    reason = retrain_reason(next_run)
     assert reason and f"churn_risk v{version} roc_auc 0.610 past 0.750 on 2026-03-01" in reason
     # Not a training day otherwise (no pin, champions in place): the alert alone trains, and says so.
-    result = train_if_due(as_of)
+    result = train_if_due(next_run)
     assert result is not None and result["trained_because"].startswith("monitoring alert: churn_risk")
     audit = pd.concat(pd.read_parquet(p) for p in (settings().audit_dir / "model_promotions").glob("*.parquet"))
     newest = audit.sort_values("changed_at").groupby("model_name").tail(1)
     assert newest["reason"].str.contains("trained: monitoring alert").all()
-
-
-@pytest.fixture(scope="session")
-def shifted_shop(tmp_path_factory):
-    """The small test shop with the bargain_hunters shift from day 80, trained on what was known before it."""
-    from ml.propensity.train import train_all
-    from ml.sim.run import simulate
-    from ml.sim.shop import ShopSpec
-    from ml.warehouse.history import build_history
-    from tests.conftest import SMALL_SHOP, Shop, point_env_at
-
-    root = tmp_path_factory.mktemp("shifted_shop")
-    shift_from = SMALL_SHOP["start"] + timedelta(days=80)
-    with pytest.MonkeyPatch.context() as mp:
-        point_env_at(mp, root)
-        simulate(ShopSpec(**SMALL_SHOP, shift="bargain_hunters", shift_from=shift_from))
-        build_history(keep_last=0)
-        train_all(as_of=shift_from - timedelta(days=1))
-    return Shop(root, [])
 
 
 def flagged(shop_root, monkeypatch) -> pd.DataFrame:
@@ -197,6 +199,6 @@ def flagged(shop_root, monkeypatch) -> pd.DataFrame:
 
 
 def test_an_injected_shift_is_flagged(shifted_shop, monkeypatch):
-    """The checks that stay quiet on the test shop (test_the_monitor_writes_...) alert once bargain hunters come."""
+    """The checks that stay quiet before the shift (test_the_monitor_writes_...) alert 40 days into it."""
     alerts = flagged(shifted_shop.root, monkeypatch)
     assert alerts["metric"].isin(SHIFT_CHECKS).any(), alerts
