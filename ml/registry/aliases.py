@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,11 +41,26 @@ def champion_version(name: str) -> str | None:
 
 
 def load_champion(name: str):
-    """Load `models:/<name>@champion` as a pyfunc; a clear error when there is none."""
+    """Load the `@champion` version of `name` as a pyfunc (by its number, so an alias moved meanwhile cannot
+    mix two versions); a clear error when there is none."""
     version = champion_version(name)
     if version is None:
         raise ModelError(f"{name} has no @champion version: train first (python -m ml train)")
-    return _load_model(f"models:/{name}@{CHAMPION}"), version
+    return _loaded(name, version), version
+
+
+# Loaded versions in this process, by store, name and version: a registered version never changes, and one
+# process (the closed loop, `airflow dags test`) scores, monitors and targets with the same ones every day.
+_LOADED: OrderedDict[tuple[str, str, str], object] = OrderedDict()
+
+
+def _loaded(name: str, version: str):
+    key = (configure_mlflow(), name, str(version))
+    if key not in _LOADED:
+        _LOADED[key] = _load_model(f"models:/{name}/{version}")
+        while len(_LOADED) > 8:
+            _LOADED.popitem(last=False)
+    return _LOADED[key]
 
 
 def _load_model(uri: str):
@@ -69,9 +85,8 @@ def load_version(name: str, version: str | None = None):
 
     if version is None:
         return load_champion(name)
-    configure_mlflow()  # a rerun in a fresh process (an Airflow worker) has not pointed MLflow anywhere yet
     try:
-        return _load_model(f"models:/{name}/{version}"), str(version)
+        return _loaded(name, version), str(version)
     except mlflow.exceptions.MlflowException as exc:
         raise ModelError(f"{name} v{version} (pinned by this day's first run) cannot be loaded: {exc}") from None
 
