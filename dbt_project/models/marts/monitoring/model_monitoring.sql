@@ -4,7 +4,7 @@
 with
 
 source as (
-    {{ written_or_empty('model_monitoring', {'scoring_date': 'date', 'model_name': 'varchar', 'model_version': 'varchar', 'metric': 'varchar', 'feature': 'varchar', 'value': 'double', 'reference_value': 'double', 'warn_threshold': 'double', 'alert_threshold': 'double', 'status': 'varchar', 'n_users': 'bigint', 'scored_by': 'varchar', 'monitored_on': 'date'}) }}
+    {{ source_or_empty('ml', 'model_monitoring', {'scoring_date': 'date', 'model_name': 'varchar', 'model_version': 'varchar', 'metric': 'varchar', 'feature': 'varchar', 'value': 'double', 'reference_value': 'double', 'warn_threshold': 'double', 'alert_threshold': 'double', 'status': 'varchar', 'n_users': 'bigint', 'scored_by': 'varchar', 'monitored_on': 'date'}) }}
 ),
 
 renamed as (

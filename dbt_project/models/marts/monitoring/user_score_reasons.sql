@@ -6,7 +6,7 @@
 with
 
 source as (
-    {{ written_or_empty('score_reasons', {'user_id': 'bigint', 'as_of_date': 'date', 'model_name': 'varchar', 'model_version': 'varchar', 'reason_rank': 'integer', 'feature': 'varchar', 'feature_value': 'varchar', 'contribution': 'double', 'direction': 'varchar', 'reason': 'varchar', 'base_value': 'double', 'margin': 'double'}) }}
+    {{ source_or_empty('ml', 'score_reasons', {'user_id': 'bigint', 'as_of_date': 'date', 'model_name': 'varchar', 'model_version': 'varchar', 'reason_rank': 'integer', 'feature': 'varchar', 'feature_value': 'varchar', 'contribution': 'double', 'direction': 'varchar', 'reason': 'varchar', 'base_value': 'double', 'margin': 'double'}) }}
 ),
 
 renamed as (

@@ -2,7 +2,7 @@
 with
 
 source as (
-    {{ landed_or_empty('coupon_sends', {
+    {{ source_or_empty('landing', 'coupon_sends', {
         'campaign_id': 'varchar',
         'user_id': 'bigint',
         'sent_at': 'timestamp',

@@ -2,7 +2,7 @@
 with
 
 source as (
-    {{ landed_or_empty('products', {
+    {{ source_or_empty('landing', 'products', {
         'product_id': 'bigint',
         'category': 'varchar',
         'brand': 'varchar',

@@ -3,7 +3,7 @@
 with
 
 source as (
-    {{ landed_or_empty('users', {
+    {{ source_or_empty('landing', 'users', {
         'user_id': 'bigint',
         'signup_at': 'timestamp',
         'country': 'varchar',

@@ -1,0 +1,43 @@
+{#- Where an optional source's files are: a shop may never send a user table, a catalogue or a campaign, and a
+    segments build run by hand after `ml score` alone finds no reasons or monitoring rows yet. -#}
+{%- macro source_files(source_name, table_name) -%}
+    {%- set landing = env_var('SHOP_LANDING_DIR', '../data/landing') -%}
+    {%- set patterns = {
+        'landing': {
+            'users': landing ~ '/users/*.parquet',
+            'products': landing ~ '/products/*.parquet',
+            'coupon_sends': landing ~ '/coupon_sends/*/*.parquet',
+        },
+        'ml': {
+            'score_reasons': env_var('SHOP_REASONS_DIR', '../data/score_reasons') ~ '/*/*.parquet',
+            'model_monitoring': env_var('SHOP_MONITORING_DIR', '../data/monitoring') ~ '/*/*.parquet',
+        },
+    } -%}
+    {{ return(patterns[source_name][table_name]) }}
+{%- endmacro -%}
+
+
+{#- Whether an optional source has any file. While dbt parses (execute is false) it answers true, so the
+    source stays in the lineage. -#}
+{%- macro has_files(source_name, table_name) -%}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set found = run_query("select count(*) from glob('" ~ source_files(source_name, table_name) ~ "')") -%}
+    {{ return(found.columns[0].values()[0] > 0) }}
+{%- endmacro -%}
+
+
+{#- The rows of an optional source, or no rows of the same columns (an empty, typed relation instead of an IO
+    error) while it has no file. `columns` maps each column the model reads to its type. -#}
+{%- macro source_or_empty(source_name, table_name, columns) -%}
+    {%- if has_files(source_name, table_name) -%}
+        select * from {{ source(source_name, table_name) }}
+    {%- else -%}
+        select
+        {%- for name, data_type in columns.items() %}
+            cast(null as {{ data_type }}) as {{ name }},
+        {%- endfor %}
+        where false
+    {%- endif -%}
+{%- endmacro -%}
