@@ -189,7 +189,9 @@ def monitor_day(as_of: date) -> dict[str, Any]:
             new[as_of].extend(drift_rows(population, task, today, version, champion[2]))
             for scoring_date in window:
                 done = read_rows(scoring_date)
-                if ((done["model_name"] == name) & (done["status"] != "pending")).any():
+                # Realised once: a date's own run left pending and drift rows, which do not count.
+                realised = done["metric"].isin(REALISED) & (done["status"] != "pending")
+                if ((done["model_name"] == name) & realised).any():
                     continue
                 new.setdefault(scoring_date, []).extend(realised_rows(con, task, scoring_date, champion))
     files = {}

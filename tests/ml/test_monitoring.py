@@ -114,7 +114,9 @@ def test_every_scored_user_has_three_reasons_per_model_that_add_up_to_its_margin
 
 def test_the_monitor_writes_realised_and_drift_rows_and_a_rerun_changes_nothing(scored):
     from ml.config import settings
+    from ml.monitoring.monitor import monitor_day
     from ml.pipeline import monitor
+    from ml.propensity.score import score_day
     from ml.targeting.build import build_segments
 
     shop, as_of = scored
@@ -141,6 +143,17 @@ def test_the_monitor_writes_realised_and_drift_rows_and_a_rerun_changes_nothing(
     again = pd.concat([pd.read_parquet(p).assign(scoring_date=p.parent.name[13:]) for p in files])
     again = again.drop(columns=["monitored_on"]).sort_values(["scoring_date", "model_name", "metric", "feature"])
     pd.testing.assert_frame_equal(before.reset_index(drop=True), again.reset_index(drop=True))
+    # Once its labels have matured, a later run measures the day with the scores the pipeline wrote that day.
+    later = as_of + timedelta(days=35)
+    score_day(later)
+    monitor_day(later)
+    day = pd.read_parquet(settings().monitoring_dir / f"scoring_date={as_of}" / "part-0.parquet")
+    realised_today = day[day["metric"].eq("roc_auc") & day["status"].ne("pending")]
+    assert set(realised_today["model_name"]) == {"purchase_propensity", "churn_risk"}
+    assert set(realised_today["scored_by"]) == {"daily"}
+    assert day["metric"].eq("score_psi").sum() == 2  # the day's own drift rows stay
+    files = sorted(settings().monitoring_dir.glob("scoring_date=*/part-0.parquet"))
+    rows = pd.concat([pd.read_parquet(p).assign(scoring_date=p.parent.name[13:]) for p in files])
     # The marts build with their contracts and tests, and hold what the files hold.
     build_segments(as_of)
     assert query(shop.warehouse, "select count(*) from model_monitoring") == [(len(rows),)]
