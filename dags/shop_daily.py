@@ -81,7 +81,9 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup | DbtBuild
     profile = ProfileConfig(
         profile_name="shop_warehouse", target_name="local", profiles_yml_filepath=DBT_DIR / "profiles.yml"
     )
-    env = {k: v for k, v in dbt_env(CFG).items() if k.startswith(("SHOP_", "DBT_", "DO_NOT"))}
+    # The day's dates in the environment (templated), not in --vars: new vars would reparse the project each day.
+    day = {"as_of_start": AS_OF, "as_of_end": AS_OF, "reprocess_from": REPROCESS_FROM}
+    env = {k: v for k, v in dbt_env(CFG, day).items() if k.startswith(("SHOP_", "DBT_", "DO_NOT"))}
     operator_args = {
         "pool": WAREHOUSE_POOL,
         "install_deps": False,
@@ -89,12 +91,7 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup | DbtBuild
         # listing every relation up front; lineage (read from those artifacts) gives way to the outlets below.
         "dbt_cmd_global_flags": ["--no-write-json", "--no-populate-cache"],
         "emit_datasets": False,
-        "vars": {
-            **as_of_vars(None, cfg=CFG),
-            "as_of_start": AS_OF,
-            "as_of_end": AS_OF,
-            "reprocess_from": REPROCESS_FROM,
-        },
+        "vars": as_of_vars(None, cfg=CFG),
     }
     dbt = str(Path(sys.executable).parent / "dbt")
     if CFG.dbt_tasks == "group":
@@ -202,7 +199,7 @@ def shop_daily():
         from ml.pipeline import as_of_from, reprocess_from
         from ml.warehouse.builds import check_data
 
-        # The dbt groups' vars, reprocess_from included: dbt reparses the project for new vars.
+        # The dbt groups' vars and day (reprocess_from included): the parse the groups left is reused.
         return check_data(tag, as_of_from(context), reprocess_from(context), in_process=True)[-2000:]
 
     @task(outlets=[ANALYST_SNAPSHOT])

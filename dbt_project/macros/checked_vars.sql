@@ -16,9 +16,15 @@
 {%- endmacro -%}
 
 
-{#- The var as text if it matches `pattern`; none when unset; otherwise the run fails naming it. -#}
+{#- The var as text if it matches `pattern`; none when unset; otherwise the run fails naming it.
+    The day's dates come from the pipeline in SHOP_DBT_DAY_VARS (JSON), read only when the SQL runs: new --vars
+    make dbt reparse the project, so the pipeline keeps the day out of them (ml.warehouse.dbt_runner.DAY_VARS).
+    Parsing sees no dates, the branch that reads every date, so every model's refs are known. -#}
 {%- macro checked_var(name, pattern, expected) -%}
-    {%- set value = var(name, none) -%}
+    {%- set value = var(name, '(not set)') -%}  {#- a var set to null (a unit test's override) stays unset -#}
+    {%- if value == '(not set)' -%}
+        {%- set value = fromjson(env_var('SHOP_DBT_DAY_VARS', '{}')).get(name) if execute else none -%}
+    {%- endif -%}
     {%- if value is none or value | string == '' -%}
         {{ return(none) }}
     {%- endif -%}

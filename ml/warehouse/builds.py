@@ -143,7 +143,7 @@ def _day_batches(first: date, last: date, batch_days: int) -> list[tuple[date, d
 def day_vars(as_of: date, reprocess_from: date | None = None) -> dict:
     """The dbt vars of one day's run after its feature build: the as-of date and the event days it re-processed.
 
-    Passing the same vars to every dbt call of the day also lets dbt reuse its parse (new vars reparse it all).
+    The dates travel outside dbt's --vars (ml.warehouse.dbt_runner.DAY_VARS), so every day reuses one parse.
     Without `reprocess_from`, dbt re-processes `late_event_days` before the as-of date (macros/reprocess_window.sql).
     """
     dbt_vars = as_of_vars(as_of)

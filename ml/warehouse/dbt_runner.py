@@ -22,7 +22,17 @@ from ml.errors import DbtError
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def dbt_env(cfg: Settings | None = None) -> dict[str, str]:
+# The vars that change from day to day. dbt reparses the whole project whenever its --vars change (about 2 s
+# at every day's first call), so these travel in one environment variable instead, read by the
+# date_var macro when the SQL runs (macros/checked_vars.sql); the vars on the command line stay the same
+# from day to day and the parse is reused. `dbt --vars '{as_of_start: ...}'` by hand still wins.
+DAY_VARS = ("as_of_start", "as_of_end", "reprocess_from", "reprocess_to", "history_as_of_end")
+DAY_VARS_ENV = "SHOP_DBT_DAY_VARS"
+
+
+def dbt_env(cfg: Settings | None = None, dbt_vars: dict[str, object] | None = None) -> dict[str, str]:
+    """The environment of a dbt call: the project's paths, and the day vars of `dbt_vars` (none: an empty set,
+    so a value left in the caller's environment never reaches a build)."""
     cfg = cfg or settings()
     env = dict(os.environ)
     env.update(
@@ -43,6 +53,7 @@ def dbt_env(cfg: Settings | None = None) -> dict[str, str]:
             # joins features to targeting must not run in a features-only build.
             "DBT_INDIRECT_SELECTION": "buildable",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            DAY_VARS_ENV: json.dumps({k: str(v) for k, v in (dbt_vars or {}).items() if k in DAY_VARS}, sort_keys=True),
         }
     )
     return env
@@ -68,7 +79,7 @@ def run_dbt(
     lines: list[str] = []
     with subprocess.Popen(
         command,
-        env=dbt_env(cfg),
+        env=dbt_env(cfg, dbt_vars),
         cwd=cfg.dbt_project_dir,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -93,11 +104,13 @@ def run_dbt(
 
 
 def _dbt_arguments(args: list[str], dbt_vars: dict[str, object] | None, cfg: Settings) -> list[str]:
-    """`args` for the project, with the vars; the warehouse's folder made (dbt-duckdb does not create it)."""
+    """`args` for the project, with the vars but the day's (dbt_env); the warehouse's folder made (dbt-duckdb
+    does not create it)."""
     cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     command = [*args, "--project-dir", str(cfg.dbt_project_dir)]
-    if dbt_vars:
-        command += ["--vars", json.dumps(dbt_vars, default=str)]
+    steady = {key: value for key, value in (dbt_vars or {}).items() if key not in DAY_VARS}
+    if steady:
+        command += ["--vars", json.dumps(steady, default=str, sort_keys=True)]
     return command
 
 
@@ -142,7 +155,7 @@ def run_dbt_in_process(args: list[str], dbt_vars: dict[str, object] | None = Non
         if event.info.level in ("info", "warn", "error"):
             lines.append(event.info.msg)
 
-    env = {key: value for key, value in dbt_env(cfg).items() if os.environ.get(key) != value}
+    env = {key: value for key, value in dbt_env(cfg, dbt_vars).items() if os.environ.get(key) != value}
     saved = {key: os.environ.get(key) for key in env}
     cwd = os.getcwd()
     os.environ.update(env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -114,7 +115,10 @@ def test_with_dbt_tasks_per_group_each_group_is_one_dbt_build_with_its_tests(par
         assert type(task).__name__ == "DbtBuildLocalOperator" and task.select == f"tag:{group}"
         assert task.pool == "warehouse" and task.retries >= 1 and task.on_failure_callback
         assert "--no-write-json" in task.dbt_cmd_global_flags
-        assert set(task.vars) >= {"as_of_start", "as_of_end", "reprocess_from"}
+        # The day's dates travel in the environment (templated), so the vars, and dbt's parse, stay the same daily.
+        day = json.loads(task.env["SHOP_DBT_DAY_VARS"])
+        assert set(day) == {"as_of_start", "as_of_end", "reprocess_from"} and "xcom_pull" in day["as_of_start"]
+        assert {"holdout_share", "late_event_days"} <= set(task.vars) and not set(task.vars) & set(day)
     assert dag.get_task("features").upstream_task_ids == {"land_day"}
     assert dag.get_task("train").upstream_task_ids == {"features"}  # nothing trains on a failed test
     assert dag.get_task("target").upstream_task_ids == {"segments"}
