@@ -155,9 +155,9 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup | DbtBuild
 def shop_daily():
     @task(retries=RETRIES)
     def land_day(**context) -> dict:
-        from ml.pipeline import business_date, land
+        from ml.pipeline import business_date, land, source_of
 
-        return land(business_date(context), source=context["params"]["source"])
+        return land(business_date(context), source=source_of(context))
 
     @task
     def train(**context) -> dict:

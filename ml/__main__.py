@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 from datetime import date
+from pathlib import Path
 
 from ml import commands
 from ml.sim.shop import SHIFTS
@@ -154,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--as-of", type=_date, help="the as-of date to check (default: the middle built one)")
     p.set_defaults(func=commands.cmd_check_leakage)
+
+    p = sub.add_parser(
+        "forget",
+        help="erase customers from every file, table and snapshot the pipeline keeps; nothing lands them again",
+    )
+    p.add_argument("--user-id", action="append", default=[], metavar="ID", help="a user id (repeatable)")
+    p.add_argument("--file", action="append", default=[], type=Path, help="a file of user ids, one per line")
+    p.set_defaults(func=commands.cmd_forget)
 
     p = sub.add_parser("models", help="list, promote or roll back registered model versions")
     p.add_argument("action", choices=["list", "promote", "rollback"])

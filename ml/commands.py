@@ -69,6 +69,12 @@ def cmd_publish(args: argparse.Namespace) -> None:
     print(publish_snapshot(since=args.since))
 
 
+def cmd_forget(args: argparse.Namespace) -> None:
+    from ml.forget import forget, read_user_ids
+
+    print(json.dumps(forget(read_user_ids(args.user_id, args.file))))
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     from ml.summary import print_summary
 

@@ -45,6 +45,8 @@ class Settings:
     # Off-policy evaluations: each campaign's (campaigns/) and each targeting day's gate evidence (daily/).
     evaluations_dir: Path
     audit_dir: Path
+    # The pseudonym key (when generated, not set) and the suppression list of forgotten users (ml.privacy).
+    privacy_dir: Path
     truth_dir: Path
     dbt_project_dir: Path
     mlflow_tracking_uri: str
@@ -117,6 +119,7 @@ def settings() -> Settings:
         monitoring_dir=_path("SHOP_MONITORING_DIR", data_dir / "monitoring"),
         evaluations_dir=_path("SHOP_EVALUATIONS_DIR", data_dir / "evaluations"),
         audit_dir=_path("SHOP_AUDIT_DIR", data_dir / "audit"),
+        privacy_dir=_path("SHOP_PRIVACY_DIR", data_dir / "privacy"),
         truth_dir=_path("SHOP_TRUTH_DIR", data_dir / "truth"),
         dbt_project_dir=_path("SHOP_DBT_PROJECT_DIR", PROJECT_ROOT / "dbt_project"),
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}"),

@@ -50,6 +50,20 @@ def business_date(context: dict[str, Any]) -> date:
     return start.date()
 
 
+def source_of(context: dict[str, Any]) -> str:
+    """A DAG run's `source` param, refused where it would turn a real shop's run into the demo: anyone who can
+    trigger a run could otherwise have synthetic users simulated into the shop's inbox and merged over its own."""
+    from ml.config import settings
+
+    source = context["params"]["source"]
+    if source == "simulate" and settings().source != "simulate":
+        raise UserFacingError(
+            "source=simulate is refused: this deployment lands the shop's own exports (SHOP_SOURCE=inbox); "
+            "the demo shop is simulated only where SHOP_SOURCE=simulate"
+        )
+    return source
+
+
 def land(day: date, source: str = "inbox") -> dict[str, Any]:
     """Land the business day's export; with source=simulate, the synthetic shop first writes a missing day."""
     from ml.config import settings

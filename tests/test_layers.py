@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Bottom to top: a module imports its own layer or the ones below, never above (docs/architecture.md).
 LAYERS = [
     {"ml.config", "ml.errors", "ml.storage", "ml.progress", "ml.writer_lock", "ml.day_pins"},
+    {"ml.privacy"},
     {"ml.ingest"},
     {"ml.registry"},
     {"ml.warehouse"},
@@ -20,7 +21,7 @@ LAYERS = [
     {"ml.uplift"},
     {"ml.monitoring"},
     {"ml.targeting"},
-    {"ml.pipeline", "ml.summary"},
+    {"ml.pipeline", "ml.summary", "ml.forget"},
     {"ml.sim"},
     {"ml.bench", "ml.__main__", "ml.commands"},
 ]

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from ml.config import settings
 from ml.errors import LandingError
+from ml.privacy.pseudonyms import redacted
 from ml.storage import EVENT_SCHEMA
 
 REQUIRED = {
@@ -139,10 +140,11 @@ def normalise_events(frame: pd.DataFrame, source: str, path: Path | None = None)
             if len(text) == len(frame) and column in (*REQUIRED["events"], "price"):
                 # Not one row can be read: the file's format is wrong, not a few rows.
                 raise LandingError(
-                    f"{path or source}: no value of {column} can be read (e.g. {text.iloc[0][:40]!r}); "
+                    f"{path or source}: no value of {column} can be read (e.g. {redacted(text.iloc[0])!r}); "
                     + _fix_for(column)
                 )
-            errors.loc[text.index] += column + "=" + text.str.slice(0, 60) + "; "
+            # The value's shape, not its text (it may be contact data): the export in the inbox keeps the text.
+            errors.loc[text.index] += column + "=" + text.map(redacted) + "; "
         return parsed
 
     for column in EVENT_SCHEMA.names:
@@ -187,7 +189,8 @@ def _refuse_ambiguous_dates(raw: pd.Series, where: object) -> None:
     if text.str.match(AMBIGUOUS_DATE).any():
         example = text[text.str.match(AMBIGUOUS_DATE)].iloc[0]
         raise LandingError(
-            f"{where}: dates like {example!r} are ambiguous (day/month or month/day); export ISO dates (2026-03-01)"
+            f"{where}: dates like {redacted(example)!r} are ambiguous (day/month or month/day); "
+            "export ISO dates (2026-03-01)"
         )
 
 

@@ -24,7 +24,7 @@ from ml.config import settings
 from ml.errors import LandingError
 from ml.ingest.events import plan_events
 from ml.ingest.plans import LandingPlan, expand, landed_inbox_snapshots
-from ml.ingest.tables import plan_coupon_sends, plan_table
+from ml.ingest.tables import plan_coupon_sends, plan_landed_contact_data, plan_table
 from ml.writer_lock import locked
 
 
@@ -55,7 +55,10 @@ def ingest(
         for name in ("rows", "added", "updated", "unchanged", "moved_out"):
             summary[f"events_{name}"] = sum(d.get(name, 0) for d in per_day.values())
         summary["first_day"], summary["last_day"] = min(days), max(days)
+    plan_landed_contact_data(plan, landing_dir)
     plan.commit()
+    if plan.suppressed_rows:
+        summary["suppressed_rows"] = plan.suppressed_rows  # rows of forgotten users, not landed
     return summary
 
 
@@ -111,7 +114,10 @@ def land_day(day: date) -> dict[str, object]:
     if sends is not None:
         summary["coupon_sends"] = plan_coupon_sends([sends], plan, cfg.landing_dir)["rows"]
     per_day = plan_events([events], plan, cfg.landing_dir)
+    plan_landed_contact_data(plan, cfg.landing_dir)
     plan.commit()
+    if plan.suppressed_rows:
+        summary["suppressed_rows"] = plan.suppressed_rows
     summary["events"] = per_day[str(day)]["rows"] if str(day) in per_day else 0
     summary["late_events"] = sum(d["rows"] for d_str, d in per_day.items() if d_str != str(day))
     # The feature build re-processes from here at the latest (late rows may land in an older partition).

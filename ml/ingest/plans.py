@@ -19,6 +19,7 @@ from ml.config import settings
 from ml.errors import LandingError
 from ml.ingest.exports import SUFFIXES, row_strings
 from ml.ingest.reprocess_mark import mark_changed
+from ml.privacy.suppression import drop_suppressed, suppressed_keys
 from ml.storage import write_parquet_files_atomic, write_text_atomic
 
 DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -40,7 +41,14 @@ class LandingPlan:
     # The event days whose partitions this plan changes (plan_events adds them).
     changed_days: set[str] = field(default_factory=set)
 
+    # Rows of forgotten users the plan dropped before writing (ml.privacy.suppression).
+    suppressed_rows: int = 0
+
     def commit(self) -> dict[str, object]:
+        keys = suppressed_keys()
+        for path, table in self.files.items():
+            self.files[path], dropped = drop_suppressed(table, keys)
+            self.suppressed_rows += dropped
         # The re-processing mark goes first: a crash before the renames leaves a mark, never a change without one.
         mark_changed(sorted(self.changed_days))
         write_parquet_files_atomic(self.files)

@@ -14,6 +14,7 @@ from ml.config import settings
 from ml.errors import LandingError
 from ml.ingest.exports import read_table
 from ml.ingest.plans import LandingPlan, merge_by_key, read_landed
+from ml.privacy.pseudonyms import contact_columns_in, pseudonymise_users, redacted
 from ml.storage import as_table
 from ml.writer_lock import locked
 
@@ -35,8 +36,14 @@ def plan_table(
     frame = _cast_users(raw, path) if kind == "users" else _cast_products(raw, path)
     target = landing_dir / kind / f"{kind}.parquet"
     existing = None if replace else read_landed(target)
+    sent = raw.columns
+    if kind == "users":
+        # Contact data is pseudonymised before anything is stored (a users table landed earlier too).
+        frame = pseudonymise_users(frame)
+        existing = None if existing is None else pseudonymise_users(existing)
+        sent = sent.append(pd.Index(["email_hash"] if "email" in sent else []))
     if existing is not None:
-        frame = _keep_landed_values_of_absent_columns(frame, existing, raw.columns, TABLE_KEYS[kind])
+        frame = _keep_landed_values_of_absent_columns(frame, existing, sent, TABLE_KEYS[kind])
     if kind == "users":
         sent = frame["consent_updated_at"] if "consent_updated_at" in raw.columns else pd.Series(pd.NaT, frame.index)
         frame = _settle_consent(frame, existing, sent.astype("datetime64[us]"), snapshot_of)
@@ -111,7 +118,7 @@ def land_table(path: Path, kind: str, landing_dir: Path | None = None, replace: 
 def _require_parsed(frame: pd.DataFrame, column: str, parsed: pd.Series, path: Path) -> pd.Series:
     bad = parsed.isna()
     if bad.any():
-        example = frame.loc[bad, column].head(3).tolist()
+        example = [redacted(value) for value in frame.loc[bad, column].head(3)]  # shapes: it may be contact data
         raise LandingError(
             f"{path}: column {column} has {int(bad.sum())} unreadable value(s), e.g. {example}; "
             "fix or remove those rows (nothing was landed)"
@@ -191,6 +198,16 @@ def plan_coupon_sends(files: list[Path], plan: LandingPlan, landing_dir: Path, r
         for name, value in counts.items():
             totals[name] += value
     return totals
+
+
+def plan_landed_contact_data(plan: LandingPlan, landing_dir: Path) -> bool:
+    """A users table landed before contact data was pseudonymised (raw email or phone): add it to `plan`
+    stored again without them. False when there is none (or the plan rewrites the table anyway)."""
+    target = landing_dir / "users" / "users.parquet"
+    if target in plan.files or not target.exists() or not contact_columns_in(target):
+        return False
+    plan.files[target] = as_table(pseudonymise_users(read_landed(target)))
+    return True
 
 
 @locked("land coupon sends")

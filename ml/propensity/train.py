@@ -21,8 +21,8 @@ import pandas as pd
 
 from ml.config import PROJECT_ROOT, settings
 from ml.errors import ModelError
+from ml.privacy.examples import synthetic_examples
 from ml.propensity.baselines import baseline_scores, roc_auc
-from ml.propensity.bgnbd import SKOPS_TRUSTED_TYPES as BGNBD_TRUSTED_TYPES
 from ml.propensity.datasets import (
     TASKS,
     Split,
@@ -40,18 +40,14 @@ from ml.registry.aliases import MODEL_NAMES, champion_version, load_champion, mo
 from ml.registry.gate import decide
 from ml.registry.ownership import fail_orphaned_runs, owner_tags
 from ml.registry.tracking import configure_mlflow, experiment_id
+from ml.registry.vetting import PROPENSITY_TRUSTED_TYPES, TRAINING_EXPERIMENTS
 from ml.warehouse.read import connect_read_only, matured_dates
 
 log = logging.getLogger(__name__)
-EXPERIMENT = "shop_behaviour_models"
-# Models are saved with skops (no arbitrary pickle); these are the types our pipelines add to sklearn's own.
-SKOPS_TRUSTED_TYPES = [
-    "xgboost.core.Booster",
-    "xgboost.sklearn.XGBClassifier",
-    "numpy.arcsinh",
-    "numpy.dtype",
-    *BGNBD_TRUSTED_TYPES,
-]
+EXPERIMENT = TRAINING_EXPERIMENTS["purchase_propensity"]
+# Models are saved with skops (no arbitrary pickle); these are the types our pipelines add to sklearn's own,
+# and all a loaded version may ask to trust (ml.registry.vetting).
+SKOPS_TRUSTED_TYPES = PROPENSITY_TRUSTED_TYPES
 
 
 def code_version() -> str:
@@ -188,7 +184,7 @@ def train_task(
                 pipeline,
                 name="model",
                 signature=signature,
-                input_example=x["test"].head(5),
+                input_example=synthetic_examples(x["test"]),
                 registered_model_name=name,
                 pyfunc_predict_fn="predict_proba",
                 pip_requirements=model_requirements(),

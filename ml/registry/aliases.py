@@ -17,6 +17,7 @@ from ml.errors import ModelError
 from ml.registry.audit import HISTORY_TAG, champion_history, record_audit
 from ml.registry.legacy_names import install as install_legacy_names
 from ml.registry.tracking import client, configure_mlflow
+from ml.registry.vetting import load_vetted
 
 MODEL_NAMES = {"purchase_30d": "purchase_propensity", "churn_30d": "churn_risk"}
 
@@ -57,7 +58,7 @@ _LOADED: OrderedDict[tuple[str, str, str], object] = OrderedDict()
 def _loaded(name: str, version: str):
     key = (configure_mlflow(), name, str(version))
     if key not in _LOADED:
-        _LOADED[key] = _load_model(f"models:/{name}/{version}")
+        _LOADED[key] = load_vetted(name, version, _load_model)  # checked before anything of it is loaded
         while len(_LOADED) > 8:
             _LOADED.popitem(last=False)
     return _LOADED[key]

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml.config import LABEL_HORIZON_DAYS, settings
+from ml.errors import UserFacingError
 from ml.progress import progress
 from ml.sim.behaviour import Hidden, coupon_effect_columns, true_probabilities
 from ml.sim.day import ShopState, read_deliveries, simulate_day
@@ -250,6 +251,12 @@ def extend_shop(through: date) -> dict[str, float | int | str | None]:
         spec = ShopSpec.from_json(spec_file.read_text())
     elif checkpoint is not None:  # a first run stopped before it wrote the spec file
         spec = ShopSpec.from_json(checkpoint.spec_json)
+    elif (cfg.inbox_dir / "users.parquet").exists() or any((cfg.inbox_dir / "events").glob("events_*")):
+        # Exports the simulator did not write: a shop's own. Simulating would overwrite them and its users.
+        raise UserFacingError(
+            f"{cfg.inbox_dir} holds exports the demo shop did not write (no shop_spec.json): "
+            "it never simulates into a shop's own inbox; point SHOP_DATA_DIR at a folder of its own"
+        )
     else:
         spec = ShopSpec(seed=cfg.seed)
     if through < spec.start:

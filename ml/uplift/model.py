@@ -39,11 +39,12 @@ from ml.config import settings
 from ml.errors import ModelError
 from ml.propensity.datasets import feature_columns, user_sample
 from ml.propensity.estimators import make_preprocessor
+from ml.registry.vetting import TRAINING_EXPERIMENTS
 from ml.uplift.metrics import bootstrap_uplift_metrics, uplift_by_decile
 from ml.warehouse.read import table_names
 
 log = logging.getLogger(__name__)
-EXPERIMENT = "shop_coupon_uplift"
+EXPERIMENT = TRAINING_EXPERIMENTS["coupon_uplift"]
 LEARNERS = ("t_xgboost", "offset_xgboost", "t_logistic")
 CONTROL_COLUMN = "p_buy_7d_control"
 MIN_TRAIN_CAMPAIGNS = 2
@@ -151,10 +152,21 @@ class CouponUpliftModel:
 
 
 class UpliftPyfunc(mlflow.pyfunc.PythonModel):
-    """The MLflow face of a CouponUpliftModel: predict returns its effect table."""
+    """The MLflow face of a CouponUpliftModel (the UI, `mlflow models serve`): predict returns its effect table.
 
-    def __init__(self, model: CouponUpliftModel):
+    Logged as models-from-code (ml/uplift/mlflow_model.py) with the model as a skops file, so the registry
+    holds no pickle; the pipeline itself loads only the skops file (ml.registry.vetting).
+    """
+
+    def __init__(self, model: CouponUpliftModel | None = None):
         self.model = model
+
+    def load_context(self, context) -> None:
+        import skops.io as sio
+
+        from ml.registry.vetting import UPLIFT_ARTIFACT, UPLIFT_TRUSTED_TYPES
+
+        self.model = sio.load(context.artifacts[UPLIFT_ARTIFACT], trusted=UPLIFT_TRUSTED_TYPES)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return self.model.predict_effects(model_input)

@@ -5,23 +5,28 @@ the current champion re-scored on the same campaign.
 
 from __future__ import annotations
 
+import tempfile
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import skops.io as sio
 
 from ml.config import COUPON_WINDOW_DAYS, settings
+from ml.errors import ModelError
+from ml.privacy.examples import synthetic_examples
 from ml.propensity.datasets import model_inputs
 from ml.registry.aliases import UPLIFT_MODEL, champion_version
 from ml.registry.gate import decide
 from ml.registry.tracking import client, experiment_id
+from ml.registry.vetting import UPLIFT_ARTIFACT, UPLIFT_FILE
 from ml.uplift.metrics import uplift_by_decile_figure
 from ml.uplift.model import (
     EXPERIMENT,
     LEARNERS,
     CouponUpliftModel,
-    UpliftPyfunc,
     campaign_split,
     evaluate_effects,
     load_campaigns,
@@ -72,14 +77,18 @@ def log_candidate(
         plt.close("all")
         sample = x_test.head(200)
         signature = mlflow.models.infer_signature(sample, model.predict_effects(sample))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=UpliftPyfunc(model),
-            signature=signature,
-            input_example=x_test.head(5),
-            registered_model_name=UPLIFT_MODEL,
-            pip_requirements=model_requirements(),
-        )
+        with tempfile.TemporaryDirectory() as folder:
+            saved = Path(folder) / UPLIFT_FILE
+            sio.dump(model, saved)  # skops, not pickle: loading it runs no code (ml.registry.vetting)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(Path(__file__).with_name("mlflow_model.py")),
+                artifacts={UPLIFT_ARTIFACT: str(saved)},
+                signature=signature,
+                input_example=synthetic_examples(x_test),
+                registered_model_name=UPLIFT_MODEL,
+                pip_requirements=model_requirements(),
+            )
     version = str(info.registered_model_version)
     tags = {"learner": learner, "test_date": test_date, "run_id": run.info.run_id}
     tags.update({f"test_{k}": f"{v:.5f}" for k, v in metrics.items() if k.startswith("mean_") and np.isfinite(v)})
@@ -94,7 +103,10 @@ def champion_qini_on(test: pd.DataFrame, x_test: pd.DataFrame) -> tuple[str | No
 
     if champion_version(UPLIFT_MODEL) is None:
         return None, None
-    model, version = load_champion(UPLIFT_MODEL)
+    try:
+        model, version = load_champion(UPLIFT_MODEL)
+    except ModelError:  # a champion the pipeline refuses to load (ml.registry.vetting) cannot defend
+        return champion_version(UPLIFT_MODEL), float("nan")
     expected = [c.name for c in model.metadata.get_input_schema().inputs]
     if any(c not in x_test.columns for c in expected):
         return version, float("nan")  # its features are gone: it cannot defend

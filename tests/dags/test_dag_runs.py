@@ -121,3 +121,15 @@ def test_two_days_then_a_rerun_of_the_first_are_identical_and_an_open_analyst_se
     assert done.returncode == 0, done.stderr[-2000:]
     segments = query(snapshot, "select distinct lifecycle_segment from user_segments")
     assert segments and all(name in done.stdout for (name,) in segments), done.stdout
+
+    # Customers forgotten now do not come back when a past day is run again through the DAG.
+    from ml.forget import forget
+    from tests.privacy_scan import user_id_hits
+
+    targeted = query(shop.warehouse, "select user_id from coupon_targets group by 1 order by 1 limit 3")
+    ids = [int(user_id) for (user_id,) in targeted]
+    assert len(ids) == 3 and user_id_hits(shop.data, ids)
+    forget(ids)
+    assert user_id_hits(shop.data, ids) == []
+    assert _run(dag, second) == "success"
+    assert user_id_hits(shop.data, ids) == []

@@ -77,7 +77,7 @@ def test_the_lock_holds_the_postgres_drivers_the_services_use():
 
 def test_every_required_secret_is_documented_in_env_example():
     required = set(re.findall(r"\$\{(\w+):\?", COMPOSE_TEXT))
-    assert {"AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "POSTGRES_PASSWORD"} <= required
+    assert {"AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "POSTGRES_PASSWORD", "SHOP_PSEUDONYM_KEY"} <= required
     documented = set(re.findall(r"^#?\s*(\w+)=", (ROOT / ".env.example").read_text(), flags=re.M))
     assert required <= documented, required - documented
 

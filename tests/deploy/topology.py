@@ -58,6 +58,7 @@ class Topology:
     mlflow_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    pseudonym_key: str = field(default_factory=lambda: secrets.token_hex(32))
     fernet_key: str = field(default_factory=lambda: _fernet_key())
     _postgres: object = None
 
@@ -98,6 +99,7 @@ class Topology:
             DBT_PROFILES_DIR=str(ROOT / "dbt_project"),
             SHOP_SOURCE="inbox",
             SHOP_TASK_RETRIES="0",
+            SHOP_PSEUDONYM_KEY=self.pseudonym_key,  # a secret of the deployment, as compose requires
             MLFLOW_TRACKING_URI=self.mlflow_url,
             MLFLOW_UV_AUTO_DETECT="false",
             MLFLOW_LOG_UV_FILES="false",

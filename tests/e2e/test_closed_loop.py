@@ -209,3 +209,14 @@ def test_the_coupon_outcomes_built_day_by_day_equal_a_full_rebuild_and_a_history
     # The history rebuild sums each user-day's revenue in other batches, so floats are compared rounded.
     assert rounded_rows(warehouse, outcomes[0]) == daily_rows
     assert rounded_rows(warehouse, "coupon_results") == results
+
+
+def test_no_raw_contact_data_in_any_file_the_pipeline_wrote(looped_shop):
+    """The simulated shop's exports carry emails and phone numbers; nothing the pipeline wrote from them does."""
+    from tests.privacy_scan import text_hits
+
+    contact = r"user\d+@example\.com|\+49\d{9,10}"
+    root = looped_shop["root"]
+    assert text_hits(root / "data" / "inbox", contact)  # the check sees what it looks for
+    assert text_hits(root / "data", contact, skip=("inbox",)) == []
+    assert text_hits(root / "mlflow", contact) == []

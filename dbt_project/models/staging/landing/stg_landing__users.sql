@@ -1,4 +1,4 @@
--- PII never leaves staging in clear text: email is hashed (for joins with other systems), phone dropped.
+-- No contact data in clear: landing stored the email as a keyed pseudonym and dropped the phone (ml.privacy).
 -- Empty when the shop sent no user table (int_users_resolved then derives users from their first event).
 with
 
@@ -9,7 +9,7 @@ source as (
         'country': 'varchar',
         'device': 'varchar',
         'marketing_consent': 'boolean',
-        'email': 'varchar',
+        'email_hash': 'varchar',
     }) }}
 ),
 
@@ -21,7 +21,7 @@ renamed as (
         coalesce(cast(country as varchar), 'unknown') as country,
         coalesce(cast(device as varchar), 'unknown') as device,
         coalesce(cast(marketing_consent as boolean), false) as has_marketing_consent,
-        sha256(lower(trim(cast(email as varchar)))) as email_sha256,
+        cast(email_hash as varchar) as email_hash,
     from source
 )
 
