@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -18,6 +22,7 @@ from ml.privacy.examples import synthetic_examples
 from ml.privacy.pseudonyms import keyed_hashes
 from tests.checksums import query
 from tests.privacy_scan import text_hits, user_id_hits
+from tests.readme import readme_block
 
 USERS_CSV = "user_id,signup_at,country,email,phone,marketing_consent\n1,2026-01-01,DE,Ann@Shop.de ,+4915112345678,yes\n"
 EVENTS_CSV = """event_at,event_type,user_id,product_id,category,price,session_id
@@ -140,7 +145,9 @@ def test_forget_erases_users_everywhere_and_no_landing_or_rebuild_brings_them_ba
            where event_type = 'purchase' group by 1 order by count(*) desc, 1 limit 3""",
     )
     ids = [int(u) for (u,) in buyers]
-    assert len(ids) == 3 and user_id_hits(shop.data, ids)
+    block = readme_block("Your own data", 1)  # the README's erasure, run below as printed
+    named = [int(i) for i in re.findall(r"--user-id (\d+)", block)]
+    assert len(ids) == 3 and user_id_hits(shop.data, ids) and user_id_hits(shop.data, named[:1])
     # The shop sends an old export again later: keep a copy of what the inbox holds now.
     resent = tmp_path / "resent"
     shutil.copytree(shop.data / "inbox" / "events", resent)
@@ -159,11 +166,16 @@ def test_forget_erases_users_everywhere_and_no_landing_or_rebuild_brings_them_ba
     for name in ("suppressed_users.parquet", "erasures.parquet"):
         frame = pq.read_table(privacy / name).to_pandas().astype(str)
         assert not frame.isin([str(i) for i in ids]).any().any() and not text_hits(privacy, as_words)
+    # The README's block, as printed, from the folder that holds data/.
+    (shop.root / ".venv").symlink_to(Path(sys.executable).parents[1])
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=shop.root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["users"] == len(named) and user_id_hits(shop.data, ids + named) == []
     others = query(shop.warehouse, "select count(distinct user_id) from stg_landing__events")[0][0]
     assert others > 1000  # everyone else is still there
 
     build_history(keep_last=3)  # `ml history`: lands the inbox again and rebuilds every table
-    assert user_id_hits(shop.data, ids) == []
+    assert user_id_hits(shop.data, ids + named) == []
     again = ingest(events=str(resent))  # the old exports, sent again
     assert again["suppressed_rows"] > 0 and user_id_hits(shop.data, ids) == []
 
