@@ -172,3 +172,20 @@ def test_the_viewer_cannot_trigger_a_dag_run_and_the_operator_can(topology):
     run = get_json(runs, trigger, headers=topology.airflow_headers("operator"))
     assert run["run_type"] == "manual" and run["state"] == "queued", run
     get_json(f"{runs}/{run['dag_run_id']}", method="DELETE", headers=topology.airflow_headers("operator"))
+
+
+def test_the_account_steps_run_again_at_every_start_and_take_a_changed_password(topology):
+    experiments = f"{topology.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
+    old = topology.mlflow_headers("analyst")
+    again = topology.run(*ML, "accounts", "airflow", **topology.secret_values)
+    assert json.loads(again.stdout.splitlines()[-1]) == dict.fromkeys(("admin", "operator", "viewer"), "unchanged")
+    # A rotated secret: the next start gives the account its new password, and the old one stops working.
+    topology.secret_values["MLFLOW_ANALYST_PASSWORD"] = "rotated-" + topology.secret_values["MLFLOW_ANALYST_PASSWORD"]
+    again = topology.run(*ML, "accounts", "mlflow", **topology.secret_values, **topology.mlflow_login("admin"))
+    assert json.loads(again.stdout.splitlines()[-1]) == dict.fromkeys(("pipeline", "scientist", "analyst"), "updated")
+    assert http_status(experiments, headers=topology.mlflow_headers("analyst")) == 200
+    assert http_status(experiments, headers=old) == 401
+    # Its grants were set again, no higher: it still reads only.
+    alias = {"name": "purchase_propensity", "alias": "champion", "version": "1"}
+    set_alias = f"{topology.mlflow_url}/api/2.0/mlflow/registered-models/alias"
+    assert http_status(set_alias, alias, headers=topology.mlflow_headers("analyst")) == 403
