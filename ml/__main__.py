@@ -164,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", action="append", default=[], type=Path, help="a file of user ids, one per line")
     p.set_defaults(func=commands.cmd_forget)
 
+    p = sub.add_parser(
+        "check-secrets", help="refuse a deployment secret that is missing, short or a well-known default, naming it"
+    )
+    p.add_argument("names", nargs="+", metavar="NAME", help="environment variables holding secrets")
+    p.set_defaults(func=commands.cmd_check_secrets)
+
+    p = sub.add_parser("accounts", help="a deployment's MLflow or Airflow accounts: create them or set them back")
+    p.add_argument("service", choices=["mlflow", "airflow"])
+    p.set_defaults(func=commands.cmd_accounts)
+
     p = sub.add_parser("models", help="list, promote or roll back registered model versions")
     p.add_argument("action", choices=["list", "promote", "rollback"])
     p.add_argument("name", nargs="?")

@@ -164,3 +164,17 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(json.dumps(registry.promote(args.name, args.version, reason=args.reason)))
     elif args.action == "rollback":
         print(json.dumps(registry.rollback(args.name, reason=args.reason)))
+
+
+def cmd_check_secrets(args: argparse.Namespace) -> None:
+    from ml.deploy.secret_check import check_secrets
+
+    check_secrets(args.names)
+
+
+def cmd_accounts(args: argparse.Namespace) -> None:
+    if args.service == "mlflow":
+        from ml.deploy.mlflow_accounts import provision_mlflow_accounts as provision
+    else:
+        from ml.deploy.airflow_accounts import provision_airflow_accounts as provision
+    print(json.dumps(provision()))

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Bottom to top: a module imports its own layer or the ones below, never above (docs/architecture.md).
 LAYERS = [
     {"ml.config", "ml.errors", "ml.storage", "ml.progress", "ml.writer_lock", "ml.day_pins"},
-    {"ml.privacy"},
+    {"ml.privacy", "ml.deploy"},
     {"ml.ingest"},
     {"ml.registry"},
     {"ml.warehouse"},

@@ -35,8 +35,9 @@ AUDIT_SCHEMA = pa.schema(
 
 
 def _actor() -> str:
+    """Who changed an alias: SHOP_ACTOR, else the MLflow account the server checked, else the login name."""
     try:
-        return os.environ.get("SHOP_ACTOR") or getpass.getuser()
+        return os.environ.get("SHOP_ACTOR") or os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
     except Exception:  # no login name in some containers
         return "unknown"
 

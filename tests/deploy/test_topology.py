@@ -2,8 +2,9 @@
 
 Postgres holds Airflow's and MLflow's metadata; the MLflow tracking server takes every run, model
 version and alias change over HTTP; the scheduler (not `dags test`) runs yesterday's day, which trains,
-registers through the server, scores and publishes; then a person promotes and rolls back through the
-CLI and the server's REST API shows each change.
+registers through the server (as MLflow's `pipeline` account), scores and publishes; then a data scientist
+promotes and rolls back through the CLI with their own account and the server's REST API shows each change.
+Both servers refuse anyone not logged in, and each account can do what its role allows and no more.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from urllib.parse import urlencode
 import duckdb
 import pytest
 
-from tests.deploy.topology import Topology, get_json, tail
+from tests.deploy.topology import Topology, basic_auth, get_json, http_status, tail
 
 pytestmark = pytest.mark.deploy
 SHOP = ["--users", "1500", "--days", "120"]
@@ -42,7 +43,9 @@ def topology(tmp_path_factory):
 
 
 def _airflow(topology: Topology, endpoint: str, data: dict | None = None, method: str | None = None) -> dict:
-    return get_json(f"{topology.api_url}/api/v2/{endpoint}", data, method=method)
+    """Airflow's REST API as a data engineer: the `operator` account."""
+    headers = topology.airflow_headers("operator")
+    return get_json(f"{topology.api_url}/api/v2/{endpoint}", data, method=method, headers=headers)
 
 
 def _finished_run(topology: Topology) -> dict | None:
@@ -62,7 +65,9 @@ def _failure_report(topology: Topology, run: dict) -> str:
 
 
 def _mlflow(topology: Topology, endpoint: str, data: dict | None = None) -> dict:
-    return get_json(f"{topology.mlflow_url}/api/2.0/mlflow/{endpoint}", data)
+    """MLflow's REST API as someone who only reads: the `analyst` account."""
+    analyst = topology.mlflow_headers("analyst")
+    return get_json(f"{topology.mlflow_url}/api/2.0/mlflow/{endpoint}", data, headers=analyst)
 
 
 def _champion(topology: Topology, name: str) -> str:
@@ -118,12 +123,69 @@ def test_promote_and_rollback_through_the_cli_show_in_the_server(topology):
     before = _champion(topology, name)
     target = newest if before != newest else "1"
 
-    topology.run(*ML, "models", "promote", name, target, "--reason", "deploy test: promote")
+    scientist = topology.mlflow_login("scientist")  # what the README tells a data scientist to export
+    topology.run(*ML, "models", "promote", name, target, "--reason", "deploy test: promote", **scientist)
     assert _champion(topology, name) == target
-    topology.run(*ML, "models", "rollback", name, "--reason", "deploy test: roll back")
+    topology.run(*ML, "models", "rollback", name, "--reason", "deploy test: roll back", **scientist)
     assert _champion(topology, name) == before
     audit = duckdb.sql(
-        f"select action, from_version, to_version from '{topology.root}/data/audit/model_promotions/*.parquet' "
-        "where reason like 'deploy test:%' order by changed_at"
+        f"select action, from_version, to_version, changed_by from '{topology.root}/data/audit/model_promotions/"
+        "*.parquet' where reason like 'deploy test:%' order by changed_at"
     ).fetchall()
-    assert audit == [("promote", before, target), ("rollback", target, before)], audit
+    assert audit == [("promote", before, target, "scientist"), ("rollback", target, before, "scientist")], audit
+
+
+def test_both_servers_refuse_a_request_without_a_login_or_with_a_wrong_one(topology):
+    experiments = f"{topology.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert http_status(experiments) == 401
+    assert http_status(experiments, headers=basic_auth("analyst", "not-the-password")) == 401
+    assert http_status(f"{topology.api_url}/api/v2/dags") == 401
+    assert http_status(f"{topology.api_url}/auth/token", {"username": "viewer", "password": "not-the-password"}) == 401
+    # What compose's and this harness's health checks read stays open.
+    assert http_status(f"{topology.mlflow_url}/health") == 200
+    assert http_status(f"{topology.api_url}/api/v2/monitor/health") == 200
+
+
+def test_the_analyst_reads_runs_but_can_neither_move_an_alias_nor_register_a_version(topology):
+    name = "purchase_propensity"
+    analyst = topology.mlflow_headers("analyst")
+    api = f"{topology.mlflow_url}/api/2.0/mlflow"
+    experiments = _mlflow(topology, "experiments/search", {"max_results": 100})["experiments"]
+    runs = _mlflow(topology, "runs/search", {"experiment_ids": [e["experiment_id"] for e in experiments]})["runs"]
+    assert runs  # read with the analyst's login (200)
+    champion = _champion(topology, name)
+    versions = _mlflow(topology, "model-versions/search?" + urlencode({"filter": f"name='{name}'"}))["model_versions"]
+    other = next(v["version"] for v in versions if v["version"] != champion)
+    alias = {"name": name, "alias": "champion", "version": other}
+    assert http_status(f"{api}/registered-models/alias", alias, headers=analyst) == 403
+    version = {"name": name, "source": f"runs:/{runs[0]['info']['run_id']}/model", "run_id": runs[0]["info"]["run_id"]}
+    assert http_status(f"{api}/model-versions/create", version, headers=analyst) == 403
+    assert _champion(topology, name) == champion
+
+
+def test_the_viewer_cannot_trigger_a_dag_run_and_the_operator_can(topology):
+    # Paused first: the operator's run waits in the queue, and is deleted without running anything.
+    _airflow(topology, "dags/shop_daily", {"is_paused": True}, method="PATCH")
+    runs = f"{topology.api_url}/api/v2/dags/shop_daily/dagRuns"
+    trigger = {"logical_date": None, "conf": {}}
+    assert http_status(runs, trigger, headers=topology.airflow_headers("viewer")) == 403
+    run = get_json(runs, trigger, headers=topology.airflow_headers("operator"))
+    assert run["run_type"] == "manual" and run["state"] == "queued", run
+    get_json(f"{runs}/{run['dag_run_id']}", method="DELETE", headers=topology.airflow_headers("operator"))
+
+
+def test_the_account_steps_run_again_at_every_start_and_take_a_changed_password(topology):
+    experiments = f"{topology.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
+    old = topology.mlflow_headers("analyst")
+    again = topology.run(*ML, "accounts", "airflow", **topology.secret_values)
+    assert json.loads(again.stdout.splitlines()[-1]) == dict.fromkeys(("admin", "operator", "viewer"), "unchanged")
+    # A rotated secret: the next start gives the account its new password, and the old one stops working.
+    topology.secret_values["MLFLOW_ANALYST_PASSWORD"] = "rotated-" + topology.secret_values["MLFLOW_ANALYST_PASSWORD"]
+    again = topology.run(*ML, "accounts", "mlflow", **topology.secret_values, **topology.mlflow_login("admin"))
+    assert json.loads(again.stdout.splitlines()[-1]) == dict.fromkeys(("pipeline", "scientist", "analyst"), "updated")
+    assert http_status(experiments, headers=topology.mlflow_headers("analyst")) == 200
+    assert http_status(experiments, headers=old) == 401
+    # Its grants were set again, no higher: it still reads only.
+    alias = {"name": "purchase_propensity", "alias": "champion", "version": "1"}
+    set_alias = f"{topology.mlflow_url}/api/2.0/mlflow/registered-models/alias"
+    assert http_status(set_alias, alias, headers=topology.mlflow_headers("analyst")) == 403
