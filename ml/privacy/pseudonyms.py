@@ -19,13 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from ml.config import Settings, settings
+from ml.deploy.secret_check import secret_problem
 from ml.errors import ConfigError
 from ml.storage import write_text_atomic
 
 KEY_ENV = "SHOP_PSEUDONYM_KEY"
 MIN_KEY_LENGTH = 32
-# Values a sample file or a tutorial would suggest: a key anyone can read is no key.
-SAMPLE_KEYS = {"change-me", "changeme", "secret", "example", "pseudonym-key"}
 # Columns of a users export that identify a person and that nothing downstream needs in clear.
 CONTACT_COLUMNS = ("email", "phone")
 
@@ -46,7 +45,7 @@ def pseudonym_key(cfg: Settings | None = None) -> bytes:
 
 def checked_key(value: str, name: str) -> str:
     """`value` if it can serve as a secret; ConfigError naming `name` otherwise."""
-    if len(value) < MIN_KEY_LENGTH or value.lower().strip("-_ ") in SAMPLE_KEYS or len(set(value)) < 8:
+    if len(value) < MIN_KEY_LENGTH or secret_problem(value):  # the deployment's rules for any secret, and longer
         raise ConfigError(
             f"{name} must be a random secret of at least {MIN_KEY_LENGTH} characters "
             '(python -c "import secrets; print(secrets.token_hex(32))")'
