@@ -83,7 +83,12 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup | DbtBuild
     )
     # The day's dates in the environment (templated), not in --vars: new vars would reparse the project each day.
     day = {"as_of_start": AS_OF, "as_of_end": AS_OF, "reprocess_from": REPROCESS_FROM}
-    env = {k: v for k, v in dbt_env(CFG, day).items() if k.startswith(("SHOP_", "DBT_", "DO_NOT"))}
+    # Never a secret: the operators' env is a rendered field anyone who can read the run sees.
+    env = {
+        k: v
+        for k, v in dbt_env(CFG, day).items()
+        if k.startswith(("SHOP_", "DBT_", "DO_NOT")) and k != "SHOP_PSEUDONYM_KEY"
+    }
     operator_args = {
         "pool": WAREHOUSE_POOL,
         "install_deps": False,

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from ml.config import Settings, settings
 from ml.errors import UserFacingError
+from ml.ingest.exports import SUFFIXES
 from ml.ingest.plans import landed_inbox_snapshots, record_inbox_snapshots
 from ml.privacy.pseudonyms import key_fingerprint, pseudonym_key
 from ml.privacy.suppression import add_to_suppression_list
@@ -109,9 +110,10 @@ def erase_from_files(folder: Path, ids: list[int], skip: set[Path] = frozenset()
     for path in sorted(folder.rglob("*")):
         if not path.is_file() or path.is_symlink() or any(path.is_relative_to(s) for s in skip):
             continue
-        if path.suffix == ".parquet":
+        suffix = path.suffix.lower()  # what landing accepts (ml.ingest.exports.SUFFIXES), in any case
+        if suffix in SUFFIXES and suffix != ".csv":
             removed, old_digest = _erase_parquet(path, ids)
-        elif path.suffix == ".csv":
+        elif suffix == ".csv":
             removed, old_digest = _erase_csv(path, ids)
         else:
             continue
@@ -122,13 +124,20 @@ def erase_from_files(folder: Path, ids: list[int], skip: set[Path] = frozenset()
     return erased
 
 
+def _user_id_column(names: list[str]) -> str | None:
+    """The user id column as landing reads headers: trimmed, any case."""
+    return next((name for name in names if name.strip().lower() == "user_id"), None)
+
+
 def _erase_parquet(path: Path, ids: list[int]) -> tuple[int, str]:
-    if "user_id" not in pq.read_schema(path).names:
+    column = _user_id_column(pq.read_schema(path).names)
+    if column is None:
         return 0, ""
     table = pq.read_table(path)
-    forgotten = pc.fill_null(
-        pc.is_in(table["user_id"], value_set=_id_values(ids, table.schema.field("user_id").type)), False
-    )
+    values = table[column]
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):  # an export's text ids
+        values = pc.cast(pc.utf8_trim_whitespace(values), pa.float64(), safe=False)
+    forgotten = pc.fill_null(pc.is_in(values, value_set=_id_values(ids, values.type)), False)
     removed = pc.sum(forgotten).as_py() or 0
     if removed:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -143,9 +152,11 @@ def _id_values(ids: list[int], type_: pa.DataType) -> pa.Array:
 
 def _erase_csv(path: Path, ids: list[int]) -> tuple[int, str]:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if "user_id" not in frame.columns:
+    column = _user_id_column(list(frame.columns))
+    if column is None:
         return 0, ""
-    forgotten = frame["user_id"].str.strip().isin({str(i) for i in ids})
+    # As landing reads them: 42, " 42", "0042" and "42.0" are all user 42.
+    forgotten = pd.to_numeric(frame[column].str.strip(), errors="coerce").isin(ids)
     if not forgotten.any():
         return 0, ""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -31,18 +31,29 @@ def _duckdb_frames(path: Path):
             yield f"{path.name}:{schema}.{name}", con.execute(f'select * from "{schema}"."{name}"').df()
 
 
+def _user_id_column(names: list[str]) -> str | None:
+    return next((name for name in names if name.strip().lower() == "user_id"), None)
+
+
 def user_id_hits(root: Path, ids: list[int], skip: tuple[str, ...] = ()) -> list[str]:
     """Files and tables under `root` whose user_id column holds any of `ids`."""
     hits = []
     wanted = set(ids)
     for path in _files(root, skip):
         frames = []
-        if path.suffix == ".parquet" and "user_id" in pq.read_schema(path).names:
-            frames = [(str(path), pq.read_table(path, columns=["user_id"]).to_pandas())]
-        elif path.suffix == ".csv":
+        suffix = path.suffix.lower()
+        if suffix in (".parquet", ".pq"):
+            column = _user_id_column(pq.read_schema(path).names)
+            if column:
+                ids_read = pq.read_table(path, columns=[column]).to_pandas()[column]
+                frames = [(str(path), pd.DataFrame({"user_id": pd.to_numeric(ids_read.astype("string").str.strip(), errors="coerce")}))]
+        elif suffix == ".csv":
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-            if "user_id" in frame.columns:
-                frames = [(str(path), frame.assign(user_id=pd.to_numeric(frame["user_id"], errors="coerce")))]
+            column = _user_id_column(list(frame.columns))
+            if column:
+                frames = [
+                    (str(path), pd.DataFrame({"user_id": pd.to_numeric(frame[column].str.strip(), errors="coerce")}))
+                ]
         elif path.suffix == ".duckdb":
             frames = [(name, frame) for name, frame in _duckdb_frames(path) if "user_id" in frame.columns]
         hits += [name for name, frame in frames if frame["user_id"].isin(wanted).any()]

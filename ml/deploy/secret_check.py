@@ -25,12 +25,16 @@ WELL_KNOWN = frozenset(
 MIN_DISTINCT = 8
 
 
-def secret_problem(value: str | None) -> str | None:
+# Secrets that must be longer: the pseudonym key is an HMAC key (ml.privacy.pseudonyms).
+LONGER = {"SHOP_PSEUDONYM_KEY": 32}
+
+
+def secret_problem(value: str | None, min_length: int = MIN_LENGTH) -> str | None:
     """Why `value` cannot be a deployment secret, or None when it can."""
     if not value:
         return "not set (see .env.example)"
-    if len(value) < MIN_LENGTH:
-        return f"{len(value)} characters; at least {MIN_LENGTH} are needed (see .env.example)"
+    if len(value) < min_length:
+        return f"{len(value)} characters; at least {min_length} are needed (see .env.example)"
     letters = re.sub(r"[^a-z]", "", value.lower())
     if letters and any(letters == word * (len(letters) // len(word)) for word in WELL_KNOWN):
         return "a well-known default; generate a random one (see .env.example)"
@@ -42,7 +46,11 @@ def secret_problem(value: str | None) -> str | None:
 def secret_problems(names: Iterable[str], environ: Mapping[str, str] | None = None) -> list[str]:
     """One `NAME: why` line per refused secret among `names`, read from `environ` (default: this process's)."""
     environ = os.environ if environ is None else environ
-    return [f"{name}: {problem}" for name in names if (problem := secret_problem(environ.get(name)))]
+    return [
+        f"{name}: {problem}"
+        for name in names
+        if (problem := secret_problem(environ.get(name), LONGER.get(name, MIN_LENGTH)))
+    ]
 
 
 def check_secrets(names: Iterable[str], environ: Mapping[str, str] | None = None) -> None:

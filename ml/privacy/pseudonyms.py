@@ -21,7 +21,7 @@ import pandas as pd
 from ml.config import Settings, settings
 from ml.deploy.secret_check import secret_problem
 from ml.errors import ConfigError
-from ml.storage import write_text_atomic
+from ml.storage import replace_durably, temporary_path
 
 KEY_ENV = "SHOP_PSEUDONYM_KEY"
 MIN_KEY_LENGTH = 32
@@ -38,8 +38,11 @@ def pseudonym_key(cfg: Settings | None = None) -> bytes:
     path = cfg.privacy_dir / "pseudonym.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(secrets.token_hex(32), path)
-        path.chmod(0o600)
+        tmp = temporary_path(path)
+        # Readable by its owner only from the first byte, then renamed into place whole.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(secrets.token_hex(32))
+        replace_durably(tmp, path)
     return checked_key(path.read_text().strip(), str(path)).encode()
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml.errors import ModelError
+from ml.registry.legacy_names import MOVED_MODULES
 from ml.registry.tracking import client
 
 # The experiment each registered model's training logs its runs in.
@@ -97,9 +98,16 @@ def _check_sklearn_skops(name: str, version: str, meta) -> None:
         raise _refused(name, version, f"it loads through {pyfunc.get('loader_module')!r} or ships code")
     if sklearn.get("serialization_format") != "skops":
         raise _refused(name, version, f"it is saved as {sklearn.get('serialization_format')!r}, not skops")
-    extra = sorted(set(sklearn.get("skops_trusted_types") or []) - set(PROPENSITY_TRUSTED_TYPES))
+    # A version registered before ml/ was split names its classes by their old modules (ml.registry.legacy_names).
+    listed = {_current_name(t) for t in sklearn.get("skops_trusted_types") or []}
+    extra = sorted(listed - set(PROPENSITY_TRUSTED_TYPES))
     if extra:
         raise _refused(name, version, f"it asks to trust types the pipeline does not: {', '.join(extra)}")
+
+
+def _current_name(type_name: str) -> str:
+    module, _, name = type_name.rpartition(".")
+    return f"{MOVED_MODULES.get(module, module)}.{name}"
 
 
 def _load_uplift(name: str, version: str, local: Path, meta):

@@ -199,3 +199,15 @@ def test_a_trigger_cannot_simulate_the_demo_shop_into_a_real_shops_inbox(empty_e
         land(date(2026, 3, 3), source="simulate")
     assert [p.name for p in (empty_env / "data").rglob("*") if p.is_file()] == [own.name]
     assert own.read_text() == EVENTS_CSV
+
+
+def test_forget_reads_ids_and_files_as_landing_does(empty_env):
+    """An export's header in another case, ids written 0042 or 42.0, a .pq file: landing reads all of them as
+    user 42, so the erasure must too."""
+    inbox = empty_env / "data" / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "old_export.CSV").write_text(" User_Id ,amount\n0042,1\n 42,2\n42.0,3\n7,4\n")
+    pd.DataFrame({"USER_ID": [" 42", "7"], "amount": [5, 6]}).to_parquet(inbox / "more.pq")
+    assert main(["forget", "--user-id", "42"]) == 0
+    assert (inbox / "old_export.CSV").read_text().splitlines() == [" User_Id ,amount", "7,4"]
+    assert pd.read_parquet(inbox / "more.pq")["USER_ID"].tolist() == ["7"]
