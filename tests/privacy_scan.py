@@ -45,8 +45,8 @@ def user_id_hits(root: Path, ids: list[int], skip: tuple[str, ...] = ()) -> list
         if suffix in (".parquet", ".pq"):
             column = _user_id_column(pq.read_schema(path).names)
             if column:
-                ids_read = pq.read_table(path, columns=[column]).to_pandas()[column]
-                frames = [(str(path), pd.DataFrame({"user_id": pd.to_numeric(ids_read.astype("string").str.strip(), errors="coerce")}))]
+                ids_read = pq.read_table(path, columns=[column]).to_pandas()[column].astype("string").str.strip()
+                frames = [(str(path), pd.DataFrame({"user_id": pd.to_numeric(ids_read, errors="coerce")}))]
         elif suffix == ".csv":
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
             column = _user_id_column(list(frame.columns))
