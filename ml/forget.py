@@ -27,7 +27,7 @@ from ml.ingest.exports import SUFFIXES
 from ml.ingest.plans import landed_inbox_snapshots, record_inbox_snapshots
 from ml.privacy.pseudonyms import key_fingerprint, pseudonym_key
 from ml.privacy.suppression import add_to_suppression_list
-from ml.storage import replace_durably, temporary_path, write_parquet_atomic
+from ml.storage import append_parquet_rows, replace_durably, temporary_path, write_parquet_atomic
 from ml.writer_lock import locked
 
 ERASURES = "erasures.parquet"
@@ -213,5 +213,4 @@ def _record(cfg: Settings, summary: dict[str, object]) -> None:
             }
         ]
     )
-    old = pq.read_table(path).to_pandas() if path.exists() else None
-    write_parquet_atomic(pd.concat([old, row], ignore_index=True) if old is not None else row, path)
+    append_parquet_rows(row, path)

@@ -84,6 +84,12 @@ def write_parquet_atomic(frame: pd.DataFrame | pa.Table, path: Path, schema: pa.
     return path
 
 
+def append_parquet_rows(rows: pd.DataFrame, path: Path) -> Path:
+    """A small record file (the privacy folder's): its rows plus `rows`, replaced atomically."""
+    old = pq.read_table(path).to_pandas() if path.exists() else None
+    return write_parquet_atomic(pd.concat([old, rows], ignore_index=True) if old is not None else rows, path)
+
+
 def write_text_atomic(text: str, path: Path) -> Path:
     """Like write_parquet_atomic, for a small text file (a JSON record)."""
     path.parent.mkdir(parents=True, exist_ok=True)

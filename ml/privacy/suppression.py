@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from ml.config import Settings, settings
 from ml.errors import ConfigError
 from ml.privacy.pseudonyms import key_fingerprint, keyed_hashes, pseudonym_key
-from ml.storage import write_parquet_atomic
+from ml.storage import append_parquet_rows
 
 LIST_NAME = "suppressed_users.parquet"
 
@@ -49,8 +49,6 @@ def add_to_suppression_list(user_ids: list[int], cfg: Settings | None = None) ->
     known = suppressed_keys(cfg)
     keys = user_keys(pd.Series(sorted(set(user_ids)), dtype="int64"), cfg)
     new = [k for k in keys if k not in known]
-    path = cfg.privacy_dir / LIST_NAME
-    old = pq.read_table(path).to_pandas() if path.exists() else None
     added = pd.DataFrame(
         {
             "user_key": pd.Series(new, dtype="string"),
@@ -58,7 +56,7 @@ def add_to_suppression_list(user_ids: list[int], cfg: Settings | None = None) ->
             "forgotten_at": datetime.now(UTC).replace(tzinfo=None),
         }
     )
-    write_parquet_atomic(pd.concat([old, added], ignore_index=True) if old is not None else added, path)
+    append_parquet_rows(added, cfg.privacy_dir / LIST_NAME)
     return len(new)
 
 

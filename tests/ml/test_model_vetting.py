@@ -37,8 +37,16 @@ def _register(name: str, experiment: str, log) -> str:
     return str(info.registered_model_version)
 
 
-def _small_classifier() -> LogisticRegression:
-    return LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
+def _register_sklearn(name: str, experiment: str, **how_saved) -> str:
+    """A small sklearn classifier registered as version of `name`, logged in `experiment`, saved as asked."""
+    classifier = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
+    return _register(
+        name,
+        experiment,
+        lambda registered: mlflow.sklearn.log_model(
+            classifier, name="model", registered_model_name=registered, **how_saved
+        ),
+    )
 
 
 def test_hostile_versions_are_refused_before_anything_is_loaded(trained_shop, shop_copy, tmp_path):
@@ -57,37 +65,20 @@ def test_hostile_versions_are_refused_before_anything_is_loaded(trained_shop, sh
         load_version("coupon_uplift", pickled)
     assert not marker.exists()
 
-    cloudpickled = _register(
-        "purchase_propensity",
-        "shop_behaviour_models",
-        lambda name: mlflow.sklearn.log_model(
-            _small_classifier(), name="model", serialization_format="cloudpickle", registered_model_name=name
-        ),
-    )
+    cloudpickled = _register_sklearn("purchase_propensity", "shop_behaviour_models", serialization_format="cloudpickle")
     with pytest.raises(ModelError, match="is refused before loading: it is saved as 'cloudpickle', not skops"):
         load_version("purchase_propensity", cloudpickled)
 
-    too_trusting = _register(
+    too_trusting = _register_sklearn(
         "purchase_propensity",
         "shop_behaviour_models",
-        lambda name: mlflow.sklearn.log_model(
-            _small_classifier(),
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=["builtins.eval"],
-            registered_model_name=name,
-        ),
+        serialization_format="skops",
+        skops_trusted_types=["builtins.eval"],
     )
     with pytest.raises(ModelError, match="asks to trust types the pipeline does not: builtins.eval"):
         load_version("purchase_propensity", too_trusting)
 
-    elsewhere = _register(
-        "churn_risk",
-        "someone_elses_experiment",
-        lambda name: mlflow.sklearn.log_model(
-            _small_classifier(), name="model", serialization_format="skops", registered_model_name=name
-        ),
-    )
+    elsewhere = _register_sklearn("churn_risk", "someone_elses_experiment", serialization_format="skops")
     with pytest.raises(
         ModelError, match="logged in experiment 'someone_elses_experiment', not 'shop_behaviour_models'"
     ):
