@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,8 +115,14 @@ def _dbt_arguments(args: list[str], dbt_vars: dict[str, object] | None, cfg: Set
     return command
 
 
+_EXIT_NOISE = re.compile(r"^(nanobind: |\s*- leaked |\s*- \.\.\. skipped remainder|See https://nanobind)")
+
+
 def _dbt_failure(args: list[str], how: str, lines: list[str]) -> DbtError:
     """The error for a failed dbt command: its failing lines, then the end of its log."""
+    # DuckDB's Python binding can print reference-leak reports as the process exits; they would push dbt's
+    # own message out of the tail.
+    lines = [line for line in lines if not _EXIT_NOISE.match(line)]
     failing = [line for line in lines if "ERROR" in line or "FAIL" in line or "Error" in line]
     tail = "\n".join(failing[-15:] + ["..."] + lines[-15:])
     return DbtError(f"dbt {' '.join(args)} failed ({how}):\n{tail}")
