@@ -100,13 +100,23 @@ def test_two_days_then_a_rerun_of_the_first_are_identical_and_an_open_analyst_se
     with duckdb.connect(str(snapshot), read_only=True) as fresh:
         assert fresh.execute("select count(distinct as_of_date) from user_features").fetchone()[0] == dates_before + 2
         assert fresh.execute("select count(*) from coupon_targets").fetchone()[0] == sum(per_day.values())
-    # The day after the rerun still builds, with the new champions.
+    # Customers forgotten now do not come back when the next day lands and rebuilds the days it re-processes.
+    from ml.forget import forget
+    from tests.privacy_scan import user_id_hits
+
+    targeted = query(shop.warehouse, "select user_id from coupon_targets group by 1 order by 1 limit 3")
+    ids = [int(user_id) for (user_id,) in targeted]
+    assert len(ids) == 3 and user_id_hits(shop.data, ids)
+    forget(ids)
+    assert user_id_hits(shop.data, ids) == []
+    # The day after the rerun still builds, with the new champions, and without the forgotten users.
     assert _run(dag, third) == "success"
     third_versions = query(
         shop.warehouse,
         "select distinct purchase_model_version from stg_ml__scores where as_of_date = ?",
         [third + timedelta(days=1)],
     )
+    assert user_id_hits(shop.data, ids) == []
     from ml.registry.aliases import champion_version
 
     assert third_versions == [(champion_version("purchase_propensity"),)] != first_versions
@@ -122,14 +132,3 @@ def test_two_days_then_a_rerun_of_the_first_are_identical_and_an_open_analyst_se
     segments = query(snapshot, "select distinct lifecycle_segment from user_segments")
     assert segments and all(name in done.stdout for (name,) in segments), done.stdout
 
-    # Customers forgotten now do not come back when a past day is run again through the DAG.
-    from ml.forget import forget
-    from tests.privacy_scan import user_id_hits
-
-    targeted = query(shop.warehouse, "select user_id from coupon_targets group by 1 order by 1 limit 3")
-    ids = [int(user_id) for (user_id,) in targeted]
-    assert len(ids) == 3 and user_id_hits(shop.data, ids)
-    forget(ids)
-    assert user_id_hits(shop.data, ids) == []
-    assert _run(dag, second) == "success"
-    assert user_id_hits(shop.data, ids) == []
