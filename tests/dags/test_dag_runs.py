@@ -131,4 +131,3 @@ def test_two_days_then_a_rerun_of_the_first_are_identical_and_an_open_analyst_se
     assert done.returncode == 0, done.stderr[-2000:]
     segments = query(snapshot, "select distinct lifecycle_segment from user_segments")
     assert segments and all(name in done.stdout for (name,) in segments), done.stdout
-

@@ -3,10 +3,12 @@
         materialized='incremental',
         unique_key='as_of_date',
         incremental_strategy='delete+insert',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         pre_hook="{% if is_incremental() %}delete from {{ this }} where {{ in_as_of_range() }}{% endif %}",
     )
 }}
+-- on_schema_change: a warehouse built before a column was added gets it (null on its older days) instead of a
+-- failed run.
 -- The pre-hook empties the dates being built first: delete+insert alone keeps a date's old rows when its
 -- new send list is empty.
 -- One row per targeted or held-out user per as_of_date: who gets which coupon today, under which policy
@@ -33,6 +35,13 @@ segments as (
         purchase_model_version,
     from {{ ref('user_segments') }}
     where {{ in_as_of_range() }}
+),
+
+-- The category the coupon message features: the user's first recommendation that day.
+featured as (
+    select user_id, as_of_date, category as message_category
+    from {{ ref('user_recommendations') }}
+    where {{ in_as_of_range() }} and recommendation_rank = 1
 ),
 
 catalogue as (
@@ -64,8 +73,10 @@ described as (
         targets.reason,
         segments.purchase_model_version,
         targets.uplift_model_version,
+        featured.message_category,
     from targets
     left join segments using (user_id, as_of_date)
+    left join featured using (user_id, as_of_date)
     left join catalogue using (coupon_code)
 )
 
