@@ -42,6 +42,9 @@ class Settings:
     # The top reasons behind each user's scores (ml score), and the models' monitoring rows (ml monitor).
     reasons_dir: Path
     monitoring_dir: Path
+    # Each scored user's behavioural cluster and each cluster's profile (ml.clusters, written by ml score).
+    clusters_dir: Path
+    cluster_profiles_dir: Path
     # Off-policy evaluations: each campaign's (campaigns/) and each targeting day's gate evidence (daily/).
     evaluations_dir: Path
     audit_dir: Path
@@ -117,6 +120,8 @@ def settings() -> Settings:
         targets_dir=_path("SHOP_TARGETS_DIR", data_dir / "targets"),
         reasons_dir=_path("SHOP_REASONS_DIR", data_dir / "score_reasons"),
         monitoring_dir=_path("SHOP_MONITORING_DIR", data_dir / "monitoring"),
+        clusters_dir=_path("SHOP_CLUSTERS_DIR", data_dir / "clusters"),
+        cluster_profiles_dir=_path("SHOP_CLUSTER_PROFILES_DIR", data_dir / "cluster_profiles"),
         evaluations_dir=_path("SHOP_EVALUATIONS_DIR", data_dir / "evaluations"),
         audit_dir=_path("SHOP_AUDIT_DIR", data_dir / "audit"),
         privacy_dir=_path("SHOP_PRIVACY_DIR", data_dir / "privacy"),

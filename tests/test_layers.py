@@ -17,7 +17,7 @@ LAYERS = [
     {"ml.ingest"},
     {"ml.registry"},
     {"ml.warehouse"},
-    {"ml.propensity"},
+    {"ml.propensity", "ml.clusters"},
     {"ml.uplift"},
     {"ml.monitoring"},
     {"ml.targeting"},

@@ -1,5 +1,6 @@
 {#- Where an optional source's files are: a shop may never send a user table, a catalogue or a campaign, and a
-    segments build run by hand after `ml score` alone finds no reasons or monitoring rows yet. -#}
+    segments build run by hand after `ml score` alone finds no reasons or monitoring rows yet (nor clusters, on
+    days scored before they were added). -#}
 {%- macro source_files(source_name, table_name) -%}
     {%- set landing = env_var('SHOP_LANDING_DIR', '../data/landing') -%}
     {%- set patterns = {
@@ -11,6 +12,8 @@
         'ml': {
             'score_reasons': env_var('SHOP_REASONS_DIR', '../data/score_reasons') ~ '/*/*.parquet',
             'model_monitoring': env_var('SHOP_MONITORING_DIR', '../data/monitoring') ~ '/*/*.parquet',
+            'clusters': env_var('SHOP_CLUSTERS_DIR', '../data/clusters') ~ '/*/*.parquet',
+            'cluster_profiles': env_var('SHOP_CLUSTER_PROFILES_DIR', '../data/cluster_profiles') ~ '/*/*.parquet',
         },
     } -%}
     {{ return(patterns[source_name][table_name]) }}

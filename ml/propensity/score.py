@@ -4,7 +4,8 @@ Each model scores its own population (ml.propensity.datasets.TASKS): purchase pr
 risk for users active in the last 30 days (null for the rest). `SHOP_SCORING_LOOKBACK_DAYS` narrows both.
 
 Writes one Parquet partition per as-of date (replaced whole on rerun) that dbt reads as a source, and beside
-it the top reasons behind each user's scores (ml.propensity.reasons; `user_score_reasons`).
+it the top reasons behind each user's scores (ml.propensity.reasons; `user_score_reasons`) and each user's
+behavioural cluster with the clusters' profiles (ml.clusters.behaviour; `user_clusters`, `cluster_profiles`).
 If a champion's signature does not match the features, it stops with a clear error and writes nothing.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ml.clusters.behaviour import cluster_day
 from ml.config import settings
 from ml.day_pins import pin, pins
 from ml.errors import ModelError
@@ -89,10 +91,19 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
         out[version_column] = str(version)
         versions[MODEL_NAMES[task]] = version
     cfg = settings()
-    target = cfg.scores_dir / f"as_of_date={as_of}" / "part-0.parquet"
-    reasons_target = cfg.reasons_dir / f"as_of_date={as_of}" / "part-0.parquet"
-    # Scores and their reasons land together: a rerun, or a kill between the two renames, replaces both.
-    write_parquet_files_atomic({target: as_table(out), reasons_target: as_table(pd.concat(reasons, ignore_index=True))})
+    partition = f"as_of_date={as_of}/part-0.parquet"
+    target = cfg.scores_dir / partition
+    clusters, profiles = cluster_day(population, as_of)
+    # Scores, their reasons and the day's clusters land together: a rerun, or a kill between the renames,
+    # replaces them all.
+    write_parquet_files_atomic(
+        {
+            target: as_table(out),
+            cfg.reasons_dir / partition: as_table(pd.concat(reasons, ignore_index=True)),
+            cfg.clusters_dir / partition: as_table(clusters),
+            cfg.cluster_profiles_dir / partition: as_table(profiles),
+        }
+    )
     pin(as_of, models={name: str(v) for name, v in versions.items()})
     return {"as_of_date": str(as_of), "users_scored": len(out), "model_versions": versions, "path": str(target)}
 

@@ -44,6 +44,8 @@ def dbt_env(cfg: Settings | None = None, dbt_vars: dict[str, object] | None = No
             "SHOP_TARGETS_DIR": str(cfg.targets_dir),
             "SHOP_REASONS_DIR": str(cfg.reasons_dir),
             "SHOP_MONITORING_DIR": str(cfg.monitoring_dir),
+            "SHOP_CLUSTERS_DIR": str(cfg.clusters_dir),
+            "SHOP_CLUSTER_PROFILES_DIR": str(cfg.cluster_profiles_dir),
             "SHOP_EVALUATIONS_DIR": str(cfg.evaluations_dir),
             "SHOP_AUDIT_DIR": str(cfg.audit_dir),
             "DBT_PROFILES_DIR": str(cfg.dbt_project_dir),

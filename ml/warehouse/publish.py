@@ -39,6 +39,8 @@ PUBLISHED: dict[str, tuple[str, int] | None] = {
     "stg_ml__scores": ("as_of_date", 0),
     "user_score_reasons": ("as_of_date", 0),
     "user_recommendations": ("as_of_date", 0),
+    "user_clusters": ("as_of_date", 0),
+    "cluster_profiles": ("as_of_date", 0),
     "campaign_outcomes": ("send_date", COUPON_WINDOW_DAYS - 1),
     "events_quarantine": ("event_date", 0),
     "coupon_results": None,

@@ -1,0 +1,1 @@
+"""Behavioural clusters of users beside the lifecycle rules (ml.clusters.behaviour)."""

@@ -1,0 +1,156 @@
+"""Behavioural clusters: k-means on scaled behaviour features, with ids that stay put from day to day.
+
+The lifecycle segments are hand-set rules; the clusters are what the behaviour itself groups into. Each
+scoring day (ml.propensity.score writes them with the scores):
+
+- **Features** (`CLUSTER_FEATURES`): recency, visit and purchase frequency, spend, order value, cart behaviour
+  and breadth, each log1p-compressed (counts and money are heavy-tailed: one big spender would otherwise be a
+  cluster of their own) and standardised.
+- **k** is chosen by the mean silhouette on a sample (`SAMPLE_USERS`) over k = 3..8. A day keeps the previous
+  day's k unless another k's silhouette beats it by more than `K_SWITCH_MARGIN`, so clusters do not split and
+  merge on noise.
+- **Stable ids**: the day's centroids are matched to the previous day's (re-expressed in today's scaling) by
+  the assignment that minimises the total distance (Hungarian); a cluster with no match gets a new id. A rerun
+  of a day reads the same previous day and gives the same ids.
+- **Profiles**: per cluster its size, the mean of every feature and a label from the two features that set it
+  apart most (in standard deviations from all users), e.g. "frequent buyers, high spend".
+
+k-means is fitted on the sample and assigns every user, so a day's cost grows with users only through the
+assignment.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from ml.config import settings
+
+# Feature -> how a cluster far above / below all users on it is described.
+CLUSTER_FEATURES = {
+    "days_since_last_activity": ("long inactive", "recently active"),
+    "count_sessions_90d": ("many visits", "few visits"),
+    "count_active_days_90d": ("many active days", "few active days"),
+    "count_purchases_90d": ("frequent buyers", "rare buyers"),
+    "sum_revenue_90d": ("high spend", "low spend"),
+    "avg_order_value_lifetime": ("large orders", "small orders"),
+    "cart_abandonment_rate_90d": ("abandon carts", "finish carts"),
+    "remove_to_cart_rate_90d": ("take items out of the cart", "keep carted items"),
+    "count_distinct_categories_90d": ("browse widely", "browse narrowly"),
+    "tenure_days": ("long-standing", "new"),
+}
+K_RANGE = range(3, 9)
+K_SWITCH_MARGIN = 0.02
+SAMPLE_USERS = 5000
+# Never active (no activity date): counted as a year since, the longest the features look back.
+RECENCY_CAP_DAYS = 365
+
+
+# Rates of something a user may never have done (no cart, no removal): missing is neither high nor low.
+NEUTRAL_WHEN_MISSING = ("cart_abandonment_rate_90d", "remove_to_cart_rate_90d")
+
+
+def behaviour_matrix(population: pd.DataFrame) -> np.ndarray:
+    """The users' clustering features before scaling: log1p of each. A missing count or amount is none of it, a
+    missing recency a year, a missing rate the users' median (so "never carted" does not read as "finishes carts")."""
+    frame = pd.DataFrame({c: pd.to_numeric(population[c], errors="coerce") for c in CLUSTER_FEATURES})
+    frame["days_since_last_activity"] = frame["days_since_last_activity"].fillna(RECENCY_CAP_DAYS)
+    frame["days_since_last_activity"] = frame["days_since_last_activity"].clip(upper=RECENCY_CAP_DAYS)
+    for rate in NEUTRAL_WHEN_MISSING:
+        frame[rate] = frame[rate].fillna(frame[rate].median() if frame[rate].notna().any() else 0.0)
+    return np.log1p(frame.fillna(0.0).clip(lower=0.0).to_numpy(float))
+
+
+def choose_k(scaled: np.ndarray, previous_k: int | None, seed: int) -> tuple[int, dict[int, float]]:
+    """k by the mean silhouette over K_RANGE on `scaled` (a sample); the previous k unless clearly beaten."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    silhouettes = {}
+    for k in K_RANGE:
+        if k >= len(scaled):
+            break
+        labels = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(scaled)
+        if len(set(labels)) > 1:
+            silhouettes[k] = float(silhouette_score(scaled, labels, random_state=seed))
+    if not silhouettes:
+        return 1, silhouettes
+    best = max(silhouettes, key=lambda k: (silhouettes[k], -k))
+    if previous_k in silhouettes and silhouettes[best] - silhouettes[previous_k] <= K_SWITCH_MARGIN:
+        return previous_k, silhouettes
+    return best, silhouettes
+
+
+def previous_profiles(as_of: date) -> pd.DataFrame | None:
+    """The newest cluster profiles written for a date before `as_of` (None before the first)."""
+    root = settings().cluster_profiles_dir
+    days = sorted(p.name.split("=", 1)[1] for p in root.glob("as_of_date=*") if (p / "part-0.parquet").exists())
+    earlier = [d for d in days if d < str(as_of)]
+    return pd.read_parquet(root / f"as_of_date={earlier[-1]}" / "part-0.parquet") if earlier else None
+
+
+def match_ids(centroids: np.ndarray, previous: np.ndarray, previous_ids: list[int]) -> list[int]:
+    """An id for each centroid: its previous cluster's by the minimum-distance matching, else a new one."""
+    from scipy.optimize import linear_sum_assignment
+
+    ids = [-1] * len(centroids)
+    if len(previous):
+        distance = np.linalg.norm(centroids[:, None, :] - previous[None, :, :], axis=2)
+        for row, col in zip(*linear_sum_assignment(distance), strict=True):
+            ids[row] = int(previous_ids[col])
+    next_id = max(previous_ids, default=0) + 1
+    for row in range(len(ids)):
+        if ids[row] < 0:
+            ids[row], next_id = next_id, next_id + 1
+    return ids
+
+
+def cluster_day(population: pd.DataFrame, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(user_id -> cluster_id, one profile row per cluster) for the day's scored users."""
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
+    seed = settings().seed
+    raw = behaviour_matrix(population)
+    scaler = StandardScaler().fit(raw)
+    scaled = scaler.transform(raw)
+    sample = np.random.default_rng(seed).permutation(len(scaled))[:SAMPLE_USERS]
+    before = previous_profiles(as_of)
+    k, silhouettes = choose_k(scaled[sample], None if before is None else len(before), seed)
+    model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(scaled[sample])
+    labels = model.predict(scaled)
+    old = np.empty((0, scaled.shape[1]))
+    old_ids: list[int] = []
+    if before is not None:
+        old = scaler.transform(np.log1p(before[[f"mean_{c}" for c in CLUSTER_FEATURES]].to_numpy(float)))
+        old_ids = before["cluster_id"].astype(int).tolist()
+    ids = np.asarray(match_ids(model.cluster_centers_, old, old_ids))
+    assigned = pd.DataFrame({"user_id": population["user_id"].astype("int64").to_numpy(), "cluster_id": ids[labels]})
+    return assigned, profiles(population, raw, scaled, assigned["cluster_id"].to_numpy(), silhouettes.get(k))
+
+
+def profiles(
+    population: pd.DataFrame, raw: np.ndarray, scaled: np.ndarray, cluster_ids: np.ndarray, silhouette: float | None
+) -> pd.DataFrame:
+    """One row per cluster: size, share, each feature's mean (in its own units) and a readable label."""
+    rows = []
+    names = list(CLUSTER_FEATURES)
+    for cluster_id in sorted(set(cluster_ids.tolist())):
+        members = cluster_ids == cluster_id
+        z = scaled[members].mean(axis=0)
+        top = np.argsort(-np.abs(z))[:2]
+        label = ", ".join(CLUSTER_FEATURES[names[i]][0 if z[i] > 0 else 1] for i in top)
+        row = {
+            "cluster_id": int(cluster_id),
+            "cluster_label": label,
+            "n_users": int(members.sum()),
+            "share_of_users": float(members.mean()),
+            "silhouette": silhouette,
+        }
+        # Means of the log1p values, back in the feature's units: a geometric-style mean, robust to the few
+        # very large spenders that an arithmetic mean would follow.
+        row.update({f"mean_{name}": float(np.expm1(raw[members, i].mean())) for i, name in enumerate(names)})
+        rows.append(row)
+    return pd.DataFrame(rows)
