@@ -20,7 +20,8 @@ For the business day D (the data interval's start, or the `run_date` param):
 5. **monitor** writes the champions' realised performance on matured labels and the drift of scores and
    inputs (`model_monitoring`), logs them to MLflow with a plot; it fails nothing on an alert, but an alert
    on realised AUC or score drift makes the next run's **train** retrain.
-6. **segments** (dbt) builds `user_segments` for D + 1.
+6. **segments** (dbt) builds `user_segments` for D + 1, with each user's behavioural cluster and category
+   recommendations; **forecast** forecasts each segment's orders and revenue for the next 28 days.
 7. **target** plans the send list for D + 1: eligibility, the two policy arms, the holdout and the
    budgeted allocation (`ml/targeting/plan.py`); the policy gate first checks which policy leads.
 8. **targeting** (dbt) builds `coupon_targets` and the realised `coupon_results`; **check_targeting** tests
@@ -192,6 +193,13 @@ def shop_daily():
         return monitor_day(as_of_from(context))
 
     @task
+    def forecast(**context) -> dict:
+        from ml.forecasts.segments import forecast_day
+        from ml.pipeline import as_of_from
+
+        return forecast_day(as_of_from(context))
+
+    @task
     def target(**context) -> dict:
         from ml.pipeline import as_of_from
         from ml.targeting.plan import target_day
@@ -221,6 +229,7 @@ def shop_daily():
     scored = score()
     monitored = monitor()
     segments = dbt_group("segments", "segments", [])
+    forecasted = forecast()
     planned = target()
     targeting = dbt_group("targeting", "targeting", [TARGETING])
     if CFG.dbt_tasks == "group":  # each group's build ran the tests that join its models
@@ -229,7 +238,7 @@ def shop_daily():
         features_checked = features >> check.override(task_id="check_features")("features")
         targeting_checked = targeting >> check.override(task_id="check_targeting")("targeting")
     landed >> features
-    features_checked >> trained >> scored >> monitored >> segments >> planned >> targeting
+    features_checked >> trained >> scored >> monitored >> segments >> forecasted >> planned >> targeting
     targeting_checked >> publish()
 
 

@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.cmd_monitor)
 
     p = sub.add_parser(
+        "forecast", help="each lifecycle segment's orders and revenue for the 28 days from a date (segment_forecasts)"
+    )
+    p.add_argument("as_of", type=_date, help="the as-of date (business day + 1)")
+    p.set_defaults(func=commands.cmd_forecast)
+
+    p = sub.add_parser(
         "unpin", help="forget the model versions, training decision and policy a day's first run pinned (ml.day_pins)"
     )
     p.add_argument("--as-of", dest="as_of", type=_date, required=True, help="the as-of date (business day + 1)")

@@ -112,6 +112,12 @@ def cmd_monitor(args: argparse.Namespace) -> None:
     print(json.dumps(monitor(args.as_of)))
 
 
+def cmd_forecast(args: argparse.Namespace) -> None:
+    from ml.forecasts.segments import forecast_day
+
+    print(json.dumps(forecast_day(args.as_of)))
+
+
 def cmd_unpin(args: argparse.Namespace) -> None:
     from ml.day_pins import pin_path, unpin
 

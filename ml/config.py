@@ -45,6 +45,8 @@ class Settings:
     # Each scored user's behavioural cluster and each cluster's profile (ml.clusters, written by ml score).
     clusters_dir: Path
     cluster_profiles_dir: Path
+    # Each day's 28-day forecasts of the segments' orders and revenue (ml.forecasts, the forecast step).
+    forecasts_dir: Path
     # Off-policy evaluations: each campaign's (campaigns/) and each targeting day's gate evidence (daily/).
     evaluations_dir: Path
     audit_dir: Path
@@ -122,6 +124,7 @@ def settings() -> Settings:
         monitoring_dir=_path("SHOP_MONITORING_DIR", data_dir / "monitoring"),
         clusters_dir=_path("SHOP_CLUSTERS_DIR", data_dir / "clusters"),
         cluster_profiles_dir=_path("SHOP_CLUSTER_PROFILES_DIR", data_dir / "cluster_profiles"),
+        forecasts_dir=_path("SHOP_FORECASTS_DIR", data_dir / "forecasts"),
         evaluations_dir=_path("SHOP_EVALUATIONS_DIR", data_dir / "evaluations"),
         audit_dir=_path("SHOP_AUDIT_DIR", data_dir / "audit"),
         privacy_dir=_path("SHOP_PRIVACY_DIR", data_dir / "privacy"),

@@ -24,6 +24,7 @@ DAILY_STEPS = (
     "score",
     "monitor",
     "segments",
+    "forecast",
     "target",
     "targeting",
     "check_targeting",
@@ -256,6 +257,7 @@ def monitor(as_of: date) -> dict[str, Any]:
 
 
 def _step_functions() -> dict[str, Callable[[DayRun], Any]]:
+    from ml.forecasts.segments import forecast_day
     from ml.propensity.score import score_day
     from ml.targeting.build import build_segments, build_targeting
     from ml.targeting.plan import target_day
@@ -273,6 +275,7 @@ def _step_functions() -> dict[str, Callable[[DayRun], Any]]:
         "score": lambda run: score_day(run.as_of),
         "monitor": lambda run: monitor(run.as_of),
         "segments": lambda run: build_segments(run.as_of, run.reprocess_from),
+        "forecast": lambda run: forecast_day(run.as_of),
         "target": lambda run: target_day(run.as_of),
         "targeting": lambda run: build_targeting(run.as_of, plan=False, reprocess_from=run.reprocess_from),
         "check_targeting": lambda run: check_data("targeting", run.as_of, run.reprocess_from),

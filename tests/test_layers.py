@@ -19,7 +19,7 @@ LAYERS = [
     {"ml.warehouse"},
     {"ml.propensity", "ml.clusters"},
     {"ml.uplift"},
-    {"ml.monitoring"},
+    {"ml.monitoring", "ml.forecasts"},
     {"ml.targeting"},
     {"ml.pipeline", "ml.summary", "ml.forget"},
     {"ml.sim"},

@@ -14,6 +14,7 @@
             'model_monitoring': env_var('SHOP_MONITORING_DIR', '../data/monitoring') ~ '/*/*.parquet',
             'clusters': env_var('SHOP_CLUSTERS_DIR', '../data/clusters') ~ '/*/*.parquet',
             'cluster_profiles': env_var('SHOP_CLUSTER_PROFILES_DIR', '../data/cluster_profiles') ~ '/*/*.parquet',
+            'segment_forecasts': env_var('SHOP_FORECASTS_DIR', '../data/forecasts') ~ '/*/*.parquet',
         },
     } -%}
     {{ return(patterns[source_name][table_name]) }}

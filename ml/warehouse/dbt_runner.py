@@ -46,6 +46,7 @@ def dbt_env(cfg: Settings | None = None, dbt_vars: dict[str, object] | None = No
             "SHOP_MONITORING_DIR": str(cfg.monitoring_dir),
             "SHOP_CLUSTERS_DIR": str(cfg.clusters_dir),
             "SHOP_CLUSTER_PROFILES_DIR": str(cfg.cluster_profiles_dir),
+            "SHOP_FORECASTS_DIR": str(cfg.forecasts_dir),
             "SHOP_EVALUATIONS_DIR": str(cfg.evaluations_dir),
             "SHOP_AUDIT_DIR": str(cfg.audit_dir),
             "DBT_PROFILES_DIR": str(cfg.dbt_project_dir),

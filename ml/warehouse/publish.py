@@ -41,6 +41,7 @@ PUBLISHED: dict[str, tuple[str, int] | None] = {
     "user_recommendations": ("as_of_date", 0),
     "user_clusters": ("as_of_date", 0),
     "cluster_profiles": ("as_of_date", 0),
+    "segment_forecasts": ("as_of_date", 0),
     "campaign_outcomes": ("send_date", COUPON_WINDOW_DAYS - 1),
     "events_quarantine": ("event_date", 0),
     "coupon_results": None,

@@ -221,3 +221,39 @@ def test_no_raw_contact_data_in_any_file_the_pipeline_wrote(looped_shop):
     assert text_hits(root / "data" / "inbox", contact)  # the check sees what it looks for
     assert text_hits(root / "data", contact, skip=("inbox",)) == []
     assert text_hits(root / "mlflow", contact) == []
+
+
+def test_each_day_publishes_forecasts_clusters_and_recommendations(looped_shop):
+    """The loop's days ran the forecast step and built the segments' clusters and recommendations."""
+    root = looped_shop["root"] / "data"
+    newest = max(day["as_of_date"] for day in looped_shop["days"])
+    with duckdb.connect(str(root / "analyst" / "warehouse_snapshot.duckdb"), read_only=True) as con:
+        forecasts = con.execute(
+            "select lifecycle_segment, metric, count(*), min(forecast_date), max(forecast_date), "
+            "min(forecast), bool_and(lower_95 <= forecast and forecast <= upper_95), any_value(ets_mase) "
+            "from segment_forecasts where as_of_date = ? group by 1, 2",
+            [newest],
+        ).fetchall()
+        clustered = con.execute("select count(*) from user_clusters where as_of_date = ?", [newest]).fetchone()[0]
+        segmented = con.execute("select count(*) from user_segments where as_of_date = ?", [newest]).fetchone()[0]
+        recommended = con.execute(
+            "select count(distinct user_id), count(*) from user_recommendations where as_of_date = ?", [newest]
+        ).fetchone()
+    # The segments with 84 unbroken days of history (a 100-day shop: not those its rules fill only later).
+    assert {metric for _, metric, *_ in forecasts} == {"orders", "revenue"} and len(forecasts) >= 6
+    for segment, metric, days, first, last, lowest, ordered, mase in forecasts:
+        assert days == 28 and str(first) == newest and (last - first).days == 27, (segment, metric)
+        assert lowest >= 0 and ordered and mase is not None and mase > 0
+    assert segmented > 1000 and clustered == segmented and recommended == (segmented, 3 * segmented)
+    # Every order of a known user on a landed day falls in exactly one segment of segment_daily_activity.
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        mismatched = con.execute(
+            """select count(*) from (
+                   select activity_date, sum(count_orders) as orders from segment_daily_activity group by 1
+               ) as s
+               join (
+                   select activity_date, sum(count_orders) as orders from int_user_days_aggregated group by 1
+               ) as d using (activity_date)
+               where s.orders <> d.orders"""
+        ).fetchone()[0]
+    assert mismatched == 0

@@ -45,14 +45,7 @@ segmented as (
     select
         as_of_date,
         user_id,
-        case
-            when days_since_last_activity is null or days_since_last_activity > 180 then 'lost'
-            when tenure_days < 30 then 'new'
-            when count_purchases_90d >= 3 and days_since_last_purchase <= 30 then 'loyal'
-            when days_since_last_activity <= 30 then 'active'
-            when days_since_last_activity <= 90 then 'at_risk'
-            else 'hibernating'
-        end as lifecycle_segment,
+        {{ lifecycle_segment() }} as lifecycle_segment,
         case when is_scored then ntile(10) over (
             partition by as_of_date, is_scored order by p_purchase_30d, user_id
         ) end as propensity_decile,

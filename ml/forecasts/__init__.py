@@ -1,0 +1,1 @@
+"""Forecasts of each lifecycle segment's orders and revenue (ml.forecasts.segments)."""
