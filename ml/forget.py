@@ -82,6 +82,7 @@ def _folders(cfg: Settings) -> dict[str, Path]:
         "scores": cfg.scores_dir,
         "targets": cfg.targets_dir,
         "score_reasons": cfg.reasons_dir,
+        "clusters": cfg.clusters_dir,
         "monitoring": cfg.monitoring_dir,
         "evaluations": cfg.evaluations_dir,
         "audit": cfg.audit_dir,

@@ -108,7 +108,7 @@ def test_with_dbt_tasks_per_group_each_group_is_one_dbt_build_with_its_tests(par
     monkeypatch.setenv("SHOP_DBT_TASKS", "group")
     dag = DagBag(dag_folder=str(DAGS)).get_dag("shop_daily")
     assert set(dag.task_ids) == {
-        "land_day", "features", "train", "score", "monitor", "segments", "target", "targeting", "publish"
+        "land_day", "features", "train", "score", "monitor", "segments", "forecast", "target", "targeting", "publish"
     }  # fmt: skip
     for group in ("features", "segments", "targeting"):
         task = dag.get_task(group)
@@ -121,7 +121,8 @@ def test_with_dbt_tasks_per_group_each_group_is_one_dbt_build_with_its_tests(par
         assert {"holdout_share", "late_event_days"} <= set(task.vars) and not set(task.vars) & set(day)
     assert dag.get_task("features").upstream_task_ids == {"land_day"}
     assert dag.get_task("train").upstream_task_ids == {"features"}  # nothing trains on a failed test
-    assert dag.get_task("target").upstream_task_ids == {"segments"}
+    assert dag.get_task("forecast").upstream_task_ids == {"segments"}
+    assert dag.get_task("target").upstream_task_ids == {"forecast"}
     assert dag.get_task("publish").upstream_task_ids == {"targeting"}
     monkeypatch.setenv("SHOP_DBT_TASKS", "batch")
     from ml.config import settings
