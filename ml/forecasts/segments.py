@@ -32,8 +32,8 @@ from ml.warehouse.read import connect_read_only, table_names
 
 HORIZON_DAYS = 28
 SEASON_DAYS = 7
-# Eight weeks: enough weeks to estimate a weekly season, and the 28 days held out for the realised error.
-MIN_DAYS = 8 * SEASON_DAYS + HORIZON_DAYS
+# Six weeks to estimate a weekly season from, and the 28 days held out for the realised error.
+MIN_DAYS = 6 * SEASON_DAYS + HORIZON_DAYS
 METRICS = {"orders": "count_orders", "revenue": "sum_revenue"}
 
 

@@ -239,7 +239,7 @@ def test_each_day_publishes_forecasts_clusters_and_recommendations(looped_shop):
         recommended = con.execute(
             "select count(distinct user_id), count(*) from user_recommendations where as_of_date = ?", [newest]
         ).fetchone()
-    # The segments with 84 unbroken days of history (a 100-day shop: not those its rules fill only later).
+    # The segments with 70 unbroken days of history (a 100-day shop: not those its rules fill only later).
     assert {metric for _, metric, *_ in forecasts} == {"orders", "revenue"} and len(forecasts) >= 6
     for segment, metric, days, first, last, lowest, ordered, mase in forecasts:
         assert days == 28 and str(first) == newest and (last - first).days == 27, (segment, metric)
