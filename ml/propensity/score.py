@@ -105,7 +105,13 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
         }
     )
     pin(as_of, models={name: str(v) for name, v in versions.items()})
-    return {"as_of_date": str(as_of), "users_scored": len(out), "model_versions": versions, "path": str(target)}
+    return {
+        "as_of_date": str(as_of),
+        "users_scored": len(out),
+        "model_versions": versions,
+        "behaviour_clusters": len(profiles),
+        "path": str(target),
+    }
 
 
 def score_reasons(model, inputs: pd.DataFrame, user_ids: pd.Series, name: str, version: str) -> pd.DataFrame:
