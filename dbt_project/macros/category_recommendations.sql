@@ -77,11 +77,15 @@ rec_ranked as (
         user_id,
         as_of_date,
         category,
-        (feedback + {{ prior_weight }} * popularity)
-            / (sum(feedback) over (partition by user_id, as_of_date) + {{ prior_weight }}) as affinity,
+        -- Rounded: float sums depend on the order rows were added in, and a rerun must rank and write the same.
+        round(
+            (feedback + {{ prior_weight }} * popularity)
+            / (sum(feedback) over (partition by user_id, as_of_date) + {{ prior_weight }}), 9
+        ) as affinity,
         case when feedback > 0 then 'own_history' else 'popular' end as basis,
         row_number() over (
-            partition by user_id, as_of_date order by feedback + {{ prior_weight }} * popularity desc, popularity desc, category
+            partition by user_id, as_of_date
+            order by round(feedback + {{ prior_weight }} * popularity, 9) desc, round(popularity, 9) desc, category
         ) as recommendation_rank,
     from rec_scored
 )

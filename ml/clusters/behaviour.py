@@ -91,8 +91,11 @@ def previous_profiles(as_of: date) -> pd.DataFrame | None:
     return pd.read_parquet(root / f"as_of_date={earlier[-1]}" / "part-0.parquet") if earlier else None
 
 
-def match_ids(centroids: np.ndarray, previous: np.ndarray, previous_ids: list[int]) -> list[int]:
-    """An id for each centroid: its previous cluster's by the minimum-distance matching, else a new one."""
+def match_ids(
+    centroids: np.ndarray, previous: np.ndarray, previous_ids: list[int], highest_issued: int = 0
+) -> list[int]:
+    """An id for each centroid: its previous cluster's by the minimum-distance matching, else a new one (above
+    every id ever issued, so a retired id never comes back for another group)."""
     from scipy.optimize import linear_sum_assignment
 
     ids = [-1] * len(centroids)
@@ -100,7 +103,7 @@ def match_ids(centroids: np.ndarray, previous: np.ndarray, previous_ids: list[in
         distance = np.linalg.norm(centroids[:, None, :] - previous[None, :, :], axis=2)
         for row, col in zip(*linear_sum_assignment(distance), strict=True):
             ids[row] = int(previous_ids[col])
-    next_id = max(previous_ids, default=0) + 1
+    next_id = max([highest_issued, *previous_ids]) + 1
     for row in range(len(ids)):
         if ids[row] < 0:
             ids[row], next_id = next_id, next_id + 1
@@ -123,12 +126,16 @@ def cluster_day(population: pd.DataFrame, as_of: date) -> tuple[pd.DataFrame, pd
     labels = model.predict(scaled)
     old = np.empty((0, scaled.shape[1]))
     old_ids: list[int] = []
+    highest = 0
     if before is not None:
         old = scaler.transform(np.log1p(before[[f"mean_{c}" for c in CLUSTER_FEATURES]].to_numpy(float)))
         old_ids = before["cluster_id"].astype(int).tolist()
-    ids = np.asarray(match_ids(model.cluster_centers_, old, old_ids))
+        highest = int(before["highest_cluster_id_issued"].max()) if "highest_cluster_id_issued" in before else 0
+    ids = np.asarray(match_ids(model.cluster_centers_, old, old_ids, highest))
     assigned = pd.DataFrame({"user_id": population["user_id"].astype("int64").to_numpy(), "cluster_id": ids[labels]})
-    return assigned, profiles(population, raw, scaled, assigned["cluster_id"].to_numpy(), silhouettes.get(k))
+    profile = profiles(population, raw, scaled, assigned["cluster_id"].to_numpy(), silhouettes.get(k))
+    profile["highest_cluster_id_issued"] = max(highest, *ids.tolist())
+    return assigned, profile
 
 
 def profiles(
@@ -137,11 +144,12 @@ def profiles(
     """One row per cluster: size, share, each feature's mean (in its own units) and a readable label."""
     rows = []
     names = list(CLUSTER_FEATURES)
+    k = len(set(cluster_ids.tolist()))
     for cluster_id in sorted(set(cluster_ids.tolist())):
         members = cluster_ids == cluster_id
         z = scaled[members].mean(axis=0)
         top = np.argsort(-np.abs(z))[:2]
-        label = ", ".join(CLUSTER_FEATURES[names[i]][0 if z[i] > 0 else 1] for i in top)
+        label = ", ".join(CLUSTER_FEATURES[names[i]][0 if z[i] > 0 else 1] for i in top) if k > 1 else "all users"
         row = {
             "cluster_id": int(cluster_id),
             "cluster_label": label,

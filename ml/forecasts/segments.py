@@ -100,11 +100,13 @@ def realised_error(series: pd.Series) -> dict[str, float]:
 def forecast_day(as_of: date) -> dict[str, Any]:
     """Write the as-of date's forecasts for every segment and metric; what was written and what was left out."""
     history = load_series(as_of)
+    # A day the table has but a segment lacks is a quiet day for it (0); a day the table lacks is a gap.
+    built_days = pd.DatetimeIndex(sorted(history["activity_date"].unique()))
     rows, skipped = [], {}
     for segment, days in history.groupby("lifecycle_segment"):
-        days = days.set_index("activity_date").asfreq("D")
+        days = days.set_index("activity_date").reindex(built_days, fill_value=0)
         for metric, column in METRICS.items():
-            series = newest_unbroken(days[column].dropna())
+            series = newest_unbroken(days[column].astype(float))
             if len(series) < MIN_DAYS or series.index[-1] < pd.Timestamp(as_of - timedelta(days=1)):
                 skipped[f"{segment}/{metric}"] = f"{len(series)} unbroken days up to the day before, {MIN_DAYS} needed"
                 continue
@@ -115,9 +117,11 @@ def forecast_day(as_of: date) -> dict[str, Any]:
                 .reset_index()
                 .assign(lifecycle_segment=segment, metric=metric, history_days=len(series), **error)
             )
-    frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-    if not frame.empty:
+    target = settings().forecasts_dir / f"as_of_date={as_of}" / "part-0.parquet"
+    if rows:
+        frame = pd.concat(rows, ignore_index=True)
         frame["forecast_date"] = frame["forecast_date"].dt.date
-        target = settings().forecasts_dir / f"as_of_date={as_of}" / "part-0.parquet"
         write_parquet_files_atomic({target: as_table(frame)})
+    else:
+        target.unlink(missing_ok=True)  # a rerun with nothing to forecast leaves no earlier forecast behind
     return {"as_of_date": str(as_of), "series_forecast": len(rows), "left_out": skipped}

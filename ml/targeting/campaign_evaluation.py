@@ -106,7 +106,7 @@ LIFECYCLE_INPUTS = ("days_since_last_activity", "tenure_days", "count_purchases_
 
 
 def lifecycle_segments(features: pd.DataFrame) -> pd.Series:
-    """The lifecycle rule of user_segments.sql, on a user_features frame (tested to agree with the mart)."""
+    """The lifecycle rule of dbt's lifecycle_segment macro, on a user_features frame (tested to agree with the mart)."""
     # Plain floats (nulls as NaN, every comparison with NaN false), as the SQL's case compares nulls.
     number = {c: pd.to_numeric(features[c], errors="coerce").astype(float) for c in LIFECYCLE_INPUTS}
     active = number["days_since_last_activity"]

@@ -42,6 +42,7 @@ PUBLISHED: dict[str, tuple[str, int] | None] = {
     "user_clusters": ("as_of_date", 0),
     "cluster_profiles": ("as_of_date", 0),
     "segment_forecasts": ("as_of_date", 0),
+    "segment_daily_activity": ("activity_date", 0),
     "campaign_outcomes": ("send_date", COUPON_WINDOW_DAYS - 1),
     "events_quarantine": ("event_date", 0),
     "coupon_results": None,
@@ -148,7 +149,8 @@ def _create_view(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict], r
         con.execute(f"create table main.{table} as select * from wh.main.{table} limit 0")
         return
     files = ", ".join(sql_string(read_dir / row["file"]) for row in rows)
-    con.execute(f"create view main.{table} as select * from read_parquet([{files}])")
+    # By name: a day published before a column was added (coupon_targets.message_category) has nulls there.
+    con.execute(f"create view main.{table} as select * from read_parquet([{files}], union_by_name = true)")
 
 
 def _write_manifest(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:

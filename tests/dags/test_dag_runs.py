@@ -15,7 +15,16 @@ from tests.checksums import query, table_checksums
 from tests.readme import readme_block
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-MARTS = ["user_features", "training_labels", "events_quarantine", "user_segments", "coupon_targets", "stg_ml__scores"]
+MARTS = [
+    "user_features",
+    "training_labels",
+    "events_quarantine",
+    "user_segments",
+    "coupon_targets",
+    "stg_ml__scores",
+    "user_recommendations",
+    "segment_daily_activity",
+]
 pytestmark = pytest.mark.slow
 
 

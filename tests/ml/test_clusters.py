@@ -16,6 +16,8 @@ def test_ids_follow_the_nearest_previous_cluster_and_a_new_cluster_gets_a_new_id
     today = np.array([[10.2, 0.1], [0.1, -0.2], [5.1, 4.8], [20.0, 20.0]])
     assert match_ids(today, previous, [4, 7, 9]) == [9, 4, 7, 10]
     assert match_ids(today[:2], np.empty((0, 2)), []) == [1, 2]
+    # An id retired when k shrank is never issued again to another group.
+    assert match_ids(today, previous, [4, 7, 9], highest_issued=12) == [9, 4, 7, 13]
 
 
 def test_k_is_the_best_silhouette_and_the_previous_k_stays_unless_clearly_beaten():

@@ -46,6 +46,7 @@ popular as (
         inner join {{ ref('int_user_category_days') }} as days
             on days.activity_date < evaluation_dates.as_of_date and days.activity_date >= evaluation_dates.as_of_date - 30
         group by 1, 2
+        having sum(count_purchases) > 0
         qualify recommendation_rank <= 3
     ) as top using (as_of_date)
 ),
