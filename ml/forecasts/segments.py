@@ -104,7 +104,7 @@ def forecast_day(as_of: date) -> dict[str, Any]:
     built_days = pd.DatetimeIndex(sorted(history["activity_date"].unique()))
     rows, skipped = [], {}
     for segment, days in history.groupby("lifecycle_segment"):
-        days = days.set_index("activity_date").reindex(built_days, fill_value=0)
+        days = days.set_index("activity_date")[list(METRICS.values())].reindex(built_days, fill_value=0)
         for metric, column in METRICS.items():
             series = newest_unbroken(days[column].astype(float))
             if len(series) < MIN_DAYS or series.index[-1] < pd.Timestamp(as_of - timedelta(days=1)):
