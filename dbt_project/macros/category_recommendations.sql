@@ -17,22 +17,11 @@ rec_dates as (
 ),
 
 rec_popularity as (
-    select
-        rec_dates.as_of_date,
-        days.category,
-        sum(days.count_purchases) * 1.0 / sum(sum(days.count_purchases)) over (partition by rec_dates.as_of_date)
-            as popularity,
-    from rec_dates
-    inner join {{ ref('int_user_category_days') }} as days
-        on days.activity_date < rec_dates.as_of_date and days.activity_date >= rec_dates.as_of_date - 30
-    group by 1, 2
-    having sum(days.count_purchases) > 0
+    {{ category_popularity('rec_dates') }}
 ),
 
 rec_popular as (
-    select *
-    from rec_popularity
-    qualify row_number() over (partition by as_of_date order by popularity desc, category) <= {{ top_n }}
+    select * from rec_popularity where popularity_rank <= {{ top_n }}
 ),
 
 rec_feedback as (
@@ -91,4 +80,23 @@ rec_ranked as (
 )
 
 select * from rec_ranked where recommendation_rank <= {{ top_n }}
+{%- endmacro -%}
+
+
+{#- Each category's share of the shop's purchased lines in the 30 days before each as_of_date of `dates` (a
+    relation or CTE name), and its rank (1 = sold most; ties by name). Only categories that sold. The popular
+    candidates of category_recommendations and the popularity baseline of recommendation_quality. -#}
+{%- macro category_popularity(dates) -%}
+    select
+        dates.as_of_date,
+        days.category,
+        sum(days.count_purchases) * 1.0 / sum(sum(days.count_purchases)) over (partition by dates.as_of_date)
+            as popularity,
+        row_number() over (partition by dates.as_of_date order by sum(days.count_purchases) desc, days.category)
+            as popularity_rank,
+    from {{ dates }} as dates
+    inner join {{ ref('int_user_category_days') }} as days
+        on days.activity_date < dates.as_of_date and days.activity_date >= dates.as_of_date - 30
+    group by 1, 2
+    having sum(days.count_purchases) > 0
 {%- endmacro -%}

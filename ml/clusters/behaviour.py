@@ -85,10 +85,9 @@ def choose_k(scaled: np.ndarray, previous_k: int | None, seed: int) -> tuple[int
 
 def previous_profiles(as_of: date) -> pd.DataFrame | None:
     """The newest cluster profiles written for a date before `as_of` (None before the first)."""
-    root = settings().cluster_profiles_dir
-    days = sorted(p.name.split("=", 1)[1] for p in root.glob("as_of_date=*") if (p / "part-0.parquet").exists())
-    earlier = [d for d in days if d < str(as_of)]
-    return pd.read_parquet(root / f"as_of_date={earlier[-1]}" / "part-0.parquet") if earlier else None
+    files = sorted(settings().cluster_profiles_dir.glob("as_of_date=*/part-0.parquet"))
+    earlier = [path for path in files if path.parent.name < f"as_of_date={as_of}"]
+    return pd.read_parquet(earlier[-1]) if earlier else None
 
 
 def match_ids(

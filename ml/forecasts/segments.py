@@ -51,8 +51,8 @@ def load_series(as_of: date) -> pd.DataFrame:
     return frame
 
 
-def newest_unbroken(series: pd.Series) -> pd.Series:
-    """The newest run of consecutive days of a date-indexed series."""
+def newest_unbroken(series: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """The newest run of consecutive days of a date-indexed series (or frame)."""
     days = series.index.to_series().diff().dt.days.fillna(1).to_numpy()
     breaks = np.flatnonzero(days != 1)
     return series.iloc[breaks[-1] :] if len(breaks) else series
@@ -87,10 +87,10 @@ def realised_error(series: pd.Series) -> dict[str, float]:
     known = train.to_numpy(float)
     # MASE's scale: the in-sample error of "the same as a week ago".
     scale = float(np.mean(np.abs(known[SEASON_DAYS:] - known[:-SEASON_DAYS])))
-    naive = np.resize(known[-SEASON_DAYS:], HORIZON_DAYS)  # the last week, repeated
-    ets = ets_forecast(train)["forecast"].to_numpy()
     if scale <= 0:
         return {"ets_mase": None, "seasonal_naive_mase": None}
+    naive = np.resize(known[-SEASON_DAYS:], HORIZON_DAYS)  # the last week, repeated
+    ets = ets_forecast(train)["forecast"].to_numpy()
     return {
         "ets_mase": float(np.mean(np.abs(ets - actual)) / scale),
         "seasonal_naive_mase": float(np.mean(np.abs(naive - actual)) / scale),
@@ -105,8 +105,9 @@ def forecast_day(as_of: date) -> dict[str, Any]:
     rows, skipped = [], {}
     for segment, days in history.groupby("lifecycle_segment"):
         days = days.set_index("activity_date")[list(METRICS.values())].reindex(built_days, fill_value=0)
+        days = newest_unbroken(days)
         for metric, column in METRICS.items():
-            series = newest_unbroken(days[column].astype(float))
+            series = days[column].astype(float)
             if len(series) < MIN_DAYS or series.index[-1] < pd.Timestamp(as_of - timedelta(days=1)):
                 skipped[f"{segment}/{metric}"] = f"{len(series)} unbroken days up to the day before, {MIN_DAYS} needed"
                 continue

@@ -35,20 +35,16 @@ personal as (
     {{ category_recommendations('buyers') }}
 ),
 
+popularity as (
+    {{ category_popularity('evaluation_dates') }}
+),
+
 popular as (
     -- The popularity baseline: the same top categories for everyone (the candidates the macro adds).
-    select buyers.as_of_date, buyers.user_id, top.category, top.recommendation_rank
+    select buyers.as_of_date, buyers.user_id, popularity.category, popularity.popularity_rank as recommendation_rank
     from buyers
-    inner join (
-        select as_of_date, category, row_number() over (partition by as_of_date order by sum(count_purchases) desc, category)
-            as recommendation_rank
-        from evaluation_dates
-        inner join {{ ref('int_user_category_days') }} as days
-            on days.activity_date < evaluation_dates.as_of_date and days.activity_date >= evaluation_dates.as_of_date - 30
-        group by 1, 2
-        having sum(count_purchases) > 0
-        qualify recommendation_rank <= 3
-    ) as top using (as_of_date)
+    inner join popularity using (as_of_date)
+    where popularity.popularity_rank <= 3
 ),
 
 recommended as (
