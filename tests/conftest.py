@@ -7,11 +7,14 @@ would set (SHOP_DATA_DIR, SHOP_MLFLOW_DIR), so nothing touches ./data or ./mlflo
 from __future__ import annotations
 
 import atexit
+import fcntl
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -99,31 +102,55 @@ def _dbt_in_the_test_process():
         yield
 
 
+def _shop_once(name: str, tmp_path_factory, build: Callable[[Path], list[date]]) -> Shop:
+    """A session shop built once per test run: under `make test`'s two workers the first to ask builds it (under a
+    file lock) and the other reuses it. Tests only read a session shop; each writes to its own copy (shop_copy)."""
+    if not WORKER:
+        root = tmp_path_factory.mktemp(name)
+        return Shop(root, build(root))
+    root = tmp_path_factory.getbasetemp().parent / name  # the run's folder, shared by its workers
+    built = root.with_suffix(".days.json")
+    with open(f"{root}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or if this worker dies
+        if not built.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            built.write_text(json.dumps([str(day) for day in build(root)]))
+    return Shop(root, [date.fromisoformat(day) for day in json.loads(built.read_text())])
+
+
 @pytest.fixture(scope="session")
 def built_shop(tmp_path_factory) -> Shop:
     """A 1,500-user, 120-day shop: simulated, landed and built except its last 3 days."""
-    from ml.sim.run import simulate
-    from ml.sim.shop import ShopSpec
-    from ml.warehouse.history import build_history
 
-    root = tmp_path_factory.mktemp("built_shop")
-    with pytest.MonkeyPatch.context() as mp:
-        point_env_at(mp, root)
-        simulate(ShopSpec(**SMALL_SHOP))
-        remaining = build_history(keep_last=3)
-    return Shop(root, remaining)
+    def build(root: Path) -> list[date]:
+        from ml.sim.run import simulate
+        from ml.sim.shop import ShopSpec
+        from ml.warehouse.history import build_history
+
+        with pytest.MonkeyPatch.context() as mp:
+            point_env_at(mp, root)
+            simulate(ShopSpec(**SMALL_SHOP))
+            return build_history(keep_last=3)
+
+    return _shop_once("built_shop", tmp_path_factory, build)
 
 
 @pytest.fixture(scope="session")
 def trained_shop(built_shop, tmp_path_factory) -> Shop:
     """The built shop with both models trained, registered and promoted."""
-    from ml.propensity.train import train_all
 
-    shop = copy_shop(built_shop, tmp_path_factory.mktemp("trained") / "shop")
-    with pytest.MonkeyPatch.context() as mp:
-        point_env_at(mp, shop.root)
-        train_all()
-    return shop
+    def build(root: Path) -> list[date]:
+        from ml.propensity.train import train_all
+
+        shutil.rmtree(root)
+        copy_shop(built_shop, root)
+        with pytest.MonkeyPatch.context() as mp:
+            point_env_at(mp, root)
+            train_all()
+        return built_shop.remaining_days
+
+    return _shop_once("trained_shop", tmp_path_factory, build)
 
 
 @pytest.fixture

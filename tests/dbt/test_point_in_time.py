@@ -14,6 +14,7 @@ from ml.warehouse.dbt_runner import run_dbt
 from ml.warehouse.leakage import LeakageError, check_point_in_time
 from tests.checksums import query
 from tests.conftest import ROOT
+from tests.dbt_unit import run_unit_tests
 
 
 def test_the_leakage_check_passes_on_the_real_features(built_shop, shop_copy):
@@ -40,13 +41,18 @@ def test_the_leakage_check_and_the_dbt_test_fail_on_a_leaking_feature(built_shop
     monkeypatch.setenv("SHOP_DBT_PROJECT_DIR", str(project))
     dates = [r[0] for r in query(shop.warehouse, "select distinct as_of_date from user_features order by 1")]
     as_of = dates[len(dates) // 2]  # weeks of later events landed: a leak has something to see
-    # dbt's unit test of user_features catches this off-by-one before the model is built...
-    with pytest.raises(DbtError, match="user_features_windows_and_recency_use_only_days_before_as_of"):
+    # dbt's unit test of user_features catches this off-by-one (`make test` and CI run the unit tests)...
+    unit = run_unit_tests()
+    assert unit.returncode != 0 and "FAIL" in unit.stdout, unit.stdout[-2000:]
+    assert "user_features_windows_and_recency_use_only_days_before_as_of" in unit.stdout
+    # ...and the pipeline's build, which leaves unit tests out, fails on the data test: nothing downstream of the
+    # features (training, scoring, targeting) runs on them.
+    with pytest.raises(DbtError, match="assert_features_do_not_see_the_future"):
         build_features(as_of, as_of)
-    # ...but a careless `dbt run` builds it anyway: then the data test and the leakage check both fail.
+    # A careless `dbt run` builds it too: then the data test and the leakage check both fail.
     dbt_vars = as_of_vars(as_of, as_of)
     run_dbt(["run", "--select", "user_features"], dbt_vars)
-    # The build before the unit test left a lifetime checkpoint a few days before the date, so the dbt test
+    # The failed build left a lifetime checkpoint a few days before the date, so the dbt test
     # recounts from it and the days since, not from the whole history.
     checkpoint = query(
         shop.warehouse, "select max(as_of_date) from int_user_lifetime_as_of where as_of_date < ?", [as_of]

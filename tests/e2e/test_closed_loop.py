@@ -260,3 +260,23 @@ def test_each_day_publishes_forecasts_clusters_and_recommendations(looped_shop):
                where s.orders <> d.orders"""
         ).fetchone()[0]
     assert mismatched == 0
+
+
+def test_every_dbt_unit_test_passes_on_the_looped_warehouse(looped_shop, monkeypatch):
+    """The pipeline's builds leave dbt's unit tests out (they check the SQL on fixed rows, the same every day):
+    here all of them run, on a warehouse where every model they read exists."""
+    import yaml
+
+    from ml.config import settings
+    from tests.dbt_unit import run_unit_tests
+
+    point_env_at(monkeypatch, looped_shop["root"])
+    names = [
+        test["name"]
+        for path in (settings().dbt_project_dir / "models").rglob("*.yml")
+        for test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests", [])
+    ]
+    assert len(names) >= 6
+    done = run_unit_tests()
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert f"PASS={len(names)} " in done.stdout and all(name in done.stdout for name in names), done.stdout[-3000:]

@@ -174,7 +174,8 @@ def test_the_pre_send_adjustment_keeps_coverage_and_narrows_the_interval(built_s
         built_shop.warehouse,
         """select o.revenue_7d, coalesce(f.sum_revenue_30d, 0) from campaign_outcomes as o
            join user_features as f on f.user_id = o.user_id and f.as_of_date = o.send_date
-           where not o.is_treatment""",
+           where not o.is_treatment
+           order by o.send_date, o.user_id""",
     )
     value, spend = np.array(rows, float).T
     value *= 0.4
