@@ -68,8 +68,14 @@ def _freeze_heap(context) -> None:
     """Cosmos ends every dbt task with a full garbage collection (to release dbt's adapters). In a process that
     runs many tasks (`airflow dags test`: `make run`, the tests) it scanned every object earlier tasks left
     alive: about 0.6 s a dbt task, a third of a per-model day. What is alive when a task starts is set aside
-    for the collector; what the task makes is still collected."""
+    for the collector while it runs; what the task makes is still collected."""
     gc.freeze()
+
+
+def _unfreeze_heap(context) -> None:
+    """Whatever way the task ended, hand the objects set aside back to the collector: garbage among them (an
+    earlier task's cycles) is collected later instead of living as long as the process."""
+    gc.unfreeze()
 
 
 DEFAULT_ARGS = {
@@ -79,8 +85,11 @@ DEFAULT_ARGS = {
     "execution_timeout": timedelta(minutes=CFG.task_timeout_minutes),
     "retry_delay": timedelta(minutes=5),
     "pool": WAREHOUSE_POOL,
-    "on_failure_callback": report_failure,
     "on_execute_callback": _freeze_heap,
+    "on_success_callback": _unfreeze_heap,
+    "on_skipped_callback": _unfreeze_heap,
+    "on_retry_callback": _unfreeze_heap,
+    "on_failure_callback": [_unfreeze_heap, report_failure],
 }
 
 

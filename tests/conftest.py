@@ -104,7 +104,8 @@ def _dbt_in_the_test_process():
 
 def _shop_once(name: str, tmp_path_factory, build: Callable[[Path], list[date]]) -> Shop:
     """A session shop built once per test run: under `make test`'s two workers the first to ask builds it (under a
-    file lock) and the other reuses it. Tests only read a session shop; each writes to its own copy (shop_copy)."""
+    file lock) and the other reuses it. Tests read a session shop and write to their own copy (shop_copy); the
+    one thing a copy writes back is MLflow artifacts, into new run folders of the shop's absolute artifact root."""
     if not WORKER:
         root = tmp_path_factory.mktemp(name)
         return Shop(root, build(root))
@@ -115,7 +116,9 @@ def _shop_once(name: str, tmp_path_factory, build: Callable[[Path], list[date]])
         if not built.exists():
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir()
-            built.write_text(json.dumps([str(day) for day in build(root)]))
+            days = json.dumps([str(day) for day in build(root)])
+            built.with_suffix(".tmp").write_text(days)
+            built.with_suffix(".tmp").rename(built)  # whole or absent, even if this worker dies
     return Shop(root, [date.fromisoformat(day) for day in json.loads(built.read_text())])
 
 

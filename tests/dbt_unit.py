@@ -9,14 +9,15 @@ from ml.config import settings
 from ml.warehouse.dbt_runner import dbt_env, dbt_executable
 
 
-def run_unit_tests() -> subprocess.CompletedProcess:
-    """Every unit test of the project `SHOP_DBT_PROJECT_DIR` names, against the warehouse the environment points
-    at (dbt reads the column types of the models they mock from it)."""
+def run_unit_tests(select: str = "test_type:unit") -> subprocess.CompletedProcess:
+    """The unit tests `select` picks (default: all) of the project `SHOP_DBT_PROJECT_DIR` names, against the
+    warehouse the environment points at: dbt reads the column types of the models they stand in for from it, so
+    those models must exist there."""
     cfg = settings()
     env = dbt_env(cfg)
     assert env.pop("DBT_EXCLUDE_RESOURCE_TYPES") == "unit_test"
     return subprocess.run(
-        [dbt_executable(), "test", "--select", "test_type:unit"],
+        [dbt_executable(), "test", "--select", select],
         env=env,
         cwd=cfg.dbt_project_dir,
         capture_output=True,

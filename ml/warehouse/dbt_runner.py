@@ -65,7 +65,7 @@ def dbt_env(
             # joins features to targeting must not run in a features-only build.
             "DBT_INDIRECT_SELECTION": "buildable",
             # Unit tests check the SQL on fixed rows: nothing in them changes from day to day, so the daily and
-            # history builds leave them out (about a tenth of a small build); `make test` runs them all
+            # history builds leave them out (a fifth of the small test shop's history build); `make test` runs them all
             # (tests/e2e/test_closed_loop.py), and so does a `dbt build` by hand.
             "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -187,13 +187,15 @@ def run_dbt_in_process(args: list[str], dbt_vars: dict[str, object] | None = Non
         with redirect_stdout(sys.stderr):  # dbt prints its log: stdout carries a command's results (`ml loop`)
             result = dbtRunner(callbacks=[keep]).invoke(command)
     finally:
-        _close_warehouse()
-        os.chdir(cwd)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        try:
+            _close_warehouse()
+        finally:  # the caller's directory and environment come back whatever closing did
+            os.chdir(cwd)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
     if not result.success:
         raise _dbt_failure(args, f"in process: {result.exception}" if result.exception else "in process", lines)
     return "\n".join(lines)
@@ -208,8 +210,10 @@ def _close_warehouse() -> None:
         environment = DuckDBConnectionManager.env()
     except Exception:  # dbt failed before it opened the warehouse: nothing to close
         return
-    environment.close()
-    DuckDBConnectionManager.close_all_connections()
+    try:
+        environment.close()
+    finally:  # dbt opens a fresh one next time, even if this one failed to close
+        DuckDBConnectionManager.close_all_connections()
 
 
 def die_with_parent() -> None:
