@@ -52,7 +52,7 @@ from shop_assets import ANALYST_SNAPSHOT, SCORES, TARGETING, USER_FEATURES
 from ml.config import SOURCES, settings
 from ml.pipeline import report_failure
 from ml.warehouse.builds import as_of_vars
-from ml.warehouse.dbt_runner import dbt_env
+from ml.warehouse.dbt_runner import DBT_PROFILE, DBT_TARGET, close_dbt_warehouse, dbt_env
 
 WAREHOUSE_POOL = "warehouse"
 CFG = settings()
@@ -72,10 +72,15 @@ def _freeze_heap(context) -> None:
     gc.freeze()
 
 
-def _unfreeze_heap(context) -> None:
-    """Whatever way the task ended, hand the objects set aside back to the collector: garbage among them (an
-    earlier task's cycles) is collected later instead of living as long as the process."""
-    gc.unfreeze()
+def _end_task(context) -> None:
+    """Whatever way a task ended (success, skip, retry, failure): close the warehouse if its dbt call kept it open
+    (the next task of a `dag.test` process opens it read-only; a task process that exits closes it anyway), and
+    hand the objects set aside back to the collector: garbage among them (an earlier task's cycles) is collected
+    later instead of living as long as the process."""
+    try:
+        close_dbt_warehouse()
+    finally:
+        gc.unfreeze()
 
 
 DEFAULT_ARGS = {
@@ -86,10 +91,10 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(minutes=5),
     "pool": WAREHOUSE_POOL,
     "on_execute_callback": _freeze_heap,
-    "on_success_callback": _unfreeze_heap,
-    "on_skipped_callback": _unfreeze_heap,
-    "on_retry_callback": _unfreeze_heap,
-    "on_failure_callback": [_unfreeze_heap, report_failure],
+    "on_success_callback": _end_task,
+    "on_skipped_callback": _end_task,
+    "on_retry_callback": _end_task,
+    "on_failure_callback": [_end_task, report_failure],
 }
 
 
@@ -101,14 +106,15 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup | DbtBuild
     earlier ones (dbt selects a test once all its parents are built by then), so no check task follows.
     """
     profile = ProfileConfig(
-        profile_name="shop_warehouse", target_name="local", profiles_yml_filepath=DBT_DIR / "profiles.yml"
+        profile_name=DBT_PROFILE, target_name=DBT_TARGET, profiles_yml_filepath=DBT_DIR / "profiles.yml"
     )
     # The day's dates in the environment (templated), not in --vars: new vars would reparse the project each day.
     day = {"as_of_start": AS_OF, "as_of_end": AS_OF, "reprocess_from": REPROCESS_FROM}
     # Never a secret: the operators' env is a rendered field anyone who can read the run sees.
+    # keep_open: each task opens the warehouse once, not once per node, and closes it when it ends (_end_task).
     env = {
         k: v
-        for k, v in dbt_env(CFG, day).items()
+        for k, v in dbt_env(CFG, day, keep_open=True).items()
         if k.startswith(("SHOP_", "DBT_", "DO_NOT")) and k != "SHOP_PSEUDONYM_KEY"
     }
     operator_args = {

@@ -29,6 +29,8 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 # from day to day and the parse is reused. `dbt --vars '{as_of_start: ...}'` by hand still wins.
 DAY_VARS = ("as_of_start", "as_of_end", "reprocess_from", "reprocess_to", "history_as_of_end")
 DAY_VARS_ENV = "SHOP_DBT_DAY_VARS"
+# Named on every call, as Cosmos names them for the DAG's tasks: dbt reparses the project when they change.
+DBT_PROFILE, DBT_TARGET = "shop_warehouse", "local"
 
 
 def dbt_env(
@@ -39,8 +41,10 @@ def dbt_env(
 
     `keep_open`: dbt opens the warehouse once for the whole call instead of once per model and test (each open
     reads the catalog, each close checkpoints: a quarter of a small daily build). Only for a call that closes it
-    after itself (`run_dbt`'s process exits, `run_dbt_in_process` closes it); a Cosmos task in `dag.test` would
-    leave it open for the next task of the same process, which opens the warehouse read-only.
+    after itself: `run_dbt`'s process exits, `run_dbt_in_process` closes it, and every DAG task closes it when it
+    ends (`close_dbt_warehouse`), so the next task of a `dag.test` process can open the warehouse read-only.
+    Every call of the pipeline sets it the same way: it is part of dbt's profile, and a call with another profile
+    than the last one reparses the whole project (about 2 s) instead of reusing the parse.
     """
     cfg = cfg or settings()
     env = dict(os.environ)
@@ -122,9 +126,10 @@ def run_dbt(
 
 def _dbt_arguments(args: list[str], dbt_vars: dict[str, object] | None, cfg: Settings) -> list[str]:
     """`args` for the project, with the vars but the day's (dbt_env); the warehouse's folder made (dbt-duckdb
-    does not create it)."""
+    does not create it). The vars, profile and target are those of the DAG's dbt tasks, so every call of the
+    pipeline reuses one parse."""
     cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [*args, "--project-dir", str(cfg.dbt_project_dir)]
+    command = [*args, "--project-dir", str(cfg.dbt_project_dir), "--profile", DBT_PROFILE, "--target", DBT_TARGET]
     steady = {key: value for key, value in (dbt_vars or {}).items() if key not in DAY_VARS}
     if steady:
         command += ["--vars", json.dumps(steady, default=str, sort_keys=True)]
@@ -188,7 +193,7 @@ def run_dbt_in_process(args: list[str], dbt_vars: dict[str, object] | None = Non
             result = dbtRunner(callbacks=[keep]).invoke(command)
     finally:
         try:
-            _close_warehouse()
+            close_dbt_warehouse()
         finally:  # the caller's directory and environment come back whatever closing did
             os.chdir(cwd)
             for key, value in saved.items():
@@ -201,9 +206,12 @@ def run_dbt_in_process(args: list[str], dbt_vars: dict[str, object] | None = Non
     return "\n".join(lines)
 
 
-def _close_warehouse() -> None:
+def close_dbt_warehouse() -> None:
     """Close the warehouse a `keep_open` call left open in this process (dbt-duckdb keeps one per process), so
-    the next step can open it in another mode, and another process can open it at all."""
+    the next step can open it in another mode, and another process can open it at all. Nothing to do (and
+    nothing imported) in a process that never ran dbt."""
+    if "dbt.adapters.duckdb.connections" not in sys.modules:
+        return
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
     try:
