@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 
 import pandas as pd
@@ -12,6 +13,7 @@ from ml.ingest.landing import land_day
 from ml.warehouse.builds import as_of_vars, build_features
 from ml.warehouse.dbt_runner import run_dbt
 from tests.checksums import query, table_checksums
+from tests.conftest import ROOT
 
 
 def test_user_features_has_one_row_per_user_who_had_signed_up_per_as_of_date(built_shop):
@@ -120,6 +122,30 @@ def test_a_flood_of_bad_rows_fails_the_build_and_keeps_earlier_features(built_sh
     assert rows == earlier["user_features"][0]
     shares = query(shop.warehouse, "select quarantined_share from landing_daily_summary where event_date = ?", [day])
     assert shares[0][0] > 0.05
+
+
+def test_a_null_in_a_required_column_fails_the_build_and_keeps_what_was_there(
+    built_shop, shop_copy, tmp_path, monkeypatch
+):
+    """Required columns of a contracted table are NOT NULL constraints: DuckDB refuses the day's rows as they
+    are written (no test scanning the table afterwards), names the column, and the rows already there stay."""
+    shop = shop_copy(built_shop)
+    project = tmp_path / "dbt_project"
+    shutil.copytree(ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
+    model = project / "models" / "marts" / "features" / "user_features.sql"
+    honest = model.read_text()
+    broken = honest.replace(
+        "        user_spine.country,\n",
+        "        case when user_spine.user_id % 7 = 0 then null else user_spine.country end as country,\n",
+    )
+    assert broken != honest
+    model.write_text(broken)
+    monkeypatch.setenv("SHOP_DBT_PROJECT_DIR", str(project))
+    as_of = query(shop.warehouse, "select max(as_of_date) from user_features")[0][0]
+    before = table_checksums(shop.warehouse, ["user_features"])
+    with pytest.raises(DbtError, match=r"NOT NULL constraint failed: .*user_features\.country"):
+        build_features(as_of, as_of)  # rebuilds the newest date: delete, then insert the day's rows
+    assert table_checksums(shop.warehouse, ["user_features"]) == before
 
 
 def test_the_quarantine_threshold_is_a_setting(built_shop, shop_copy, monkeypatch):
