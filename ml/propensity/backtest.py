@@ -1,13 +1,15 @@
 """`python -m ml backtest --as-of DATE`: the models against the classic baselines, on any shop.
 
 Trains XGBoost and logistic models with the training code (`ml.propensity.train.load_split`, `fit_flavour`) on
-snapshots whose label windows closed before DATE, fits the baselines on the same training rows, and
+snapshots whose label windows closed before DATE, and the challenger families (a random forest, a feed-forward
+network) on the same rows, fits the baselines on the same training rows, and
 scores DATE's 30-day purchase labels for every known customer (the purchase model's population). Nothing
 is registered: the run is logged to the MLflow experiment `shop_backtests` with a ROC plot of every scorer.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import date
 from typing import Any
 
@@ -16,14 +18,14 @@ import numpy as np
 from ml.config import settings
 from ml.propensity.baselines import baseline_scores
 from ml.propensity.datasets import TASKS, model_inputs
-from ml.propensity.estimators import FLAVOURS
+from ml.propensity.estimators import CHALLENGERS, FLAVOURS
 
 EXPERIMENT = "shop_backtests"
 TASK = "purchase_30d"
 
 
 def backtest(as_of: date | None = None) -> list[dict[str, Any]]:
-    """One result per scorer (model flavours, then baselines) on DATE's labels; logged to MLflow."""
+    """One result per scorer (model flavours, challengers, then baselines) on DATE's labels; logged to MLflow."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from ml.propensity.train import fit_flavour, load_split
@@ -33,8 +35,11 @@ def backtest(as_of: date | None = None) -> list[dict[str, Any]]:
     x = {part: model_inputs(frame, columns) for part, frame in parts.items()}
     y = {part: frame["label"].to_numpy(dtype=int) for part, frame in parts.items()}
     scores: dict[str, np.ndarray] = {}
-    for flavour in FLAVOURS:
+    seconds: dict[str, float] = {}
+    for flavour in (*FLAVOURS, *CHALLENGERS):
+        started = time.perf_counter()
         pipeline, _ = fit_flavour(flavour, x, y, settings().seed)
+        seconds[flavour] = round(time.perf_counter() - started, 1)
         scores[flavour] = pipeline.predict_proba(x["test"])[:, 1]
     scores.update(baseline_scores(parts["train"], parts["test"]))
     results = [
@@ -45,6 +50,7 @@ def backtest(as_of: date | None = None) -> list[dict[str, Any]]:
             "positive_rate": round(float(y["test"].mean()), 4),
             "roc_auc": round(float(roc_auc_score(y["test"], values)), 4),
             "pr_auc": round(float(average_precision_score(y["test"], values)), 4),
+            **({"fit_seconds": seconds[scorer]} if scorer in seconds else {}),
         }
         for scorer, values in scores.items()
     ]

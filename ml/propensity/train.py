@@ -33,7 +33,14 @@ from ml.propensity.datasets import (
     training_user_share,
 )
 from ml.propensity.drift_reference import REFERENCE_ARTIFACT, reference_bins
-from ml.propensity.estimators import FLAVOURS, feature_importance, fit_logistic, fit_xgboost
+from ml.propensity.estimators import (
+    FLAVOURS,
+    feature_importance,
+    fit_logistic,
+    fit_mlp,
+    fit_random_forest,
+    fit_xgboost,
+)
 from ml.propensity.metrics import best_f1_threshold, classification_metrics, quality_figures
 from ml.propensity.reasons import contribution_summary_figure, contributions
 from ml.registry.aliases import MODEL_NAMES, champion_version, load_champion, model_requirements, reconcile_ui_changes
@@ -104,9 +111,13 @@ def load_split(tasks: list[str], as_of: date | None) -> tuple[Split, list[str], 
 
 
 def fit_flavour(flavour: str, x: dict[str, pd.DataFrame], y: dict[str, np.ndarray], seed: int) -> tuple[Any, dict]:
-    """Fit one flavour on the train part (XGBoost stops early on the validation part)."""
+    """Fit one flavour (or a backtest challenger) on the train part (XGBoost stops early on the validation part)."""
     if flavour == "xgboost":
         return fit_xgboost(x["train"], y["train"], x["valid"], y["valid"], seed)
+    if flavour == "random_forest":
+        return fit_random_forest(x["train"], y["train"], seed)
+    if flavour == "mlp":
+        return fit_mlp(x["train"], y["train"], seed)
     pipeline = fit_logistic(x["train"], y["train"], seed)
     return pipeline, {"C": 0.5, "max_iter": 2000, "preprocessing": "median impute + arcsinh + standardise"}
 
