@@ -49,7 +49,7 @@ $(VENV)/.synced: pyproject.toml uv.lock Makefile | $(UV)
 setup: $(VENV)/.synced dbt-parse ## Install uv if missing, then the locked environment; parse the dbt project
 
 dbt-parse: $(VENV)/.synced ## Write dbt_project/target/manifest.json (the DAG renders dbt models from it)
-	@cd dbt_project && $(DBT) parse --quiet
+	@cd dbt_project && $(DBT) parse --quiet --profile shop_warehouse --target local  # as the pipeline calls dbt: one parse
 
 airflow-init: setup ## Create the Airflow metadata database and the single-slot warehouse pool
 	@mkdir -p $(AIRFLOW_HOME)

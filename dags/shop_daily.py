@@ -72,11 +72,17 @@ def _freeze_heap(context) -> None:
     gc.freeze()
 
 
+def _close_warehouse_after(context, result) -> None:
+    """Right after a task's work, before its success is reported: the warehouse its dbt call kept open is
+    closed, so the next task (which a scheduler starts as soon as the success is reported) can open it."""
+    close_dbt_warehouse()
+
+
 def _end_task(context) -> None:
-    """Whatever way a task ended (success, skip, retry, failure): close the warehouse if its dbt call kept it open
-    (the next task of a `dag.test` process opens it read-only; a task process that exits closes it anyway), and
-    hand the objects set aside back to the collector: garbage among them (an earlier task's cycles) is collected
-    later instead of living as long as the process."""
+    """Whatever way a task ended (success, skip, retry, failure): close the warehouse if its dbt call left it
+    open (after a failure nothing closed it yet; a task process that exits closes it anyway), and hand the
+    objects set aside back to the collector: garbage among them (an earlier task's cycles) is collected later
+    instead of living as long as the process."""
     try:
         close_dbt_warehouse()
     finally:
@@ -91,6 +97,7 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(minutes=5),
     "pool": WAREHOUSE_POOL,
     "on_execute_callback": _freeze_heap,
+    "post_execute": _close_warehouse_after,
     "on_success_callback": _end_task,
     "on_skipped_callback": _end_task,
     "on_retry_callback": _end_task,
@@ -111,7 +118,8 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup | DbtBuild
     # The day's dates in the environment (templated), not in --vars: new vars would reparse the project each day.
     day = {"as_of_start": AS_OF, "as_of_end": AS_OF, "reprocess_from": REPROCESS_FROM}
     # Never a secret: the operators' env is a rendered field anyone who can read the run sees.
-    # keep_open: each task opens the warehouse once, not once per node, and closes it when it ends (_end_task).
+    # keep_open: each task opens the warehouse once, not once per node, and closes it after its work
+    # (_close_warehouse_after, or _end_task after a failure).
     env = {
         k: v
         for k, v in dbt_env(CFG, day, keep_open=True).items()

@@ -187,7 +187,7 @@ def main() -> None:
             reference_features(as_of)
     backtested = []
     if "backtest" not in skip:
-        with step("backtest", results, "2 flavours + 3 baselines on the newest matured date"):
+        with step("backtest", results, "2 flavours, 2 challengers and 3 baselines on the newest matured date"):
             backtested = backtest()
 
     import duckdb

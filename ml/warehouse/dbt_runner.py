@@ -41,10 +41,9 @@ def dbt_env(
 
     `keep_open`: dbt opens the warehouse once for the whole call instead of once per model and test (each open
     reads the catalog, each close checkpoints: a quarter of a small daily build). Only for a call that closes it
-    after itself: `run_dbt`'s process exits, `run_dbt_in_process` closes it, and every DAG task closes it when it
-    ends (`close_dbt_warehouse`), so the next task of a `dag.test` process can open the warehouse read-only.
-    Every call of the pipeline sets it the same way: it is part of dbt's profile, and a call with another profile
-    than the last one reparses the whole project (about 2 s) instead of reusing the parse.
+    after itself: `run_dbt`'s process exits, `run_dbt_in_process` closes it, and every DAG task closes it right
+    after its work, before its success is reported (`close_dbt_warehouse`), so the next task can open the
+    warehouse (read-only, in the same `dag.test` process or in another).
     """
     cfg = cfg or settings()
     env = dict(os.environ)

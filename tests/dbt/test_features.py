@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from datetime import timedelta
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -130,6 +131,15 @@ def test_a_null_in_a_required_column_fails_the_build_and_keeps_what_was_there(
     """Required columns of a contracted table are NOT NULL constraints: DuckDB refuses the day's rows as they
     are written (no test scanning the table afterwards), names the column, and the rows already there stay."""
     shop = shop_copy(built_shop)
+    as_of = query(shop.warehouse, "select max(as_of_date) from user_features")[0][0]
+    # A warehouse built before the column was required: the next run adds the constraint to the table.
+    with duckdb.connect(str(shop.warehouse)) as con:
+        con.execute("alter table user_features alter column country drop not null")
+    build_features(as_of, as_of)
+    nullable = (
+        "select is_nullable from information_schema.columns where table_name = 'user_features' and column_name = ?"
+    )
+    assert query(shop.warehouse, nullable, ["country"]) == [("NO",)]
     project = tmp_path / "dbt_project"
     shutil.copytree(ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
     model = project / "models" / "marts" / "features" / "user_features.sql"
@@ -141,7 +151,6 @@ def test_a_null_in_a_required_column_fails_the_build_and_keeps_what_was_there(
     assert broken != honest
     model.write_text(broken)
     monkeypatch.setenv("SHOP_DBT_PROJECT_DIR", str(project))
-    as_of = query(shop.warehouse, "select max(as_of_date) from user_features")[0][0]
     before = table_checksums(shop.warehouse, ["user_features"])
     with pytest.raises(DbtError, match=r"NOT NULL constraint failed: .*user_features\.country"):
         build_features(as_of, as_of)  # rebuilds the newest date: delete, then insert the day's rows
