@@ -66,6 +66,17 @@ class Shop:
         return self.data / "warehouse.duckdb"
 
 
+def altered_project(folder: Path, model: str, old: str, new: str) -> Path:
+    """A copy of the dbt project in `folder` whose `model` (a path under models/) has `old` replaced by `new`."""
+    project = folder / "dbt_project"
+    shutil.copytree(ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
+    path = project / "models" / model
+    honest = path.read_text()
+    assert old in honest, f"{model} no longer holds {old!r}"
+    path.write_text(honest.replace(old, new))
+    return project
+
+
 def point_env_at(mp: pytest.MonkeyPatch, root: Path) -> None:
     mp.setenv("SHOP_DATA_DIR", str(root / "data"))
     mp.setenv("SHOP_MLFLOW_DIR", str(root / "mlflow"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 
 import duckdb
@@ -14,7 +13,7 @@ from ml.ingest.landing import land_day
 from ml.warehouse.builds import as_of_vars, build_features
 from ml.warehouse.dbt_runner import run_dbt
 from tests.checksums import query, table_checksums
-from tests.conftest import ROOT
+from tests.conftest import altered_project
 
 
 def test_user_features_has_one_row_per_user_who_had_signed_up_per_as_of_date(built_shop):
@@ -140,16 +139,12 @@ def test_a_null_in_a_required_column_fails_the_build_and_keeps_what_was_there(
         "select is_nullable from information_schema.columns where table_name = 'user_features' and column_name = ?"
     )
     assert query(shop.warehouse, nullable, ["country"]) == [("NO",)]
-    project = tmp_path / "dbt_project"
-    shutil.copytree(ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
-    model = project / "models" / "marts" / "features" / "user_features.sql"
-    honest = model.read_text()
-    broken = honest.replace(
+    project = altered_project(
+        tmp_path,
+        "marts/features/user_features.sql",
         "        user_spine.country,\n",
         "        case when user_spine.user_id % 7 = 0 then null else user_spine.country end as country,\n",
     )
-    assert broken != honest
-    model.write_text(broken)
     monkeypatch.setenv("SHOP_DBT_PROJECT_DIR", str(project))
     before = table_checksums(shop.warehouse, ["user_features"])
     with pytest.raises(DbtError, match=r"NOT NULL constraint failed: .*user_features\.country"):

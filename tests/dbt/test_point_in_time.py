@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from datetime import timedelta
 
 import pytest
@@ -14,7 +13,7 @@ from ml.warehouse.builds import as_of_vars, build_features
 from ml.warehouse.dbt_runner import run_dbt
 from ml.warehouse.leakage import LeakageError, check_point_in_time
 from tests.checksums import query
-from tests.conftest import ROOT
+from tests.conftest import ROOT, altered_project
 from tests.dbt_unit import run_unit_tests
 
 
@@ -28,17 +27,13 @@ def test_the_leakage_check_passes_on_the_real_features(built_shop, shop_copy):
 def test_the_leakage_check_and_the_dbt_test_fail_on_a_leaking_feature(built_shop, shop_copy, tmp_path, monkeypatch):
     shop = shop_copy(built_shop)
     honest_project = os.environ.get("SHOP_DBT_PROJECT_DIR", str(ROOT / "dbt_project"))
-    project = tmp_path / "leaky_dbt_project"
-    shutil.copytree(ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
-    model = project / "models" / "marts" / "features" / "user_features.sql"
-    honest = model.read_text()
     # An off-by-one a reviewer could miss: the windows include the as-of day itself.
-    leaky = honest.replace(
+    project = altered_project(
+        tmp_path,
+        "marts/features/user_features.sql",
         "and user_days.activity_date < user_spine.as_of_date\n",
         "and user_days.activity_date <= user_spine.as_of_date\n",
     )
-    assert leaky != honest
-    model.write_text(leaky)
     monkeypatch.setenv("SHOP_DBT_PROJECT_DIR", str(project))
     dates = [r[0] for r in query(shop.warehouse, "select distinct as_of_date from user_features order by 1")]
     as_of = dates[len(dates) // 2]  # weeks of later events landed: a leak has something to see
