@@ -50,16 +50,21 @@ def make_preprocessor(columns: list[str], scale: bool) -> ColumnTransformer:
     )
 
 
-def fit_logistic(x_train: pd.DataFrame, y_train: pd.Series, seed: int) -> Pipeline:
+def _after_bgnbd(x_train: pd.DataFrame, model, scale: bool, seed: int) -> Pipeline:
+    """The BG/NBD step, the preprocessing (scaled or not) and `model`, as one unfitted pipeline."""
     bgnbd = BgNbdFeatures(seed=seed)
-    pipeline = Pipeline(
+    return Pipeline(
         [
             ("bgnbd", bgnbd),
-            ("prep", make_preprocessor([*x_train.columns, *bgnbd.OUTPUT_COLUMNS], scale=True)),
-            ("model", LogisticRegression(C=0.5, max_iter=2000, random_state=seed)),
+            ("prep", make_preprocessor([*x_train.columns, *bgnbd.OUTPUT_COLUMNS], scale=scale)),
+            ("model", model),
         ]
     )
-    return pipeline.fit(x_train, y_train)
+
+
+def fit_logistic(x_train: pd.DataFrame, y_train: pd.Series, seed: int) -> Pipeline:
+    model = LogisticRegression(C=0.5, max_iter=2000, random_state=seed)
+    return _after_bgnbd(x_train, model, scale=True, seed=seed).fit(x_train, y_train)
 
 
 def fit_random_forest(x_train: pd.DataFrame, y_train: pd.Series, seed: int) -> tuple[Pipeline, dict]:
@@ -67,15 +72,8 @@ def fit_random_forest(x_train: pd.DataFrame, y_train: pd.Series, seed: int) -> t
     from sklearn.ensemble import RandomForestClassifier
 
     params = {"n_estimators": 200, "min_samples_leaf": 20, "max_features": "sqrt", "max_samples": 0.5}
-    bgnbd = BgNbdFeatures(seed=seed)
-    pipeline = Pipeline(
-        [
-            ("bgnbd", bgnbd),
-            ("prep", make_preprocessor([*x_train.columns, *bgnbd.OUTPUT_COLUMNS], scale=False)),
-            ("model", RandomForestClassifier(**params, n_jobs=2, random_state=seed)),
-        ]
-    )
-    return pipeline.fit(x_train, y_train), params
+    model = RandomForestClassifier(**params, n_jobs=2, random_state=seed)
+    return _after_bgnbd(x_train, model, scale=False, seed=seed).fit(x_train, y_train), params
 
 
 def fit_mlp(x_train: pd.DataFrame, y_train: pd.Series, seed: int) -> tuple[Pipeline, dict]:
@@ -84,15 +82,9 @@ def fit_mlp(x_train: pd.DataFrame, y_train: pd.Series, seed: int) -> tuple[Pipel
     from sklearn.neural_network import MLPClassifier
 
     params = {"hidden_layer_sizes": (64, 32), "alpha": 1e-3, "early_stopping": True, "max_iter": 200}
-    bgnbd = BgNbdFeatures(seed=seed)
-    pipeline = Pipeline(
-        [
-            ("bgnbd", bgnbd),
-            ("prep", make_preprocessor([*x_train.columns, *bgnbd.OUTPUT_COLUMNS], scale=True)),
-            ("model", MLPClassifier(**params, random_state=seed)),
-        ]
-    )
-    return pipeline.fit(x_train, y_train), {**params, "hidden_layer_sizes": "64,32"}
+    model = MLPClassifier(**params, random_state=seed)
+    pipeline = _after_bgnbd(x_train, model, scale=True, seed=seed).fit(x_train, y_train)
+    return pipeline, {**params, "hidden_layer_sizes": "64,32"}
 
 
 def fit_xgboost(

@@ -29,7 +29,7 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 # from day to day and the parse is reused. `dbt --vars '{as_of_start: ...}'` by hand still wins.
 DAY_VARS = ("as_of_start", "as_of_end", "reprocess_from", "reprocess_to", "history_as_of_end")
 DAY_VARS_ENV = "SHOP_DBT_DAY_VARS"
-# Named on every call, as Cosmos names them for the DAG's tasks: dbt reparses the project when they change.
+# Named on every call (dbt_env), as Cosmos names them for the DAG's tasks: dbt reparses the project when they change.
 DBT_PROFILE, DBT_TARGET = "shop_warehouse", "local"
 
 
@@ -61,6 +61,10 @@ def dbt_env(
             "SHOP_EVALUATIONS_DIR": str(cfg.evaluations_dir),
             "SHOP_AUDIT_DIR": str(cfg.audit_dir),
             "DBT_PROFILES_DIR": str(cfg.dbt_project_dir),
+            # dbt's partial-parse check hashes the profile and target named on the command line (or here) with
+            # the vars: named the same way as the DAG's Cosmos tasks name them, every call reuses one parse.
+            "DBT_PROFILE": DBT_PROFILE,
+            "DBT_TARGET": DBT_TARGET,
             "DBT_PROJECT_DIR": str(cfg.dbt_project_dir),
             "DO_NOT_TRACK": "1",
             "DBT_USE_COLORS": "false",
@@ -125,10 +129,9 @@ def run_dbt(
 
 def _dbt_arguments(args: list[str], dbt_vars: dict[str, object] | None, cfg: Settings) -> list[str]:
     """`args` for the project, with the vars but the day's (dbt_env); the warehouse's folder made (dbt-duckdb
-    does not create it). The vars, profile and target are those of the DAG's dbt tasks, so every call of the
-    pipeline reuses one parse."""
+    does not create it)."""
     cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [*args, "--project-dir", str(cfg.dbt_project_dir), "--profile", DBT_PROFILE, "--target", DBT_TARGET]
+    command = [*args, "--project-dir", str(cfg.dbt_project_dir)]
     steady = {key: value for key, value in (dbt_vars or {}).items() if key not in DAY_VARS}
     if steady:
         command += ["--vars", json.dumps(steady, default=str, sort_keys=True)]
