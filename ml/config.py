@@ -16,6 +16,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("inbox", "simulate")
 # How the DAG runs dbt (SHOP_DBT_TASKS): one Airflow task per model, or one `dbt build` per group of models.
 DBT_TASKS = ("model", "group")
+# The model families `ml train` fits, registers and gates for each behaviour model (SHOP_MODEL_FLAVOURS, a subset).
+MODEL_FLAVOURS = ("xgboost", "logistic", "random_forest", "mlp")
 # Windows the Python steps and the dbt models share, defined here only: ml.warehouse.builds.as_of_vars passes them to
 # every dbt run (the defaults in dbt_project.yml, for dbt by hand, are checked against them by a test).
 LABEL_HORIZON_DAYS = 30  # purchase_30d and churn_30d look this many days past the as-of date
@@ -101,6 +103,8 @@ class Settings:
     # How XGBoost's per-user reasons are computed: "treeshap" (exact Shapley values) or "approximate" (Saabas:
     # the same additivity, about 18x faster, ml.propensity.reasons).
     score_reasons: str
+    # The model families each training fits, registers and puts through the gate (all of MODEL_FLAVOURS by default).
+    model_flavours: tuple[str, ...]
 
     @property
     def mlflow_dir(self) -> Path:
@@ -154,6 +158,7 @@ def settings() -> Settings:
         monitor_auc_margin=_float_env("SHOP_MONITOR_AUC_MARGIN", 0.05),
         retrain_on_alert=_choice_env("SHOP_RETRAIN_ON_ALERT", "true", ("true", "false")) == "true",
         score_reasons=_choice_env("SHOP_SCORE_REASONS", "treeshap", ("treeshap", "approximate")),
+        model_flavours=_choices_env("SHOP_MODEL_FLAVOURS", MODEL_FLAVOURS),
     )
 
 
@@ -162,6 +167,19 @@ def _choice_env(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _choices_env(name: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated subset of `choices` (all of them when unset), in `choices`' order."""
+    raw = os.environ.get(name, "").strip()
+    picked = {item.strip() for item in raw.split(",") if item.strip()} if raw else set(choices)
+    unknown = sorted(picked - set(choices))
+    if unknown or not picked:
+        raise ConfigError(
+            f"{name} must be a comma-separated list of {', '.join(choices)}, got {raw!r}"
+            + (f" ({', '.join(unknown)} unknown)" if unknown else "")
+        )
+    return tuple(choice for choice in choices if choice in picked)
 
 
 def _int_env(name: str, default: int) -> int:

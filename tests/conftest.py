@@ -39,6 +39,10 @@ os.environ["MLFLOW_LOG_UV_FILES"] = "false"
 os.environ["SHOP_TASK_RETRIES"] = "0"
 for _name in [n for n in os.environ if n.startswith("SHOP_") and n != "SHOP_TASK_RETRIES"] + ["MLFLOW_TRACKING_URI"]:
     os.environ.pop(_name, None)
+# Most tests train XGBoost and the logistic model only (every DAG and loop test needs a champion, not four): the
+# random forest and the network cost each training about 10 s of fitting and logging on the test shop. The
+# trained shop, which the registry, scoring and monitoring tests read, trains all four families.
+os.environ["SHOP_MODEL_FLAVOURS"] = "xgboost,logistic"
 if WORKER:
     _worker_dir = Path(tempfile.mkdtemp(prefix=f"shop-tests-{WORKER}-"))
     atexit.register(shutil.rmtree, _worker_dir, True)
@@ -152,15 +156,17 @@ def built_shop(tmp_path_factory) -> Shop:
 
 @pytest.fixture(scope="session")
 def trained_shop(built_shop, tmp_path_factory) -> Shop:
-    """The built shop with both models trained, registered and promoted."""
+    """The built shop with both models trained in every family, registered and gated."""
 
     def build(root: Path) -> list[date]:
+        from ml.config import MODEL_FLAVOURS
         from ml.propensity.train import train_all
 
         shutil.rmtree(root)
         copy_shop(built_shop, root)
         with pytest.MonkeyPatch.context() as mp:
             point_env_at(mp, root)
+            mp.setenv("SHOP_MODEL_FLAVOURS", ",".join(MODEL_FLAVOURS))
             train_all()
         return built_shop.remaining_days
 

@@ -152,7 +152,7 @@ def main() -> None:
         results[-1]["batch_days"] = history_batch_days()
         with step("publish_history", results, "the first publish: every day of every published table to Parquet"):
             publish_snapshot()
-        with step("train", results, "2 tasks x 2 flavours and the coupon effect model: log, register, gate"):
+        with step("train", results, "2 tasks x the model families and the coupon effect model: log, register, gate"):
             trained = train_all()
             train_uplift_if_possible(as_of)
     if "day_airflow" not in skip and not reuse:
@@ -187,7 +187,7 @@ def main() -> None:
             reference_features(as_of)
     backtested = []
     if "backtest" not in skip:
-        with step("backtest", results, "2 flavours, 2 challengers and 3 baselines on the newest matured date"):
+        with step("backtest", results, "4 model families and 3 baselines on the newest matured date"):
             backtested = backtest()
 
     import duckdb

@@ -1,8 +1,8 @@
 """`python -m ml backtest --as-of DATE`: the models against the classic baselines, on any shop.
 
-Trains XGBoost and logistic models with the training code (`ml.propensity.train.load_split`, `fit_flavour`) on
-snapshots whose label windows closed before DATE, and the challenger families (a random forest, a feed-forward
-network) on the same rows, fits the baselines on the same training rows, and
+Trains every model family (XGBoost, logistic, random forest, feed-forward network) with the training code
+(`ml.propensity.train.load_split`, `fit_flavour`) on snapshots whose label windows closed before DATE, whatever
+SHOP_MODEL_FLAVOURS trains, fits the baselines on the same training rows, and
 scores DATE's 30-day purchase labels for every known customer (the purchase model's population). Nothing
 is registered: the run is logged to the MLflow experiment `shop_backtests` with a ROC plot of every scorer.
 """
@@ -18,14 +18,14 @@ import numpy as np
 from ml.config import settings
 from ml.propensity.baselines import baseline_scores
 from ml.propensity.datasets import TASKS, model_inputs
-from ml.propensity.estimators import CHALLENGERS, FLAVOURS
+from ml.propensity.estimators import FLAVOURS
 
 EXPERIMENT = "shop_backtests"
 TASK = "purchase_30d"
 
 
 def backtest(as_of: date | None = None) -> list[dict[str, Any]]:
-    """One result per scorer (model flavours, challengers, then baselines) on DATE's labels; logged to MLflow."""
+    """One result per scorer (model families, then baselines) on DATE's labels; logged to MLflow."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from ml.propensity.train import fit_flavour, load_split
@@ -36,7 +36,7 @@ def backtest(as_of: date | None = None) -> list[dict[str, Any]]:
     y = {part: frame["label"].to_numpy(dtype=int) for part, frame in parts.items()}
     scores: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
-    for flavour in (*FLAVOURS, *CHALLENGERS):
+    for flavour in FLAVOURS:
         started = time.perf_counter()
         pipeline, _ = fit_flavour(flavour, x, y, settings().seed)
         seconds[flavour] = round(time.perf_counter() - started, 1)

@@ -1,10 +1,12 @@
 """Why a user got their score: each business feature's contribution to the model's log-odds.
 
 XGBoost gives exact per-row contributions (TreeSHAP, `pred_contribs`); for the logistic model they are the
-coefficients times the standardised inputs. Either way, for every row, the contributions plus the base value
-equal the model's margin (its log-odds before the sigmoid). The pipeline's engineered columns are added back
-to the business feature they come from: one-hot columns to their category, missing-value indicators to their
-column, the two BG/NBD columns to the purchase history they summarise (`repeat_purchase_pattern`).
+coefficients times the standardised inputs; the random forest's are its trees' path attributions and the
+network's its integrated gradients (`forest_contributions`, `network_contributions`). Every way, for every
+row, the contributions plus the base value equal the model's margin (its log-odds before the sigmoid).
+The pipeline's engineered columns are added back to the business feature they come from: one-hot columns to
+their category, missing-value indicators to their column, the two BG/NBD columns to the purchase history they
+summarise (`repeat_purchase_pattern`).
 """
 
 from __future__ import annotations
@@ -59,12 +61,101 @@ def contributions(
             matrix, pred_contribs=True, approx_contribs=approximate, iteration_range=rounds
         )
         per_column, base = raw[:, :-1], raw[:, -1]
+    elif hasattr(model, "estimators_"):
+        per_column, base = forest_contributions(model, np.asarray(transformed, dtype=float))
+    elif hasattr(model, "coefs_"):
+        per_column, base = network_contributions(model, np.asarray(transformed, dtype=float))
     else:
         per_column = np.asarray(transformed, dtype=float) * model.coef_[0]
         base = np.full(len(inputs), float(model.intercept_[0]))
     frame = pd.DataFrame(per_column, columns=names, index=inputs.index)
     grouped = frame.T.groupby([business_feature(c) for c in names], sort=False).sum().T
     return grouped, base, grouped.sum(axis=1).to_numpy() + base
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-15, 1 - 1e-15)  # as model_margin clips: a pure leaf gives 0 or 1
+    return np.log(p / (1 - p))
+
+
+def _onto_log_odds(per_column: np.ndarray, base_p: float, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probability-scale contributions (adding up to p - base_p) rescaled, row by row, to add up to the log-odds
+    difference: the sign and each feature's share of the row's change are kept."""
+    change = p - base_p
+    tiny = np.abs(change) < 1e-12
+    base = float(_logit(np.array(base_p)))
+    slope = np.where(tiny, 1.0 / (base_p * (1 - base_p)), (_logit(p) - base) / np.where(tiny, 1, change))
+    return per_column * slope[:, None], np.full(len(p), base)
+
+
+def forest_contributions(forest, x: np.ndarray, batch: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+    """A random forest's per-row contributions and base value on the log-odds scale.
+
+    Each tree's probability is its root's value plus, along the row's path, every split's change of the node value,
+    credited to the feature split on (path attributions); the forest averages its trees, so these add up exactly
+    to the forest's probability minus the mean root value. They are then rescaled to log-odds (`_onto_log_odds`).
+    Rows go through in batches: a path matrix holds rows x trees x depth entries.
+    """
+    from scipy import sparse
+
+    # One (all trees' nodes) x features matrix: a node's change from its parent, in the column its parent split on.
+    blocks, roots = [], []
+    for estimator in forest.estimators_:
+        tree = estimator.tree_
+        value = tree.value[:, 0, 1] / tree.value[:, 0, :].sum(axis=1)
+        parent = np.full(tree.node_count, -1)
+        for side in (tree.children_left, tree.children_right):
+            inner = side >= 0
+            parent[side[inner]] = np.flatnonzero(inner)
+        child = np.flatnonzero(parent >= 0)
+        blocks.append(
+            sparse.csr_matrix(
+                (value[child] - value[parent[child]], (child, tree.feature[parent[child]])),
+                shape=(tree.node_count, x.shape[1]),
+            )
+        )
+        roots.append(value[0])
+    changes = sparse.vstack(blocks, format="csr")
+    per_column = np.empty((len(x), x.shape[1]))
+    for start in range(0, len(x), batch):
+        paths, _ = forest.decision_path(x[start : start + batch])
+        per_column[start : start + batch] = (paths @ changes).toarray() / len(forest.estimators_)
+    base_p = float(np.mean(roots))
+    return _onto_log_odds(per_column, base_p, base_p + per_column.sum(axis=1))
+
+
+def network_contributions(network, x: np.ndarray, steps: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A feed-forward network's per-row contributions and base value on the log-odds scale: integrated gradients
+    of its output log-odds, from the all-zero input (every scaled feature at its training mean, no category, nothing
+    missing) to the row, by the midpoint rule over `steps` points. The rule leaves a small gap to the exact log-odds
+    difference; it is shared out in proportion to each |contribution|, so they add up exactly."""
+    weights, biases = network.coefs_, network.intercepts_
+
+    def margin_and_gradient(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        layers, activations = [inputs], []
+        for w, b in zip(weights[:-1], biases[:-1], strict=True):
+            z = layers[-1] @ w + b
+            activations.append(z > 0)
+            layers.append(np.maximum(z, 0))
+        margin = (layers[-1] @ weights[-1] + biases[-1])[:, 0]
+        # Back from the output: through each hidden layer's ReLU (where it was active) and its weights.
+        gradient = np.broadcast_to(weights[-1][:, 0], layers[-1].shape)
+        for w, active in zip(reversed(weights[:-1]), reversed(activations), strict=True):
+            gradient = (gradient * active) @ w.T
+        return margin, gradient
+
+    if network.activation != "relu" or len(weights) < 2:
+        raise ValueError(f"reasons need a ReLU network with a hidden layer, not {network.activation!r}")
+    per_column = np.zeros_like(x)
+    for alpha in (np.arange(steps) + 0.5) / steps:
+        _, gradient = margin_and_gradient(alpha * x)
+        per_column += gradient * x / steps
+    margin, _ = margin_and_gradient(x)
+    base, _ = margin_and_gradient(np.zeros((1, x.shape[1])))
+    gap = margin - base[0] - per_column.sum(axis=1)
+    size = np.abs(per_column).sum(axis=1)
+    per_column += np.abs(per_column) * np.divide(gap, size, out=np.zeros_like(gap), where=size > 0)[:, None]
+    return per_column, np.full(len(x), float(base[0]))
 
 
 def model_margin(pipeline: Pipeline, inputs: pd.DataFrame) -> np.ndarray:

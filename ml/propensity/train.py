@@ -1,9 +1,10 @@
-"""Train both tasks as XGBoost and logistic models, track them in MLflow, register and gate them.
+"""Train both tasks in every model family, track them in MLflow, register and gate them.
 
-For each task (purchase_30d, churn_30d): both flavours are fitted on the same out-of-time split,
+For each task (purchase_30d, churn_30d): each flavour of SHOP_MODEL_FLAVOURS (XGBoost, logistic, random forest,
+feed-forward network by default) is fitted on the same out-of-time split,
 logged as MLflow runs (parameters, data window, feature list and hash, code version, validation and
 test metrics, plots, the model with signature and input example) and registered as versions of
-`purchase_propensity` / `churn_risk`. The better new version is promoted to `@champion` only if it
+`purchase_propensity` / `churn_risk`. The best new version is promoted to `@champion` only if it
 beats the current champion re-scored on the same test window and clears the AUC floor; otherwise it
 becomes `@challenger`.
 """
@@ -34,7 +35,6 @@ from ml.propensity.datasets import (
 )
 from ml.propensity.drift_reference import REFERENCE_ARTIFACT, reference_bins
 from ml.propensity.estimators import (
-    FLAVOURS,
     feature_importance,
     fit_logistic,
     fit_mlp,
@@ -111,15 +111,17 @@ def load_split(tasks: list[str], as_of: date | None) -> tuple[Split, list[str], 
 
 
 def fit_flavour(flavour: str, x: dict[str, pd.DataFrame], y: dict[str, np.ndarray], seed: int) -> tuple[Any, dict]:
-    """Fit one flavour (or a backtest challenger) on the train part (XGBoost stops early on the validation part)."""
+    """Fit one flavour on the train part (XGBoost stops early on the validation part)."""
     if flavour == "xgboost":
         return fit_xgboost(x["train"], y["train"], x["valid"], y["valid"], seed)
     if flavour == "random_forest":
         return fit_random_forest(x["train"], y["train"], seed)
     if flavour == "mlp":
         return fit_mlp(x["train"], y["train"], seed)
-    pipeline = fit_logistic(x["train"], y["train"], seed)
-    return pipeline, {"C": 0.5, "max_iter": 2000, "preprocessing": "median impute + arcsinh + standardise"}
+    if flavour == "logistic":
+        pipeline = fit_logistic(x["train"], y["train"], seed)
+        return pipeline, {"C": 0.5, "max_iter": 2000, "preprocessing": "median impute + arcsinh + standardise"}
+    raise ValueError(f"unknown model flavour {flavour!r}")
 
 
 def train_task(
@@ -139,7 +141,7 @@ def train_task(
         for scorer, scores in baseline_scores(x["train"], x["test"]).items()
     }
     candidates = []
-    for flavour in FLAVOURS:
+    for flavour in settings().model_flavours:
         with mlflow.start_run(
             experiment_id=experiment, run_name=f"{name}-{flavour}-{split.test_date}", tags=owner_tags()
         ) as run:

@@ -37,6 +37,9 @@ PROPENSITY_TRUSTED_TYPES = [
     "numpy.arcsinh",
     "numpy.dtype",
     "ml.propensity.bgnbd.BgNbdFeatures",
+    # scikit-learn's own, but not on skops' default list: a forest's trees and a network's optimiser state.
+    "sklearn.tree._tree.Tree",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
 ]
 UPLIFT_TRUSTED_TYPES = [*PROPENSITY_TRUSTED_TYPES, "ml.uplift.model.CouponUpliftModel"]
 # The coupon model's skops file, among the registered model's artifacts.
