@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backtest", help="models vs recency, frequency and BG/NBD on one date's labels (not registered)")
     p.add_argument("--as-of", type=_date, help="test on this date's 30-day labels, train before it (default: newest)")
+    p.add_argument(
+        "--feature-groups",
+        action="store_true",
+        help="instead: refit with each candidate behaviour group (dwell time, time habits, category affinity) added",
+    )
     p.set_defaults(func=commands.cmd_backtest)
 
     p = sub.add_parser(

@@ -149,8 +149,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_backtest(args: argparse.Namespace) -> None:
     from ml.propensity.backtest import backtest
+    from ml.propensity.feature_trial import feature_trial
 
-    for line in backtest(args.as_of):
+    for line in (feature_trial if args.feature_groups else backtest)(args.as_of):
         print(json.dumps(line))
 
 
