@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="print rows per mart, quarantine counts, models and targeting")
     p.set_defaults(func=commands.cmd_summary)
 
-    p = sub.add_parser("train", help="train XGBoost and logistic models, log to MLflow, register, gate")
+    p = sub.add_parser("train", help="train every model family (SHOP_MODEL_FLAVOURS), log to MLflow, register, gate")
     p.add_argument(
         "--task", action="append", choices=["purchase_30d", "churn_30d", "coupon_uplift"], help="default: all three"
     )

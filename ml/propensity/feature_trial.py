@@ -5,7 +5,7 @@ groups from the clean events (`int_events_checked`, read-only), for each as-of d
 out-of-time split from events strictly before that date, and refits XGBoost and the logistic model with the
 current features plus each group (and all of them), on the same rows, for both tasks. Each line gives the test
 ROC AUC with the group, its change against the current features with a paired 95% bootstrap interval (the same
-resampled test users for both models), `supported` when that interval is above zero, and on a simulated shop
+resampled test users for both models), `supported` when its lower end is at least MIN_AUC_GAIN, and on a simulated shop
 the oracle's AUC on the same rows (the gap a group could close). Nothing is registered; the run is logged to
 `shop_backtests`.
 
@@ -36,6 +36,9 @@ GROUPS = {
 }
 TRIAL_FLAVOURS = ("xgboost", "logistic")
 BOOTSTRAP = 200  # resamples of the test users for each change's interval
+# A group is worth a column only if its gain is at least this much ROC AUC with 95% confidence: a logistic model's
+# paired interval can be a few ten-thousandths wide, and a gain that small moves no targeting decision.
+MIN_AUC_GAIN = 0.001
 
 
 def candidate_features(con: duckdb.DuckDBPyConnection, dates: list[date]) -> pd.DataFrame:
@@ -51,7 +54,8 @@ def candidate_features(con: duckdb.DuckDBPyConnection, dates: list[date]) -> pd.
               and event_at >= (select min(as_of_date) from dates) - interval 90 day
               and event_at < (select max(as_of_date) from dates)
         ),
-        -- Split at midnight, as the features' sessions are: a session-day holds no event of a later day.
+        -- Split at midnight, as the features' sessions are: a session-day holds no event of a later day. Events
+        -- without a session id have no length here (the features count each as a session of its own).
         sessions as (
             select user_id, activity_date,
                    epoch(max(event_at)) - epoch(min(event_at)) as seconds, count(*) as events
@@ -152,7 +156,7 @@ def feature_trial(as_of: date | None = None) -> list[dict[str, Any]]:
                         "change": round(auc - float(roc_auc_score(y["test"], current)), 4),
                         "change_low": round(low, 4),
                         "change_high": round(high, 4),
-                        "supported": name != "current" and low > 0,
+                        "supported": name != "current" and low >= MIN_AUC_GAIN,
                         **({"oracle_auc": round(oracle, 4), "gap_to_oracle": round(oracle - auc, 4)} if oracle else {}),
                     }
                 )
@@ -171,6 +175,8 @@ def _paired_interval(
         for rows in resamples
         if 0 < y[rows].sum() < len(rows)
     ]
+    if not changes:  # every resample of a tiny test date had one class: no interval
+        return float("nan"), float("nan")
     return float(np.quantile(changes, 0.025)), float(np.quantile(changes, 0.975))
 
 

@@ -126,9 +126,10 @@ def forest_contributions(forest, x: np.ndarray, batch: int = 5000) -> tuple[np.n
 
 def network_contributions(network, x: np.ndarray, steps: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """A feed-forward network's per-row contributions and base value on the log-odds scale: integrated gradients
-    of its output log-odds, from the all-zero input (every scaled feature at its training mean, no category, nothing
-    missing) to the row, by the midpoint rule over `steps` points. The rule leaves a small gap to the exact log-odds
-    difference; it is shared out in proportion to each |contribution|, so they add up exactly."""
+    of its output log-odds, from the all-zero input (every scaled column, missing-value indicators included, at its
+    training mean on the arcsinh scale; no country or device) to the row, by the midpoint rule over `steps` points.
+    The rule leaves a small gap to the exact log-odds difference; it is shared out in proportion to each
+    |contribution|, so they add up exactly."""
     weights, biases = network.coefs_, network.intercepts_
 
     def margin_and_gradient(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,6 +156,9 @@ def network_contributions(network, x: np.ndarray, steps: int = 64) -> tuple[np.n
     gap = margin - base[0] - per_column.sum(axis=1)
     size = np.abs(per_column).sum(axis=1)
     per_column += np.abs(per_column) * np.divide(gap, size, out=np.zeros_like(gap), where=size > 0)[:, None]
+    # A row whose steps all saw no gradient (its units switch on past the last midpoint): share the gap evenly.
+    flat = size == 0
+    per_column[flat] += (gap[flat] / x.shape[1])[:, None]
     return per_column, np.full(len(x), float(base[0]))
 
 
