@@ -183,8 +183,11 @@ def test_scoring_writes_one_partition_per_day_and_a_rerun_replaces_it(trained_sh
 def test_a_forest_or_network_champion_loads_through_the_vetting_and_scores_with_reasons_that_add_up(
     trained_shop, shop_copy, flavour
 ):
+    from ml.propensity.datasets import in_population, load_scoring_population, model_inputs
+    from ml.propensity.reasons import contributions, model_margin
     from ml.propensity.score import OUTPUT_COLUMNS, score_day
-    from ml.registry.aliases import promote
+    from ml.registry.aliases import load_champion, promote
+    from ml.warehouse.read import connect_read_only
 
     shop = shop_copy(trained_shop)
     as_of = shop.remaining_days[0]
@@ -199,9 +202,21 @@ def test_a_forest_or_network_champion_loads_through_the_vetting_and_scores_with_
         assert set(scores[OUTPUT_COLUMNS[task][1]].dropna()) == {champion_version(name)}
         ours = reasons[reasons["model_name"] == name]
         assert (ours.groupby("user_id").size() == 3).all() and ours["reason"].str.len().gt(0).all()
-    # Each user's reasons carry the model's margin: its sigmoid is the probability written.
-    merged = reasons[reasons["model_name"] == "purchase_propensity"].merge(scores, on="user_id")
-    assert np.allclose(1 / (1 + np.exp(-merged["margin"])), merged["p_purchase_30d"], atol=1e-6)
+    # Each user's reasons carry the model's margin: its sigmoid is the probability written; and every feature's
+    # contribution (not only the top 3) plus the base value is that margin, on the log-odds scale.
+    with connect_read_only() as con:
+        population = load_scoring_population(con, as_of)
+    for task, name in MODEL_NAMES.items():
+        merged = reasons[reasons["model_name"] == name].merge(scores, on="user_id")
+        assert np.allclose(1 / (1 + np.exp(-merged["margin"])), merged[OUTPUT_COLUMNS[task][0]], atol=1e-6)
+        model, _ = load_champion(name)
+        pipeline = model.get_raw_model()
+        inputs = model_inputs(
+            population.loc[in_population(population, task).to_numpy()],
+            [c.name for c in model.metadata.get_input_schema().inputs],
+        )
+        grouped, base, _ = contributions(pipeline, inputs)
+        assert np.abs(grouped.sum(axis=1).to_numpy() + base - model_margin(pipeline, inputs)).max() < 1e-6
 
 
 def test_the_model_families_setting_refuses_an_unknown_family_and_training_registers_nothing(trained_shop, shop_copy):
