@@ -52,6 +52,8 @@ def test_documented_defaults_are_the_settings_defaults(monkeypatch):
             assert value == (PROJECT_ROOT / doc).resolve(), name
         elif isinstance(value, bool):
             assert str(value).lower() == doc, f"{name}: the code's default is {value!r}, the docs say {doc!r}"
+        elif isinstance(value, tuple):  # a comma-separated list
+            assert ",".join(value) == doc, f"{name}: the code's default is {value!r}, the docs say {doc!r}"
         elif isinstance(value, int | float):
             assert float(doc) == value, f"{name}: the code's default is {value!r}, the docs say {doc!r}"
         else:
