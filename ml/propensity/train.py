@@ -117,7 +117,7 @@ def fit_flavour(flavour: str, x: dict[str, pd.DataFrame], y: dict[str, np.ndarra
     if flavour == "random_forest":
         return fit_random_forest(x["train"], y["train"], seed)
     if flavour == "mlp":
-        return fit_mlp(x["train"], y["train"], seed)
+        return fit_mlp(x["train"], y["train"], x["valid"], y["valid"], seed)
     if flavour == "logistic":
         pipeline = fit_logistic(x["train"], y["train"], seed)
         return pipeline, {"C": 0.5, "max_iter": 2000, "preprocessing": "median impute + arcsinh + standardise"}
