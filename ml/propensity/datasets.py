@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -46,14 +47,22 @@ TASKS = {
         "label_definition": "1 if any clean purchase in [as_of_date, as_of_date + 30 days), else 0",
         "active_within_days": None,
         "population_definition": "every known user who signed up before the as-of date",
+        # On a simulated shop: the truth's probability the label is drawn from (truth_file).
+        "oracle_column": "p_purchase_30d",
     },
     "churn_30d": {
         "label": "churn_30d",
         "label_definition": "1 if no activity at all in [as_of_date, as_of_date + 30 days), else 0",
         "active_within_days": 30,
         "population_definition": "users with activity in the 30 days before the as-of date",
+        "oracle_column": "p_no_visit_30d",
     },
 }
+
+
+def truth_file(as_of: date) -> Path:
+    """A simulated shop's per-user truth as of `as_of` (each task's oracle_column); absent on a shop's own data."""
+    return settings().truth_dir / "probabilities" / f"as_of_date={as_of}" / "part-0.parquet"
 
 
 def feature_columns(con: duckdb.DuckDBPyConnection) -> list[str]:

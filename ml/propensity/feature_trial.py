@@ -1,13 +1,13 @@
 """`python -m ml backtest --feature-groups`: would behaviour the features leave out earn its place?
 
 A feature group joins `user_features` only when the backtest supports it. This trial computes candidate
-groups from the clean events (`int_events_checked`, read-only), for each as-of date of the backtest's
-out-of-time split from events strictly before that date, and refits XGBoost and the logistic model with the
-current features plus each group (and all of them), on the same rows, for both tasks. Each line gives the test
-ROC AUC with the group, its change against the current features with a paired 95% bootstrap interval (the same
-resampled test users for both models), `supported` when its lower end is at least MIN_AUC_GAIN, and on a simulated shop
-the oracle's AUC on the same rows (the gap a group could close). Nothing is registered; the run is logged to
-`shop_backtests`.
+groups from the clean events (`int_events_checked` and `int_user_category_days`, read-only), for each as-of date
+of the backtest's out-of-time split from events strictly before that date, and refits XGBoost and the logistic
+model with the current features plus each group (and all of them), on the same rows, for both tasks. Each line
+gives the test ROC AUC with the group, its change against the current features with a paired 95% bootstrap
+interval (the same resampled test users for both models), `supported` when its lower end is at least
+MIN_AUC_GAIN, and on a simulated shop the oracle's AUC on the same rows (the gap a group could close). Nothing is
+registered; the run is logged to `shop_backtests`.
 
 The groups, each over the days before the as-of date:
 - `dwell_time`: mean session length in seconds (first to last event of a session, split at midnight) and
@@ -68,10 +68,6 @@ def candidate_features(con: duckdb.DuckDBPyConnection, dates: list[date]) -> pd.
                    dayofweek(activity_date) in (0, 6) as is_weekend
             from events group by user_id, activity_date
         ),
-        category_views as (
-            select user_id, activity_date, category, count(*) as views
-            from events where event_type = 'view' and category is not null group by all
-        ),
         dwell as (
             select d.as_of_date, s.user_id, avg(s.seconds) as avg_session_seconds_30d,
                    avg(s.events) as avg_events_per_session_30d
@@ -88,11 +84,13 @@ def candidate_features(con: duckdb.DuckDBPyConnection, dates: list[date]) -> pd.
               on a.activity_date < d.as_of_date and a.activity_date >= d.as_of_date - 90
             group by all
         ),
+        -- The views per user, day and category the recommendations already keep (clean events, own-day).
         per_category as (
-            select d.as_of_date, c.user_id, c.category, sum(c.views) as views
-            from dates d join category_views c
+            select d.as_of_date, c.user_id, c.category, sum(c.count_views) as views
+            from dates d join int_user_category_days c
               on c.activity_date < d.as_of_date and c.activity_date >= d.as_of_date - 90
             group by all
+            having sum(c.count_views) > 0
         ),
         affinity as (
             select as_of_date, user_id,
@@ -137,13 +135,14 @@ def feature_trial(as_of: date | None = None) -> list[dict[str, Any]]:
         oracle = _oracle_auc(task, parts["test"], y["test"], split.test_date)
         resamples = np.random.default_rng(settings().seed).integers(0, len(y["test"]), (BOOTSTRAP, len(y["test"])))
         for flavour in TRIAL_FLAVOURS:
-            current = None
+            current = current_auc = None
             for name, extra in sets.items():
                 x = {part: model_inputs(frame, [*columns, *extra]) for part, frame in parts.items()}
                 pipeline, _ = fit_flavour(flavour, x, y, settings().seed)
                 proba = pipeline.predict_proba(x["test"])[:, 1]
-                current = proba if current is None else current
                 auc = float(roc_auc_score(y["test"], proba))
+                if current is None:  # the first set is the current features
+                    current, current_auc = proba, auc
                 low, high = _paired_interval(y["test"], proba, current, resamples)
                 lines.append(
                     {
@@ -153,7 +152,7 @@ def feature_trial(as_of: date | None = None) -> list[dict[str, Any]]:
                         "as_of_date": str(split.test_date),
                         "n_users": int(len(y["test"])),
                         "roc_auc": round(auc, 4),
-                        "change": round(auc - float(roc_auc_score(y["test"], current)), 4),
+                        "change": round(auc - current_auc, 4),
                         "change_low": round(low, 4),
                         "change_high": round(high, 4),
                         "supported": name != "current" and low >= MIN_AUC_GAIN,
@@ -184,12 +183,13 @@ def _oracle_auc(task: str, test: pd.DataFrame, y: np.ndarray, as_of: date) -> fl
     """The simulator's own probabilities' AUC on the test rows, or None on a shop without truth."""
     from sklearn.metrics import roc_auc_score
 
-    truth_file = settings().truth_dir / "probabilities" / f"as_of_date={as_of}" / "part-0.parquet"
-    if not truth_file.exists():
+    from ml.propensity.datasets import TASKS, truth_file
+
+    path = truth_file(as_of)
+    if not path.exists():
         return None
-    truth = pd.read_parquet(truth_file).set_index("user_id")
-    column = "p_purchase_30d" if task == "purchase_30d" else "p_no_visit_30d"
-    return float(roc_auc_score(y, truth.loc[test["user_id"], column].to_numpy()))
+    truth = pd.read_parquet(path).set_index("user_id")
+    return float(roc_auc_score(y, truth.loc[test["user_id"], TASKS[task]["oracle_column"]].to_numpy()))
 
 
 def _log_run(lines: list[dict[str, Any]], split) -> None:

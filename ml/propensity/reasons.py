@@ -74,7 +74,7 @@ def contributions(
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-15, 1 - 1e-15)  # as model_margin clips: a pure leaf gives 0 or 1
+    p = np.clip(p, 1e-15, 1 - 1e-15)  # a pure forest leaf gives 0 or 1
     return np.log(p / (1 - p))
 
 
@@ -164,8 +164,7 @@ def network_contributions(network, x: np.ndarray, steps: int = 64) -> tuple[np.n
 
 def model_margin(pipeline: Pipeline, inputs: pd.DataFrame) -> np.ndarray:
     """The model's own log-odds for each row (what contributions plus the base value must add up to)."""
-    proba = np.clip(pipeline.predict_proba(inputs)[:, 1], 1e-15, 1 - 1e-15)
-    return np.log(proba / (1 - proba))
+    return _logit(pipeline.predict_proba(inputs)[:, 1])
 
 
 def _missing(value: object) -> bool:

@@ -17,12 +17,11 @@ from ml.errors import ModelError
 
 def evaluate_against_truth(as_of: date | None = None) -> list[dict[str, object]]:
     """One dict per registered model: the champion's AUC next to the simulator's oracle AUC."""
-    from ml.propensity.datasets import TASKS, load_labelled, model_inputs
+    from ml.propensity.datasets import TASKS, load_labelled, model_inputs, truth_file
     from ml.registry.aliases import MODEL_NAMES, load_champion
     from ml.warehouse.read import connect_read_only, matured_dates
 
-    cfg = settings()
-    truth_dir = cfg.truth_dir / "probabilities"
+    truth_dir = settings().truth_dir / "probabilities"
     if not truth_dir.exists():
         raise ModelError(
             f"no ground truth at {truth_dir}: --against-truth only works on a shop made by `python -m ml simulate`; "
@@ -36,18 +35,17 @@ def evaluate_against_truth(as_of: date | None = None) -> list[dict[str, object]]
         if as_of not in available:
             raise ModelError(f"--as-of {as_of} has no matured labels (matured: {available[0]}..{available[-1]})")
         frames = {task: load_labelled(con, task, [as_of]) for task in TASKS}
-    truth_file = truth_dir / f"as_of_date={as_of}" / "part-0.parquet"
-    if not truth_file.exists():
-        raise ModelError(f"{truth_file}: no truth for {as_of}; the simulated shop does not cover that date")
-    truth = pd.read_parquet(truth_file).set_index("user_id")
+    path = truth_file(as_of)
+    if not path.exists():
+        raise ModelError(f"{path}: no truth for {as_of}; the simulated shop does not cover that date")
+    truth = pd.read_parquet(path).set_index("user_id")
     lines = []
     for task, model_name in MODEL_NAMES.items():
         frame = frames[task]
         model, version = load_champion(model_name)
         inputs = model_inputs(frame, [c.name for c in model.metadata.get_input_schema().inputs])
         proba = np.asarray(model.predict(inputs))[:, 1]
-        oracle_column = "p_purchase_30d" if task == "purchase_30d" else "p_no_visit_30d"
-        oracle = truth.loc[frame["user_id"], oracle_column].to_numpy()
+        oracle = truth.loc[frame["user_id"], TASKS[task]["oracle_column"]].to_numpy()
         y = frame["label"].to_numpy(dtype=int)
         # The population the models scored before every known customer was: active in the last 180 days.
         recent = frame["days_since_last_activity"].le(180).fillna(False).to_numpy(dtype=bool)
