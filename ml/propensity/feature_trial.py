@@ -2,8 +2,9 @@
 
 A feature group joins `user_features` only when the backtest supports it. This trial computes candidate
 groups from the clean events (`int_events_checked` and `int_user_category_days`, read-only), for each as-of date
-of the backtest's out-of-time split from events strictly before that date, and refits XGBoost and the logistic
-model with the current features plus each group (and all of them), on the same rows, for both tasks. Each line
+of the backtest's out-of-time split from events strictly before that date, and refits each model family the
+pipeline trains (SHOP_MODEL_FLAVOURS) with the current features plus each group (and all of them), on the same
+rows, for both tasks. Each line
 gives the test ROC AUC with the group, its change against the current features with a paired 95% bootstrap
 interval (the same resampled test users for both models), `supported` when its lower end is at least
 MIN_AUC_GAIN, and on a simulated shop the oracle's AUC on the same rows (the gap a group could close). Nothing is
@@ -34,7 +35,6 @@ GROUPS = {
     "time_habits": ["evening_event_share_90d", "night_event_share_90d", "weekend_day_share_90d"],
     "category_affinity": ["top_category_view_share_90d", "category_view_entropy_90d"],
 }
-TRIAL_FLAVOURS = ("xgboost", "logistic")
 BOOTSTRAP = 200  # resamples of the test users for each change's interval
 # A group is worth a column only if its gain is at least this much ROC AUC with 95% confidence: a logistic model's
 # paired interval can be a few ten-thousandths wide, and a gain that small moves no targeting decision.
@@ -134,7 +134,7 @@ def feature_trial(as_of: date | None = None) -> list[dict[str, Any]]:
         y = {part: frame["label"].to_numpy(dtype=int) for part, frame in parts.items()}
         oracle = _oracle_auc(task, parts["test"], y["test"], split.test_date)
         resamples = np.random.default_rng(settings().seed).integers(0, len(y["test"]), (BOOTSTRAP, len(y["test"])))
-        for flavour in TRIAL_FLAVOURS:
+        for flavour in settings().model_flavours:
             current = current_auc = None
             for name, extra in sets.items():
                 x = {part: model_inputs(frame, [*columns, *extra]) for part, frame in parts.items()}
