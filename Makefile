@@ -29,7 +29,7 @@ AIRFLOW_PORT ?= 8080
 DBT_DOCS_PORT ?= 8081
 LAST_DAYS ?= 3
 
-.PHONY: help setup run test test-faults test-deploy lint format bench bench-drift airflow airflow-init mlflow dbt-docs dbt-parse clean
+.PHONY: help setup setup-spark run test test-faults test-deploy test-spark lint format bench bench-drift airflow airflow-init mlflow dbt-docs dbt-parse clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -73,6 +73,22 @@ run: airflow-init ## Simulate the default shop, build history, run the DAG for t
 TEST_WORKERS ?= 2
 test: setup ## Run the test suite (real dbt, DuckDB, MLflow and Airflow runs on small shops, own Airflow home)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
+
+# The Spark engine's environment is its own (.venv-spark): `make setup` syncs .venv exactly, which would remove the
+# spark group's packages from it each time.
+SPARK_VENV := $(ROOT)/.venv-spark
+$(SPARK_VENV)/.synced: pyproject.toml uv.lock Makefile | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(SPARK_VENV) $(UV) sync --locked --compile-bytecode --group spark --python $(PYTHON)
+	@touch $@
+
+setup-spark: $(SPARK_VENV)/.synced ## The Spark engine (SHOP_ENGINE=spark): pyspark and dbt-spark in .venv-spark; checks Java 17+
+	@version=$$(java -version 2>&1 | awk -F'"' '/version/ {print $$2}' | cut -d. -f1); \
+	if [ -z "$$version" ] || [ "$$version" -lt 17 ]; then \
+		echo "Spark needs Java 17 or newer (found: $${version:-no java}). Debian/Ubuntu: apt-get install openjdk-17-jre-headless;" \
+			"elsewhere a JDK 17+ from your package manager, with JAVA_HOME set or java on PATH"; exit 1; fi
+
+test-spark: setup-spark ## The same dbt project on Spark local mode and on DuckDB, compared row for row (docs/spark.md)
+	$(SPARK_VENV)/bin/python -m pytest -m spark tests/spark --durations=5
 
 test-faults: setup ## SIGKILL ingest, publish, history, land-day, a dbt build, score and targeting at 34 seeded points; each rerun must equal an uninterrupted run
 	$(PY) -m pytest -m faults tests/faults

@@ -14,6 +14,8 @@ from ml.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Where a DAG run gets its day (SHOP_SOURCE): the shop's export in the inbox, or the simulated demo shop.
 SOURCES = ("inbox", "simulate")
+# The engine dbt builds the warehouse on (SHOP_ENGINE): DuckDB (one file, the default) or Spark (docs/spark.md).
+ENGINES = ("duckdb", "spark")
 # How the DAG runs dbt (SHOP_DBT_TASKS): one Airflow task per model, or one `dbt build` per group of models.
 DBT_TASKS = ("model", "group")
 # The model families `ml train` fits, registers and gates for each behaviour model (SHOP_MODEL_FLAVOURS, a subset).
@@ -56,6 +58,9 @@ class Settings:
     privacy_dir: Path
     truth_dir: Path
     dbt_project_dir: Path
+    # SHOP_ENGINE; with spark, dbt's tables live under spark_dir (warehouse/ and the metastore/ catalogue).
+    engine: str
+    spark_dir: Path
     mlflow_tracking_uri: str
     mlflow_artifact_root: Path
     seed: int
@@ -134,6 +139,8 @@ def settings() -> Settings:
         privacy_dir=_path("SHOP_PRIVACY_DIR", data_dir / "privacy"),
         truth_dir=_path("SHOP_TRUTH_DIR", data_dir / "truth"),
         dbt_project_dir=_path("SHOP_DBT_PROJECT_DIR", PROJECT_ROOT / "dbt_project"),
+        engine=_choice_env("SHOP_ENGINE", "duckdb", ENGINES),
+        spark_dir=_path("SHOP_SPARK_DIR", data_dir / "spark"),
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}"),
         mlflow_artifact_root=_path("SHOP_MLFLOW_ARTIFACT_ROOT", mlflow_dir / "artifacts"),
         seed=_int_env("SHOP_SEED", 42),

@@ -32,7 +32,7 @@ rec_feedback as (
         sum(
             (days.count_views + 3 * days.count_carts + 10 * days.count_purchases)
             * power(0.5, (users.as_of_date - days.activity_date - 1) / {{ half_life_days }}.0)
-        ) as feedback,
+        ) as feedback
     from {{ users }} as users
     inner join {{ ref('int_user_category_days') }} as days
         on days.user_id = users.user_id
@@ -55,7 +55,7 @@ rec_scored as (
         candidates.as_of_date,
         candidates.category,
         sum(candidates.feedback) as feedback,
-        coalesce(any_value(rec_popularity.popularity), 0) as popularity,
+        coalesce(any_value(rec_popularity.popularity), 0) as popularity
     from rec_candidates as candidates
     left join rec_popularity using (as_of_date, category)
     group by 1, 2, 3
@@ -75,7 +75,7 @@ rec_ranked as (
         row_number() over (
             partition by user_id, as_of_date
             order by round(feedback + {{ prior_weight }} * popularity, 9) desc, round(popularity, 9) desc, category
-        ) as recommendation_rank,
+        ) as recommendation_rank
     from rec_scored
 )
 
@@ -93,7 +93,7 @@ select * from rec_ranked where recommendation_rank <= {{ top_n }}
         sum(days.count_purchases) * 1.0 / sum(sum(days.count_purchases)) over (partition by dates.as_of_date)
             as popularity,
         row_number() over (partition by dates.as_of_date order by sum(days.count_purchases) desc, days.category)
-            as popularity_rank,
+            as popularity_rank
     from {{ dates }} as dates
     inner join {{ ref('int_user_category_days') }} as days
         on days.activity_date < dates.as_of_date and days.activity_date >= dates.as_of_date - 30

@@ -7,7 +7,7 @@
     `newest`: the SQL of the newest as-of date retention counts back from. -#}
 {%- macro outside_feature_retention(column, newest) -%}
     {{ column }} < {{ newest }} - {{ int_var('feature_retention_days') }} + 1
-    and isodow({{ column }}) <> 1
+    and {{ iso_weekday(column) }} <> 1
     and {{ column }} not in (select distinct send_date from {{ ref('stg_landing__coupon_sends') }})
 {%- endmacro -%}
 
@@ -15,7 +15,7 @@
 {#- Post-hook of user_features and training_labels: drop the dates retention does not keep. -#}
 {%- macro apply_feature_retention(features) -%}
     {%- if int_var('feature_retention_days') -%}
-        delete from {{ this }} where {{ outside_feature_retention('as_of_date', '(select max(as_of_date) from ' ~ features ~ ')') }}
+        {{ delete_days(this, 'as_of_date', outside_feature_retention('as_of_date', '(select max(as_of_date) from ' ~ features ~ ')')) }}
     {%- endif -%}
 {%- endmacro -%}
 

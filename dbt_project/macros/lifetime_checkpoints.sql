@@ -56,8 +56,7 @@
 {%- macro drop_stale_lifetime_checkpoints() -%}
     {%- set checkpoints = lifetime_checkpoints() -%}
     {%- if checkpoints -%}
-        delete from {{ checkpoints }}
-        {%- if is_incremental() and reprocess_from() %} where as_of_date > {{ reprocess_from() }}{% endif %}
+        {{ delete_days(checkpoints, 'as_of_date', 'as_of_date > ' ~ reprocess_from() if is_incremental() and reprocess_from() else 'true') }}
     {%- endif -%}
 {%- endmacro -%}
 
@@ -65,5 +64,5 @@
 {#- Post-hook of int_user_lifetime_as_of: keep the run's checkpoint and as-of dates, drop the older ones (a rerun
     before the checkpoint reads the history once instead). -#}
 {%- macro keep_lifetime_checkpoint_only() -%}
-    delete from {{ this }} where as_of_date < {{ reprocess_from() if date_var('as_of_start') else '(select max(as_of_date) from ' ~ ref('int_as_of_dates') ~ ')' }}
+    {{ delete_days(this, 'as_of_date', 'as_of_date < ' ~ (reprocess_from() if date_var('as_of_start') else '(select max(as_of_date) from ' ~ ref('int_as_of_dates') ~ ')')) }}
 {%- endmacro -%}

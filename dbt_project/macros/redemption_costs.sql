@@ -4,18 +4,20 @@
 {%- macro redemption_costs(reach_days) -%}
     select
         orders.*,
-        -- Money as exact cents: a float sum depends on summation order, and a rerun must give identical rows.
+        -- Money as exact cents: a float sum depends on summation order, and a rerun must give identical rows. The
+        -- percentage is applied in decimals too (x 0.01, not / 100, which DuckDB does in floats), so a half cent
+        -- rounds up on every engine.
         cast(round(case catalogue.discount_type
-            when 'percent' then orders.order_value * catalogue.discount_value / 100
-            else catalogue.discount_value
-        end, 2) as decimal(18, 2)) as discount_paid,
+            when 'percent' then orders.order_value * cast(catalogue.discount_value as decimal(9, 4)) * 0.01
+            else cast(catalogue.discount_value as decimal(18, 2))
+        end, 2) as decimal(18, 2)) as discount_paid
     from (
         select
             events.user_id,
             cast(events.event_at as date) as order_date,
             events.coupon_code,
             coalesce(events.order_id, events.event_id) as order_key,
-            sum(cast(events.unit_price * events.quantity as decimal(18, 2))) as order_value,
+            sum(cast(events.unit_price * events.quantity as decimal(18, 2))) as order_value
         from {{ ref('int_events_checked') }} as events
         where events.quarantine_reason is null
           and events.event_type = 'purchase'

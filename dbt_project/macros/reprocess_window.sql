@@ -50,6 +50,6 @@
 {#- Pre-hook of the models incremental by day: empty the days being rebuilt, in the build's transaction. -#}
 {%- macro delete_reprocessed(column, days_before=0) -%}
     {%- if is_incremental() -%}
-        delete from {{ this }} where {{ in_reprocess_window(column, days_before) }}
+        {{ delete_days(this, column, in_reprocess_window(column, days_before)) }}
     {%- endif -%}
 {%- endmacro -%}

@@ -20,29 +20,29 @@ built as (
     select min(as_of_date) as as_of_date from {{ ref('int_as_of_dates') }}
 ),
 
--- The newest checkpoint before T ('-infinity' without one: every event is read).
+-- The newest checkpoint before T (1900-01-01 without one: every event is read).
 newest_checkpoint as (
     select
         built.as_of_date,
         coalesce(
             (select max(as_of_date) from {{ ref('int_user_lifetime_as_of') }} where as_of_date < built.as_of_date),
-            '-infinity'::date
-        ) as checkpoint_date,
+            date '1900-01-01'
+        ) as checkpoint_date
     from built
 ),
 
 checkpoint as (
-    select *, least(as_of_date - {{ window_days }}, checkpoint_date) as read_from,
+    select *, least(as_of_date - {{ window_days }}, checkpoint_date) as read_from
     from newest_checkpoint
 ),
 
 sample as (
     select
         checkpoint.*,
-        greatest(1, (
+        greatest(1, cast(floor((
             select count(*) from {{ ref('int_events_checked') }}
             where event_date >= checkpoint.read_from and event_date < checkpoint.as_of_date
-        ) // 2000000) as buckets,
+        ) / 2000000) as bigint)) as buckets
     from checkpoint
 ),
 
@@ -94,14 +94,14 @@ recounted as (
             where event_type = 'purchase' and event_at >= oldest.checkpoint_date) as orders_lifetime,
         coalesce(any_value(at_checkpoint.lifetime_purchase_days), 0) + count(distinct cast(event_at as date)) filter (
             where event_type = 'purchase' and event_at >= oldest.checkpoint_date) as purchase_days_lifetime,
-        oldest.as_of_date - greatest(
+        {{ days_between('greatest(
             any_value(at_checkpoint.last_purchase_date),
-            max(cast(event_at as date)) filter (where event_type = 'purchase' and event_at >= oldest.checkpoint_date)
-        ) as purchase_recency,
-        oldest.as_of_date - greatest(
+            max(cast(event_at as date)) filter (where event_type = \'purchase\' and event_at >= oldest.checkpoint_date)
+        )', 'oldest.as_of_date') }} as purchase_recency,
+        {{ days_between('greatest(
             any_value(at_checkpoint.activity_date),
             max(cast(event_at as date)) filter (where event_at >= oldest.checkpoint_date)
-        ) as activity_recency,
+        )', 'oldest.as_of_date') }} as activity_recency
     from oldest
     left join at_checkpoint using (user_id)
     left join clean_events

@@ -7,7 +7,7 @@ periods as (
     select
         user_id,
         is_holdout,
-        (as_of_date - date '2000-01-03') // {{ var('holdout_days') }} as holdout_period,
+        cast(floor({{ days_between("date '2000-01-03'", 'as_of_date') }} / {{ var('holdout_days') }}) as bigint) as holdout_period
     from {{ ref('coupon_targets') }}
 )
 

@@ -31,6 +31,20 @@ DAY_VARS = ("as_of_start", "as_of_end", "reprocess_from", "reprocess_to", "histo
 DAY_VARS_ENV = "SHOP_DBT_DAY_VARS"
 # Named on every call (dbt_env), as Cosmos names them for the DAG's tasks: dbt reparses the project when they change.
 DBT_PROFILE, DBT_TARGET = "shop_warehouse", "local"
+# The profile's target for each SHOP_ENGINE (dbt_project/profiles.yml).
+ENGINE_TARGETS = {"duckdb": DBT_TARGET, "spark": "spark"}
+# The sources a build may find without files (macros/optional_sources.sql: source_files), each with its files. Spark
+# SQL cannot list files: dbt learns which have some from SHOP_DBT_SOURCES_WITH_FILES (DuckDB globs them itself).
+OPTIONAL_SOURCES = {
+    "landing.users": lambda cfg: cfg.landing_dir.glob("users/*.parquet"),
+    "landing.products": lambda cfg: cfg.landing_dir.glob("products/*.parquet"),
+    "landing.coupon_sends": lambda cfg: cfg.landing_dir.glob("coupon_sends/*/*.parquet"),
+    "ml.score_reasons": lambda cfg: cfg.reasons_dir.glob("*/*.parquet"),
+    "ml.model_monitoring": lambda cfg: cfg.monitoring_dir.glob("*/*.parquet"),
+    "ml.clusters": lambda cfg: cfg.clusters_dir.glob("*/*.parquet"),
+    "ml.cluster_profiles": lambda cfg: cfg.cluster_profiles_dir.glob("*/*.parquet"),
+    "ml.segment_forecasts": lambda cfg: cfg.forecasts_dir.glob("*/*.parquet"),
+}
 
 
 def dbt_env(
@@ -64,7 +78,9 @@ def dbt_env(
             # dbt's partial-parse check hashes the profile and target named on the command line (or here) with
             # the vars: named the same way as the DAG's Cosmos tasks name them, every call reuses one parse.
             "DBT_PROFILE": DBT_PROFILE,
-            "DBT_TARGET": DBT_TARGET,
+            "DBT_TARGET": ENGINE_TARGETS[cfg.engine],
+            "SHOP_SPARK_WAREHOUSE_DIR": str(cfg.spark_dir / "warehouse"),
+            "SHOP_SPARK_METASTORE_DIR": str(cfg.spark_dir / "metastore"),
             "DBT_PROJECT_DIR": str(cfg.dbt_project_dir),
             "DO_NOT_TRACK": "1",
             "DBT_USE_COLORS": "false",
@@ -77,6 +93,9 @@ def dbt_env(
             "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "SHOP_DBT_KEEP_OPEN": str(keep_open).lower(),
+            "SHOP_DBT_SOURCES_WITH_FILES": ",".join(
+                name for name, files in OPTIONAL_SOURCES.items() if cfg.engine == "spark" and next(files(cfg), None)
+            ),
             DAY_VARS_ENV: json.dumps({k: str(v) for k, v in (dbt_vars or {}).items() if k in DAY_VARS}, sort_keys=True),
         }
     )

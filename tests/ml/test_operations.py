@@ -50,6 +50,36 @@ def test_the_source_setting_defaults_to_the_inbox_and_refuses_anything_else(monk
         settings()
 
 
+def test_the_engine_setting_picks_the_dbt_target_and_refuses_an_unknown_engine(monkeypatch, tmp_path):
+    import re
+
+    from ml.warehouse.dbt_runner import OPTIONAL_SOURCES, dbt_env
+
+    monkeypatch.setenv("SHOP_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SHOP_ENGINE", raising=False)
+    assert settings().engine == "duckdb" and dbt_env()["DBT_TARGET"] == "local"
+    (tmp_path / "landing" / "users").mkdir(parents=True)
+    (tmp_path / "landing" / "users" / "users.parquet").write_bytes(b"")
+    monkeypatch.setenv("SHOP_ENGINE", "spark")
+    env = dbt_env()
+    assert env["DBT_TARGET"] == "spark"
+    assert env["SHOP_SPARK_WAREHOUSE_DIR"] == str(tmp_path / "spark" / "warehouse")
+    # Spark SQL cannot list files: dbt is told which optional sources have some.
+    assert env["SHOP_DBT_SOURCES_WITH_FILES"] == "landing.users"
+    # The same optional sources as the macro that reads them on DuckDB.
+    macro = (settings().dbt_project_dir / "macros" / "optional_sources.sql").read_text()
+    patterns = macro[macro.index("set patterns") : macro.index("} -%}")]
+    in_macro = {
+        f"{source}.{table}"
+        for source, block in re.findall(r"'(\w+)': \{(.*?)\}", patterns, flags=re.S)
+        for table in re.findall(r"'(\w+)':", block)
+    }
+    assert in_macro == set(OPTIONAL_SOURCES)
+    monkeypatch.setenv("SHOP_ENGINE", "oracle")
+    with pytest.raises(ConfigError, match="SHOP_ENGINE must be one of duckdb, spark, got 'oracle'"):
+        settings()
+
+
 def test_the_late_event_days_setting_refuses_a_negative_or_non_number(monkeypatch):
     monkeypatch.setenv("SHOP_LATE_EVENT_DAYS", "0")
     assert settings().late_event_days == 0  # only the business day itself is re-processed

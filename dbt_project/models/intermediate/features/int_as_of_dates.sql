@@ -7,8 +7,7 @@ with
 
 {% if as_of_start %}
 dates as (
-    select cast(range as date) as as_of_date
-    from range(date '{{ as_of_start }}', date '{{ as_of_end }}' + interval 1 day, interval 1 day)
+    {{ every_day(as_of_start, as_of_end, 'as_of_date') }}
 )
 {% else %}
 dates as (

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('event_date'),
         incremental_strategy='append',
         pre_hook="{{ delete_reprocessed('event_date') }}",
     )
@@ -29,7 +30,7 @@ seen_before as (
       and earlier.event_date < {{ reprocess_from() }}
     group by 1
     {%- else -%}
-    select cast(null as varchar) as event_id, cast(null as date) as event_date where false
+    select cast(null as string) as event_id, cast(null as date) as event_date where false
     {%- endif %}
 ),
 
@@ -48,7 +49,7 @@ user_table as (
 
 numbered as (
     select
-        events.* exclude (category),
+        events.* except (category),
         coalesce(events.category, products.category) as category,
         users.user_id is not null or not user_table.is_landed as is_known_user,
         -- The previous occurrence: an earlier row of this run (ordered by day, file and time) or an earlier day's.
@@ -57,7 +58,7 @@ numbered as (
                 partition by events.event_id order by events.event_date, events.source_file, events.event_at
             ),
             seen_before.event_date
-        ) >= events.event_date - {{ var('duplicate_window_days') }} as is_duplicate,
+        ) >= events.event_date - {{ var('duplicate_window_days') }} as is_duplicate
     from events
     cross join user_table
     left join seen_before on events.event_id = seen_before.event_id
@@ -67,7 +68,7 @@ numbered as (
 
 checked as (
     select
-        * exclude (is_known_user, is_duplicate),
+        * except (is_known_user, is_duplicate),
         case
             when parse_errors is not null then 'unparseable value: ' || parse_errors
             when user_id is null then 'missing user_id'
@@ -80,7 +81,7 @@ checked as (
             when cast(event_at as date) <> event_date then 'timestamp outside the partition day'
             when is_duplicate then 'duplicate event_id'
             when not is_known_user then 'unknown user'
-        end as quarantine_reason,
+        end as quarantine_reason
     from numbered
 )
 

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('activity_date'),
         incremental_strategy='append',
         pre_hook="{{ delete_reprocessed('activity_date') }}",
     )
@@ -20,7 +21,7 @@ keyed as (
     select
         *,
         cast(event_at as date) as activity_date,
-        coalesce(session_id, 'order:' || order_id, 'event:' || event_id) as session_key,
+        coalesce(session_id, 'order:' || order_id, 'event:' || event_id) as session_key
     from events
 ),
 
@@ -41,7 +42,7 @@ sessions as (
             where event_type = 'purchase' and coupon_code is not null
         ) as count_coupon_orders,
         -- Sorted: a list's order would otherwise depend on how the rows were scanned, and a rerun must match.
-        list_sort(list_distinct(list(category) filter (where category is not null))) as categories,
+        array_sort(array_distinct(array_agg(category) filter (where category is not null))) as categories
     from keyed
     group by 1, 2, 3
 ),
@@ -50,7 +51,7 @@ flagged as (
     select
         *,
         count_carts > 0 as has_cart,
-        count_orders > 0 as has_purchase,
+        count_orders > 0 as has_purchase
     from sessions
 )
 

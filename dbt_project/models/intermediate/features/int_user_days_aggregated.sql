@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('activity_date'),
         incremental_strategy='append',
         pre_hook=["{{ delete_reprocessed('activity_date') }}", "{{ drop_stale_lifetime_checkpoints() }}"],
     )
@@ -29,7 +30,7 @@ daily as (
         sum(count_coupon_orders) as count_coupon_orders,
         count(*) filter (where has_cart) as count_cart_sessions,
         count(*) filter (where has_cart and not has_purchase) as count_abandoned_cart_sessions,
-        list_sort(list_distinct(flatten(list(categories)))) as categories,
+        array_sort(array_distinct(flatten(array_agg(categories)))) as categories
     from sessions
     group by 1, 2
 ),
@@ -43,7 +44,7 @@ earlier as (
     select
         user_id,
         {%- for column in lifetime_columns() %}
-        arg_max_null({{ column }}, activity_date) as {{ column }},
+        {{ value_at_newest(column, 'activity_date') }} as {{ column }}{{ ',' if not loop.last }}
         {%- endfor %}
     from ({{ lifetime_rows_before(this, reprocess_from(), lifetime_checkpoints(), checkpoint) }}
     )
@@ -54,12 +55,12 @@ earlier as (
         cast(null as bigint) as user_id,
         {%- for column in ['sessions', 'carts', 'views', 'orders', 'coupon_orders', 'sum_purchase_gap_days',
                            'sum_sq_purchase_gap_days'] %}
-        cast(null as hugeint) as lifetime_{{ column }},
+        cast(null as {{ lifetime_count_type() }}) as lifetime_{{ column }},
         {%- endfor %}
         cast(null as decimal(38, 2)) as lifetime_revenue,
         cast(null as bigint) as lifetime_purchase_days,
         {%- for column in ['first_activity', 'first_purchase', 'last_view', 'last_cart', 'last_purchase'] %}
-        cast(null as date) as {{ column }}_date,
+        cast(null as date) as {{ column }}_date{{ ',' if not loop.last }}
         {%- endfor %}
     where false
     {%- endif %}
@@ -81,7 +82,7 @@ with_earlier as (
         earlier.first_purchase_date as earlier_first_purchase_date,
         earlier.last_view_date as earlier_last_view_date,
         earlier.last_cart_date as earlier_last_cart_date,
-        earlier.last_purchase_date as earlier_last_purchase_date,
+        earlier.last_purchase_date as earlier_last_purchase_date
     from daily
     left join earlier using (user_id)
 ),
@@ -90,36 +91,36 @@ with_earlier as (
 with_purchase_gap as (
     select
         *,
-        case when count_orders > 0 then activity_date - coalesce(
+        case when count_orders > 0 then {{ days_between('coalesce(
             max(case when count_orders > 0 then activity_date end) over (
                 partition by user_id order by activity_date rows between unbounded preceding and 1 preceding
             ),
             earlier_last_purchase_date
-        ) end as purchase_gap_days,
+        )', 'activity_date') }} end as purchase_gap_days
     from with_earlier
 ),
 
 -- Earlier totals plus the running sums; a sum over no values stays null, as in a full build.
 with_lifetime as (
     select
-        * exclude (
+        * except (
             earlier_sessions, earlier_carts, earlier_views, earlier_orders, earlier_revenue, earlier_coupon_orders,
             earlier_purchase_days, earlier_sum_gap, earlier_sum_sq_gap, earlier_first_activity_date,
             earlier_first_purchase_date, earlier_last_view_date, earlier_last_cart_date, earlier_last_purchase_date
         ),
-        cast(coalesce(earlier_sessions, 0) + sum(count_sessions) over lifetime as hugeint) as lifetime_sessions,
-        cast(coalesce(earlier_carts, 0) + sum(count_carts) over lifetime as hugeint) as lifetime_carts,
-        cast(coalesce(earlier_views, 0) + sum(count_views) over lifetime as hugeint) as lifetime_views,
-        cast(coalesce(earlier_orders, 0) + sum(count_orders) over lifetime as hugeint) as lifetime_orders,
+        cast(coalesce(earlier_sessions, 0) + sum(count_sessions) over lifetime as {{ lifetime_count_type() }}) as lifetime_sessions,
+        cast(coalesce(earlier_carts, 0) + sum(count_carts) over lifetime as {{ lifetime_count_type() }}) as lifetime_carts,
+        cast(coalesce(earlier_views, 0) + sum(count_views) over lifetime as {{ lifetime_count_type() }}) as lifetime_views,
+        cast(coalesce(earlier_orders, 0) + sum(count_orders) over lifetime as {{ lifetime_count_type() }}) as lifetime_orders,
         cast(coalesce(earlier_revenue, 0) + sum(sum_revenue) over lifetime as decimal(38, 2)) as lifetime_revenue,
-        cast(coalesce(earlier_coupon_orders, 0) + sum(count_coupon_orders) over lifetime as hugeint)
+        cast(coalesce(earlier_coupon_orders, 0) + sum(count_coupon_orders) over lifetime as {{ lifetime_count_type() }})
             as lifetime_coupon_orders,
-        cast(coalesce(earlier_purchase_days, 0) + count(*) filter (where count_orders > 0) over lifetime as bigint)
+        cast(coalesce(earlier_purchase_days, 0) + sum(case when count_orders > 0 then 1 else 0 end) over lifetime as bigint)
             as lifetime_purchase_days,
         cast(coalesce(earlier_sum_gap + sum(purchase_gap_days) over lifetime, earlier_sum_gap,
-            sum(purchase_gap_days) over lifetime) as hugeint) as lifetime_sum_purchase_gap_days,
+            sum(purchase_gap_days) over lifetime) as {{ lifetime_count_type() }}) as lifetime_sum_purchase_gap_days,
         cast(coalesce(earlier_sum_sq_gap + sum(purchase_gap_days * purchase_gap_days) over lifetime, earlier_sum_sq_gap,
-            sum(purchase_gap_days * purchase_gap_days) over lifetime) as hugeint) as lifetime_sum_sq_purchase_gap_days,
+            sum(purchase_gap_days * purchase_gap_days) over lifetime) as {{ lifetime_count_type() }}) as lifetime_sum_sq_purchase_gap_days,
         coalesce(earlier_first_activity_date, min(activity_date) over lifetime) as first_activity_date,
         coalesce(earlier_first_purchase_date, min(case when count_orders > 0 then activity_date end) over lifetime)
             as first_purchase_date,
@@ -128,7 +129,7 @@ with_lifetime as (
         coalesce(max(case when count_carts > 0 then activity_date end) over lifetime, earlier_last_cart_date)
             as last_cart_date,
         coalesce(max(case when count_orders > 0 then activity_date end) over lifetime, earlier_last_purchase_date)
-            as last_purchase_date,
+            as last_purchase_date
     from with_purchase_gap
     window lifetime as (partition by user_id order by activity_date rows between unbounded preceding and current row)
 )

@@ -1,8 +1,9 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('as_of_date'),
         unique_key='as_of_date',
-        incremental_strategy='delete+insert',
+        incremental_strategy=replace_days_strategy(),
         post_hook="{{ keep_lifetime_checkpoint_only() }}",
     )
 }}
@@ -38,14 +39,4 @@ user_dates as (
 )
 
 -- The newest candidate strictly before each date; users with none before it get no row.
-select
-    user_dates.as_of_date,
-    user_dates.user_id,
-    candidates.activity_date,
-    {%- for column in lifetime_columns %}
-    candidates.{{ column }},
-    {%- endfor %}
-from user_dates
-asof join candidates
-    on user_dates.user_id = candidates.user_id
-    and user_dates.as_of_date > candidates.activity_date
+{{ newest_row_before('user_dates', 'as_of_date', 'candidates', 'activity_date', 'user_id', ['activity_date'] + lifetime_columns) }}

@@ -4,7 +4,7 @@
 with
 
 landed_users as (
-    select user_id, signup_at, signup_date, country, device, has_marketing_consent, false as is_derived_from_events,
+    select user_id, signup_at, signup_date, country, device, has_marketing_consent, false as is_derived_from_events
     from {{ ref('stg_landing__users') }}
 ),
 
@@ -17,7 +17,7 @@ user_table as (
 first_events as (
     select
         user_id,
-        min(event_at) as signup_at,
+        min(event_at) as signup_at
     from {{ ref('int_events_checked') }}
     where quarantine_reason is null
         and not (select is_landed from user_table)
@@ -32,7 +32,7 @@ derived_users as (
         'unknown' as country,
         'unknown' as device,
         false as has_marketing_consent,
-        true as is_derived_from_events,
+        true as is_derived_from_events
     from first_events
 )
 

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('as_of_date'),
         incremental_strategy='append',
         pre_hook="{{ delete_reprocessed('as_of_date', var('label_horizon_days') - 1) }}",
         on_schema_change='append_new_columns',
@@ -54,7 +55,7 @@ windows as (
         coalesce(sum(user_days.sum_revenue) filter (where user_days.activity_date >= targets.as_of_date), 0)
             as revenue_30d,
         coalesce(sum(user_days.sum_revenue) filter (where user_days.activity_date < targets.as_of_date), 0)
-            as pre_send_revenue,
+            as pre_send_revenue
     from targets
     left join user_days
         on targets.user_id = user_days.user_id
@@ -67,7 +68,7 @@ costs as (
     select
         targets.as_of_date,
         targets.user_id,
-        coalesce(sum(redemption_costs.discount_paid), 0) as coupon_cost_7d,
+        coalesce(sum(redemption_costs.discount_paid), 0) as coupon_cost_7d
     from targets
     left join redemption_costs
         on targets.user_id = redemption_costs.user_id
@@ -88,7 +89,7 @@ outcomes as (
         cast(windows.revenue_7d as double) as revenue_7d,
         cast(windows.orders_30d > 0 as integer) as has_purchase_30d,
         cast(windows.revenue_30d as double) as revenue_30d,
-        cast(costs.coupon_cost_7d as double) as coupon_cost_7d,
+        cast(costs.coupon_cost_7d as double) as coupon_cost_7d
     from targets
     cross join landed
     inner join windows using (as_of_date, user_id)

@@ -6,7 +6,7 @@
 with
 
 profiles as (
-    {{ source_or_empty('ml', 'cluster_profiles', {'as_of_date': 'date', 'cluster_id': 'bigint', 'cluster_label': 'varchar', 'n_users': 'bigint', 'share_of_users': 'double', 'silhouette': 'double', 'mean_days_since_last_activity': 'double', 'mean_count_sessions_90d': 'double', 'mean_count_active_days_90d': 'double', 'mean_count_purchases_90d': 'double', 'mean_sum_revenue_90d': 'double', 'mean_avg_order_value_lifetime': 'double', 'mean_cart_abandonment_rate_90d': 'double', 'mean_remove_to_cart_rate_90d': 'double', 'mean_count_distinct_categories_90d': 'double', 'mean_tenure_days': 'double'}) }}
+    {{ source_or_empty('ml', 'cluster_profiles', {'as_of_date': 'date', 'cluster_id': 'bigint', 'cluster_label': 'string', 'n_users': 'bigint', 'share_of_users': 'double', 'silhouette': 'double', 'mean_days_since_last_activity': 'double', 'mean_count_sessions_90d': 'double', 'mean_count_active_days_90d': 'double', 'mean_count_purchases_90d': 'double', 'mean_sum_revenue_90d': 'double', 'mean_avg_order_value_lifetime': 'double', 'mean_cart_abandonment_rate_90d': 'double', 'mean_remove_to_cart_rate_90d': 'double', 'mean_count_distinct_categories_90d': 'double', 'mean_tenure_days': 'double'}) }}
 ),
 
 lifecycle_counts as (
@@ -29,7 +29,7 @@ lifecycle_mix as (
 select
     cast(profiles.as_of_date as date) as as_of_date,
     cast(profiles.cluster_id as bigint) as cluster_id,
-    cast(profiles.cluster_label as varchar) as cluster_label,
+    cast(profiles.cluster_label as string) as cluster_label,
     cast(profiles.n_users as bigint) as n_users,
     cast(profiles.share_of_users as double) as share_of_users,
     cast(profiles.silhouette as double) as silhouette,
@@ -43,7 +43,7 @@ select
     cast(profiles.mean_remove_to_cart_rate_90d as double) as mean_remove_to_cart_rate_90d,
     cast(profiles.mean_count_distinct_categories_90d as double) as mean_count_distinct_categories_90d,
     cast(profiles.mean_tenure_days as double) as mean_tenure_days,
-    cast(lifecycle_mix.lifecycle_segment as varchar) as main_lifecycle_segment,
+    cast(lifecycle_mix.lifecycle_segment as string) as main_lifecycle_segment,
     cast(lifecycle_mix.share as double) as main_lifecycle_share
 from profiles
 left join lifecycle_mix

@@ -9,14 +9,14 @@ clusters as (
 ),
 
 profiles as (
-    {{ source_or_empty('ml', 'cluster_profiles', {'as_of_date': 'date', 'cluster_id': 'bigint', 'cluster_label': 'varchar'}) }}
+    {{ source_or_empty('ml', 'cluster_profiles', {'as_of_date': 'date', 'cluster_id': 'bigint', 'cluster_label': 'string'}) }}
 )
 
 select
     cast(clusters.as_of_date as date) as as_of_date,
     cast(clusters.user_id as bigint) as user_id,
     cast(clusters.cluster_id as bigint) as cluster_id,
-    cast(profiles.cluster_label as varchar) as cluster_label
+    cast(profiles.cluster_label as string) as cluster_label
 from clusters
 left join profiles
     on cast(profiles.as_of_date as date) = cast(clusters.as_of_date as date)

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('send_date'),
         incremental_strategy='append',
         pre_hook="{{ delete_reprocessed('send_date', var('coupon_window_days') - 1) }}",
     )
@@ -58,7 +59,7 @@ outcomes as (
         matured_sends.is_treatment,
         matured_sends.coupon_code,
         coalesce(sum(user_days.count_orders), 0) > 0 as has_purchase_7d,
-        cast(coalesce(sum(user_days.sum_revenue), 0) as double) as revenue_7d,
+        cast(coalesce(sum(user_days.sum_revenue), 0) as double) as revenue_7d
     from matured_sends
     left join user_days
         on matured_sends.user_id = user_days.user_id
@@ -71,7 +72,7 @@ costs as (
     select
         matured_sends.campaign_id,
         matured_sends.user_id,
-        coalesce(sum(redemption_costs.discount_paid), 0) as coupon_cost_7d,
+        coalesce(sum(redemption_costs.discount_paid), 0) as coupon_cost_7d
     from matured_sends
     left join redemption_costs
         on matured_sends.user_id = redemption_costs.user_id
@@ -82,7 +83,7 @@ costs as (
 ),
 
 outcomes_with_costs as (
-    select outcomes.*, cast(costs.coupon_cost_7d as double) as coupon_cost_7d,
+    select outcomes.*, cast(costs.coupon_cost_7d as double) as coupon_cost_7d
     from outcomes
     inner join costs using (campaign_id, user_id)
 )

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('activity_date'),
         incremental_strategy='append',
         pre_hook="{{ delete_reprocessed('activity_date') }}",
     )

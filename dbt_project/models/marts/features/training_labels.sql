@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('as_of_date'),
         incremental_strategy='append',
         pre_hook="{{ delete_reprocessed('as_of_date', var('label_horizon_days') - 1) }}",
         post_hook="{{ apply_feature_retention(ref('user_features')) }}",
@@ -41,7 +42,7 @@ outcomes as (
         matured.as_of_date,
         coalesce(matured.days_since_last_activity <= 30, false) as is_recently_active,
         count(user_days.activity_date) > 0 as is_active_in_window,
-        coalesce(sum(user_days.count_orders), 0) > 0 as has_purchase_in_window,
+        coalesce(sum(user_days.count_orders), 0) > 0 as has_purchase_in_window
     from matured
     left join user_days
         on matured.user_id = user_days.user_id
@@ -56,7 +57,7 @@ labels as (
         as_of_date,
         is_recently_active,
         cast(has_purchase_in_window as integer) as purchase_30d,
-        case when is_recently_active then cast(not is_active_in_window as integer) end as churn_30d,
+        case when is_recently_active then cast(not is_active_in_window as integer) end as churn_30d
     from outcomes
 )
 

@@ -1,8 +1,9 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('as_of_date'),
         unique_key='as_of_date',
-        incremental_strategy='delete+insert',
+        incremental_strategy=replace_days_strategy(),
         on_schema_change='fail',
         post_hook="{{ apply_feature_retention(this) }}",
     )
@@ -33,7 +34,7 @@ users as (
 user_days as (
     select
         user_id, activity_date, count_sessions, count_views, count_carts, count_orders, sum_revenue,
-        count_cart_sessions, count_abandoned_cart_sessions, count_removes,
+        count_cart_sessions, count_abandoned_cart_sessions, count_removes
     from {{ ref('int_user_days_aggregated') }}
     {{ in_90_days_before_as_of_dates }}
 ),
@@ -51,7 +52,7 @@ user_spine as (
         users.signup_date,
         users.country,
         users.device,
-        users.has_marketing_consent,
+        users.has_marketing_consent
     from users
     cross join as_of_dates
     where users.signup_at < as_of_dates.as_of_date
@@ -72,7 +73,7 @@ windowed_activity as (
         count(activity_date) as count_active_days_90d,
         coalesce(sum(count_cart_sessions), 0) as count_cart_sessions_90d,
         coalesce(sum(count_abandoned_cart_sessions), 0) as count_abandoned_cart_sessions_90d,
-        coalesce(sum(count_removes), 0) as count_removes_90d,
+        coalesce(sum(count_removes), 0) as count_removes_90d
     from user_spine
     left join user_days
         on user_spine.user_id = user_days.user_id
@@ -84,7 +85,7 @@ windowed_activity as (
 -- Distinct categories by counting rows, not by merging lists: lists per user and as-of date held
 -- 5 GB for 200k users x 30 as-of dates.
 user_category_days as (
-    select distinct user_id, activity_date, unnest(categories) as category
+    select distinct user_id, activity_date, {{ explode_list('categories') }} as category
     from {{ ref('int_user_days_aggregated') }}
     {{ in_90_days_before_as_of_dates }}
 ),
@@ -93,7 +94,7 @@ categories_90d as (
     select
         user_spine.user_id,
         user_spine.as_of_date,
-        count(distinct user_category_days.category) as count_distinct_categories_90d,
+        count(distinct user_category_days.category) as count_distinct_categories_90d
     from user_spine
     inner join user_category_days
         on user_spine.user_id = user_category_days.user_id
@@ -120,7 +121,7 @@ lifetime_activity as (
         lifetime.first_purchase_date,
         lifetime.last_view_date,
         lifetime.last_cart_date,
-        lifetime.last_purchase_date,
+        lifetime.last_purchase_date
     from user_spine
     left join {{ ref('int_user_lifetime_as_of') }} as lifetime
         on user_spine.user_id = lifetime.user_id
@@ -133,7 +134,7 @@ coupon_history as (
         user_spine.as_of_date,
         count(treatment_sends.send_date) as count_coupons_received_lifetime,
         count(treatment_sends.send_date) filter (where send_date >= user_spine.as_of_date - 90) as count_coupons_received_90d,
-        max(treatment_sends.send_date) as last_coupon_date,
+        max(treatment_sends.send_date) as last_coupon_date
     from user_spine
     left join treatment_sends
         on user_spine.user_id = treatment_sends.user_id
@@ -148,11 +149,11 @@ features as (
         user_spine.country,
         user_spine.device,
         user_spine.has_marketing_consent,
-        cast(user_spine.as_of_date - user_spine.signup_date as integer) as tenure_days,
-        cast(user_spine.as_of_date - lifetime_activity.last_activity_date as integer) as days_since_last_activity,
-        cast(user_spine.as_of_date - lifetime_activity.last_view_date as integer) as days_since_last_view,
-        cast(user_spine.as_of_date - lifetime_activity.last_cart_date as integer) as days_since_last_cart,
-        cast(user_spine.as_of_date - lifetime_activity.last_purchase_date as integer) as days_since_last_purchase,
+        cast({{ days_between('user_spine.signup_date', 'user_spine.as_of_date') }} as integer) as tenure_days,
+        cast({{ days_between('lifetime_activity.last_activity_date', 'user_spine.as_of_date') }} as integer) as days_since_last_activity,
+        cast({{ days_between('lifetime_activity.last_view_date', 'user_spine.as_of_date') }} as integer) as days_since_last_view,
+        cast({{ days_between('lifetime_activity.last_cart_date', 'user_spine.as_of_date') }} as integer) as days_since_last_cart,
+        cast({{ days_between('lifetime_activity.last_purchase_date', 'user_spine.as_of_date') }} as integer) as days_since_last_purchase,
         {%- for days in [7, 30, 90] %}
         cast(windowed_activity.count_sessions_{{ days }}d as integer) as count_sessions_{{ days }}d,
         cast(windowed_activity.count_views_{{ days }}d as integer) as count_views_{{ days }}d,
@@ -184,19 +185,20 @@ features as (
         cast(lifetime_activity.count_purchases_lifetime as integer) as count_purchases_lifetime,
         cast(lifetime_activity.sum_revenue_lifetime as double) as sum_revenue_lifetime,
         cast(
-            lifetime_activity.sum_revenue_lifetime / nullif(lifetime_activity.count_purchases_lifetime, 0) as double
+            cast(lifetime_activity.sum_revenue_lifetime as double) / nullif(lifetime_activity.count_purchases_lifetime, 0)
+            as double
         ) as avg_order_value_lifetime,
         cast(coupon_history.count_coupons_received_90d as integer) as count_coupons_received_90d,
         cast(coupon_history.count_coupons_received_lifetime as integer) as count_coupons_received_lifetime,
         cast(lifetime_activity.count_coupon_redemptions_lifetime as integer) as count_coupon_redemptions_lifetime,
-        cast(user_spine.as_of_date - coupon_history.last_coupon_date as integer) as days_since_last_coupon,
+        cast({{ days_between('coupon_history.last_coupon_date', 'user_spine.as_of_date') }} as integer) as days_since_last_coupon,
         -- Sparse purchase histories: how often a customer buys, relative to their own rhythm and tenure.
         -- The repeat-purchase statistics (frequency, recency, age) are also the BG/NBD model's inputs.
         cast(coalesce(lifetime_activity.lifetime_purchase_days, 0) as integer) as count_purchase_days_lifetime,
         -- Null for a user who never bought (not yet a customer in the BG/NBD sense).
         cast(nullif(lifetime_activity.lifetime_purchase_days, 0) - 1 as integer) as count_repeat_purchase_days_lifetime,
-        cast(user_spine.as_of_date - lifetime_activity.first_purchase_date as integer) as days_since_first_purchase,
-        cast(lifetime_activity.last_purchase_date - lifetime_activity.first_purchase_date as integer)
+        cast({{ days_between('lifetime_activity.first_purchase_date', 'user_spine.as_of_date') }} as integer) as days_since_first_purchase,
+        cast({{ days_between('lifetime_activity.first_purchase_date', 'lifetime_activity.last_purchase_date') }} as integer)
             as days_between_first_and_last_purchase,
         cast(
             lifetime_activity.lifetime_sum_purchase_gap_days / nullif(lifetime_activity.lifetime_purchase_days - 1, 0)
@@ -209,28 +211,30 @@ features as (
             0
         )) as double) as std_days_between_purchases,
         cast(
-            (user_spine.as_of_date - lifetime_activity.last_purchase_date)
+            {{ days_between('lifetime_activity.last_purchase_date', 'user_spine.as_of_date') }}
             / nullif(lifetime_activity.lifetime_sum_purchase_gap_days
                      / nullif(lifetime_activity.lifetime_purchase_days - 1, 0), 0)
             as double
         ) as purchase_gap_ratio,
         cast(
-            lifetime_activity.count_purchases_lifetime * 30.0 / greatest(user_spine.as_of_date - user_spine.signup_date, 1)
+            cast(lifetime_activity.count_purchases_lifetime as double) * 30 / greatest({{ days_between('user_spine.signup_date', 'user_spine.as_of_date') }}, 1)
             as double
         ) as purchases_per_30d_tenure,
         cast(
-            lifetime_activity.sum_revenue_lifetime * 30.0 / greatest(user_spine.as_of_date - user_spine.signup_date, 1)
+            cast(lifetime_activity.sum_revenue_lifetime as double) * 30 / greatest({{ days_between('user_spine.signup_date', 'user_spine.as_of_date') }}, 1)
             as double
         ) as revenue_per_30d_tenure,
         -- Trend: the last week's daily session rate against the last quarter's (1 = steady, >1 = rising).
         cast(
-            (windowed_activity.count_sessions_7d / 7.0) / nullif(windowed_activity.count_sessions_90d / 90.0, 0)
+            (cast(windowed_activity.count_sessions_7d as double) / 7)
+            / nullif(cast(windowed_activity.count_sessions_90d as double) / 90, 0)
             as double
         ) as trend_sessions_7d_vs_90d,
         cast(
-            (windowed_activity.sum_revenue_30d / 30.0) / nullif(windowed_activity.sum_revenue_90d / 90.0, 0)
+            (cast(windowed_activity.sum_revenue_30d as double) / 30)
+            / nullif(cast(windowed_activity.sum_revenue_90d as double) / 90, 0)
             as double
-        ) as trend_revenue_30d_vs_90d,
+        ) as trend_revenue_30d_vs_90d
     from user_spine
     inner join windowed_activity using (user_id, as_of_date)
     inner join lifetime_activity using (user_id, as_of_date)

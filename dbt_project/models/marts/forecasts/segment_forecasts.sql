@@ -6,13 +6,13 @@
 with
 
 forecasts as (
-    {{ source_or_empty('ml', 'segment_forecasts', {'as_of_date': 'date', 'lifecycle_segment': 'varchar', 'metric': 'varchar', 'forecast_date': 'date', 'forecast': 'double', 'lower_95': 'double', 'upper_95': 'double', 'history_days': 'bigint', 'ets_mase': 'double', 'seasonal_naive_mase': 'double'}) }}
+    {{ source_or_empty('ml', 'segment_forecasts', {'as_of_date': 'date', 'lifecycle_segment': 'string', 'metric': 'string', 'forecast_date': 'date', 'forecast': 'double', 'lower_95': 'double', 'upper_95': 'double', 'history_days': 'bigint', 'ets_mase': 'double', 'seasonal_naive_mase': 'double'}) }}
 )
 
 select
     cast(as_of_date as date) as as_of_date,
-    cast(lifecycle_segment as varchar) as lifecycle_segment,
-    cast(metric as varchar) as metric,
+    cast(lifecycle_segment as string) as lifecycle_segment,
+    cast(metric as string) as metric,
     cast(forecast_date as date) as forecast_date,
     cast(forecast as double) as forecast,
     cast(lower_95 as double) as lower_95,

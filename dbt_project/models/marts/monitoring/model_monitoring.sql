@@ -4,28 +4,28 @@
 with
 
 source as (
-    {{ source_or_empty('ml', 'model_monitoring', {'scoring_date': 'date', 'model_name': 'varchar', 'model_version': 'varchar', 'metric': 'varchar', 'feature': 'varchar', 'value': 'double', 'reference_value': 'double', 'warn_threshold': 'double', 'alert_threshold': 'double', 'status': 'varchar', 'n_users': 'bigint', 'scored_by': 'varchar', 'monitored_on': 'date'}) }}
+    {{ source_or_empty('ml', 'model_monitoring', {'scoring_date': 'date', 'model_name': 'string', 'model_version': 'string', 'metric': 'string', 'feature': 'string', 'value': 'double', 'reference_value': 'double', 'warn_threshold': 'double', 'alert_threshold': 'double', 'status': 'string', 'n_users': 'bigint', 'scored_by': 'string', 'monitored_on': 'date'}) }}
 ),
 
 renamed as (
     select
         cast(scoring_date as date) as scoring_date,
-        cast(model_name as varchar) as model_name,
-        cast(model_version as varchar) as model_version,
-        cast(metric as varchar) as metric,
-        cast(feature as varchar) as feature,
+        cast(model_name as string) as model_name,
+        cast(model_version as string) as model_version,
+        cast(metric as string) as metric,
+        cast(feature as string) as feature,
         cast(value as double) as value,
         cast(reference_value as double) as reference_value,
         cast(warn_threshold as double) as warn_threshold,
         cast(alert_threshold as double) as alert_threshold,
-        cast(status as varchar) as status,
+        cast(status as string) as status,
         cast(n_users as bigint) as n_users,
-        cast(scored_by as varchar) as scored_by,
-        cast(monitored_on as date) as monitored_on,
+        cast(scored_by as string) as scored_by,
+        cast(monitored_on as date) as monitored_on
     from source
 )
 
 select
     *,
-    status = 'alert' as is_alert,
+    status = 'alert' as is_alert
 from renamed

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('event_date'),
         incremental_strategy='append',
         pre_hook="{{ delete_reprocessed('event_date') }}",
     )
@@ -28,7 +29,7 @@ quarantined as (
         order_id,
         parse_errors,
         source_file,
-        quarantine_reason,
+        quarantine_reason
     from checked
     where quarantine_reason is not null
 )

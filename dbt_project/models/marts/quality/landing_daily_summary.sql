@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('event_date'),
         incremental_strategy='append',
         pre_hook="{{ delete_reprocessed('event_date') }}",
     )
@@ -18,7 +19,7 @@ daily as (
         event_date,
         count(*) as count_events,
         count(*) filter (where quarantine_reason is not null) as count_quarantined,
-        count(*) filter (where quarantine_reason is not null) / count(*) as quarantined_share,
+        count(*) filter (where quarantine_reason is not null) / count(*) as quarantined_share
     from checked
     group by 1
 )

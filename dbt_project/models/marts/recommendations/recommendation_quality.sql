@@ -13,7 +13,7 @@ evaluation_dates as (
     select distinct activity_date as as_of_date
     from {{ ref('int_user_category_days') }}
     cross join landed
-    where isodow(activity_date) = 1 and {{ is_matured('activity_date', var('label_horizon_days')) }}
+    where {{ iso_weekday('activity_date') }} = 1 and {{ is_matured('activity_date', var('label_horizon_days')) }}
     order by 1 desc
     limit 4
 ),

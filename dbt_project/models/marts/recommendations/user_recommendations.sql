@@ -1,8 +1,9 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('as_of_date'),
         unique_key='as_of_date',
-        incremental_strategy='delete+insert',
+        incremental_strategy=replace_days_strategy(),
         on_schema_change='fail',
     )
 }}

@@ -1,8 +1,9 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('as_of_date'),
         unique_key='as_of_date',
-        incremental_strategy='delete+insert',
+        incremental_strategy=replace_days_strategy(),
         on_schema_change='fail',
     )
 }}
@@ -19,7 +20,7 @@ features as (
         days_since_last_activity,
         days_since_last_purchase,
         count_purchases_90d,
-        avg_order_value_lifetime,
+        avg_order_value_lifetime
     from {{ ref('user_features') }}
     where {{ in_as_of_range() }}
 ),
@@ -35,7 +36,7 @@ joined as (
         scores.p_churn_30d,
         scores.purchase_model_version,
         scores.churn_model_version,
-        scores.user_id is not null as is_scored,
+        scores.user_id is not null as is_scored
     from features
     inner join (select distinct as_of_date from scores) as scored_dates using (as_of_date)
     left join scores using (user_id, as_of_date)
@@ -65,7 +66,7 @@ segmented as (
         days_since_last_activity,
         days_since_last_purchase,
         count_purchases_90d,
-        avg_order_value_lifetime,
+        avg_order_value_lifetime
     from joined
 )
 

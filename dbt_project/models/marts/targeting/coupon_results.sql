@@ -47,7 +47,7 @@ by_group as (
         avg(pre_send_revenue) filter (where not is_holdout) as pre_send_t,
         avg(pre_send_revenue) filter (where is_holdout) as pre_send_h,
         coalesce(sum(coupon_cost_7d) filter (where not is_holdout), 0) as coupon_cost,
-        coalesce(sum(expected_cost) filter (where not is_holdout), 0) as expected_cost,
+        coalesce(sum(expected_cost) filter (where not is_holdout), 0) as expected_cost
     from outcomes
     group by 1, 2, 3
 ),
@@ -61,7 +61,7 @@ slopes as (
             sum(sxy_t_{{ window }} + sxy_h_{{ window }}) filter (where is_matured_{{ window }})
             / nullif(sum(sxx_t_{{ window }} + sxx_h_{{ window }}) filter (where is_matured_{{ window }}), 0),
             0
-        ) as theta_{{ window }},
+        ) as theta_{{ window }}{{ ',' if not loop.last }}
         {%- endfor %}
     from by_group
     group by 1
@@ -76,7 +76,7 @@ adjusted as (
         (syy_t_{{ window }} + syy_h_{{ window }}
             - 2 * slopes.theta_{{ window }} * (sxy_t_{{ window }} + sxy_h_{{ window }})
             + slopes.theta_{{ window }} ^ 2 * (sxx_t_{{ window }} + sxx_h_{{ window }}))
-            / nullif(n_treated + n_holdout - 2, 0) as revenue_var_adjusted_{{ window }},
+            / nullif(n_treated + n_holdout - 2, 0) as revenue_var_adjusted_{{ window }}{{ ',' if not loop.last }}
         {%- endfor %}
     from by_group
     inner join slopes using (policy)
@@ -99,7 +99,7 @@ estimates as (
         -- The adjusted interval's width over the unadjusted one's (pooled variances; null when it has none).
         sqrt(greatest(revenue_var_adjusted_{{ window }}, 0) / nullif(
             ((n_treated - 1) * coalesce(revenue_var_t_{{ window }}, 0) + (n_holdout - 1) * coalesce(revenue_var_h_{{ window }}, 0))
-            / nullif(n_treated + n_holdout - 2, 0), 0)) as width_ratio_{{ window }},
+            / nullif(n_treated + n_holdout - 2, 0), 0)) as width_ratio_{{ window }}{{ ',' if not loop.last }}
         {%- endfor %}
     from adjusted
 ),
@@ -144,7 +144,7 @@ results as (
             as incremental_margin_{{ window }}_ci_high,
         case when is_matured_{{ window }} and coupon_cost > 0
             then (incr_revenue_{{ window }} * {{ var('gross_margin_rate') }} - coupon_cost) / coupon_cost end
-            as return_per_euro_{{ window }},
+            as return_per_euro_{{ window }}{{ ',' if not loop.last }}
         {%- endfor %}
     from estimates
 )

@@ -1,10 +1,11 @@
 {{
     config(
         materialized='incremental',
+        partition_by=day_partitions('as_of_date'),
         unique_key='as_of_date',
-        incremental_strategy='delete+insert',
+        incremental_strategy=replace_days_strategy(),
         on_schema_change='append_new_columns',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where {{ in_as_of_range() }}{% endif %}",
+        pre_hook="{% if is_incremental() %}{{ delete_days(this, 'as_of_date', in_as_of_range()) }}{% endif %}",
     )
 }}
 -- on_schema_change: a warehouse built before a column was added gets it (null on its older days) instead of a
@@ -32,7 +33,7 @@ segments as (
         churn_risk_tier,
         p_purchase_30d,
         p_churn_30d,
-        purchase_model_version,
+        purchase_model_version
     from {{ ref('user_segments') }}
     where {{ in_as_of_range() }}
 ),
@@ -73,7 +74,7 @@ described as (
         targets.reason,
         segments.purchase_model_version,
         targets.uplift_model_version,
-        featured.message_category,
+        featured.message_category
     from targets
     left join segments using (user_id, as_of_date)
     left join featured using (user_id, as_of_date)

@@ -12,7 +12,7 @@ flagged as (
     select
         *,
         policy = leader_policy as is_leader,
-        value_ci_low > 0 as earns_above_zero,
+        value_ci_low > 0 as earns_above_zero
     from evaluations
 )
 

@@ -3,24 +3,24 @@ with
 
 source as (
     {{ source_or_empty('landing', 'coupon_sends', {
-        'campaign_id': 'varchar',
+        'campaign_id': 'string',
         'user_id': 'bigint',
         'sent_at': 'timestamp',
         'send_date': 'date',
-        'group_name': 'varchar',
-        'coupon_code': 'varchar',
+        'group_name': 'string',
+        'coupon_code': 'string',
     }) }}
 ),
 
 renamed as (
     select
-        cast(campaign_id as varchar) as campaign_id,
+        cast(campaign_id as string) as campaign_id,
         cast(user_id as bigint) as user_id,
         cast(sent_at as timestamp) as sent_at,
         cast(send_date as date) as send_date,
-        cast(group_name as varchar) as group_name,
-        cast(coupon_code as varchar) as coupon_code,
-        group_name = 'treatment' as is_treatment,
+        cast(group_name as string) as group_name,
+        cast(coupon_code as string) as coupon_code,
+        group_name = 'treatment' as is_treatment
     from source
 )
 

@@ -7,20 +7,20 @@ source as (
 
 renamed as (
     select
-        cast(event_id as varchar) as event_id,
+        cast(event_id as string) as event_id,
         cast(event_date as date) as event_date,
         cast(event_at as timestamp) as event_at,
-        lower(trim(cast(event_type as varchar))) as event_type,
+        lower(trim(cast(event_type as string))) as event_type,
         cast(user_id as bigint) as user_id,
         cast(product_id as bigint) as product_id,
-        cast(category as varchar) as category,
+        cast(category as string) as category,
         cast(price as double) as unit_price,
         cast(quantity as bigint) as quantity,
-        cast(session_id as varchar) as session_id,
-        cast(order_id as varchar) as order_id,
-        cast(coupon_code as varchar) as coupon_code,
-        cast(parse_errors as varchar) as parse_errors,
-        cast(source_file as varchar) as source_file,
+        cast(session_id as string) as session_id,
+        cast(order_id as string) as order_id,
+        cast(coupon_code as string) as coupon_code,
+        cast(parse_errors as string) as parse_errors,
+        cast(source_file as string) as source_file
     from source
 )
 

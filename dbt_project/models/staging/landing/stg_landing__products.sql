@@ -4,8 +4,8 @@ with
 source as (
     {{ source_or_empty('landing', 'products', {
         'product_id': 'bigint',
-        'category': 'varchar',
-        'brand': 'varchar',
+        'category': 'string',
+        'brand': 'string',
         'price': 'double',
     }) }}
 ),
@@ -13,9 +13,9 @@ source as (
 renamed as (
     select
         cast(product_id as bigint) as product_id,
-        cast(category as varchar) as category,
-        cast(brand as varchar) as brand,
-        cast(price as double) as list_price,
+        cast(category as string) as category,
+        cast(brand as string) as brand,
+        cast(price as double) as list_price
     from source
 )
 

@@ -6,10 +6,10 @@ source as (
     {{ source_or_empty('landing', 'users', {
         'user_id': 'bigint',
         'signup_at': 'timestamp',
-        'country': 'varchar',
-        'device': 'varchar',
+        'country': 'string',
+        'device': 'string',
         'marketing_consent': 'boolean',
-        'email_hash': 'varchar',
+        'email_hash': 'string',
     }) }}
 ),
 
@@ -18,10 +18,10 @@ renamed as (
         cast(user_id as bigint) as user_id,
         cast(signup_at as timestamp) as signup_at,
         cast(signup_at as date) as signup_date,
-        coalesce(cast(country as varchar), 'unknown') as country,
-        coalesce(cast(device as varchar), 'unknown') as device,
+        coalesce(cast(country as string), 'unknown') as country,
+        coalesce(cast(device as string), 'unknown') as device,
         coalesce(cast(marketing_consent as boolean), false) as has_marketing_consent,
-        cast(email_hash as varchar) as email_hash,
+        cast(email_hash as string) as email_hash
     from source
 )
 

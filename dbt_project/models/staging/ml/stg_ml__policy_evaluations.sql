@@ -7,9 +7,9 @@ source as (
 renamed as (
     select
         cast(evaluation_date as date) as evaluation_date,
-        cast(policy as varchar) as policy,
-        cast(evidence_source as varchar) as evidence_source,
-        cast(leader_policy as varchar) as leader_policy,
+        cast(policy as string) as policy,
+        cast(evidence_source as string) as evidence_source,
+        cast(leader_policy as string) as leader_policy,
         cast(value as double) as value,
         cast(value_ci_low as double) as value_ci_low,
         cast(value_ci_high as double) as value_ci_high,
@@ -17,7 +17,7 @@ renamed as (
         cast(difference_ci_low as double) as difference_ci_low,
         cast(difference_ci_high as double) as difference_ci_high,
         cast(n_users as bigint) as n_users,
-        cast(n_days as bigint) as n_days,
+        cast(n_days as bigint) as n_days
     from source
 )
 
