@@ -31,7 +31,7 @@ rec_feedback as (
         days.category,
         sum(
             (days.count_views + 3 * days.count_carts + 10 * days.count_purchases)
-            * power(0.5, (users.as_of_date - days.activity_date - 1) / {{ half_life_days }}.0)
+            * power(0.5, cast({{ days_between('days.activity_date', 'users.as_of_date') }} - 1 as double) / {{ half_life_days }})
         ) as feedback
     from {{ users }} as users
     inner join {{ ref('int_user_category_days') }} as days
@@ -90,7 +90,7 @@ select * from rec_ranked where recommendation_rank <= {{ top_n }}
     select
         dates.as_of_date,
         days.category,
-        sum(days.count_purchases) * 1.0 / sum(sum(days.count_purchases)) over (partition by dates.as_of_date)
+        cast(sum(days.count_purchases) as double) / sum(sum(days.count_purchases)) over (partition by dates.as_of_date)
             as popularity,
         row_number() over (partition by dates.as_of_date order by sum(days.count_purchases) desc, days.category)
             as popularity_rank

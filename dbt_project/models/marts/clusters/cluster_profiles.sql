@@ -14,7 +14,7 @@ lifecycle_counts as (
         user_clusters.as_of_date,
         user_clusters.cluster_id,
         user_segments.lifecycle_segment,
-        count(*) * 1.0 / sum(count(*)) over (partition by user_clusters.as_of_date, user_clusters.cluster_id) as share
+        cast(count(*) as double) / sum(count(*)) over (partition by user_clusters.as_of_date, user_clusters.cluster_id) as share
     from {{ ref('user_clusters') }} as user_clusters
     inner join {{ ref('user_segments') }} as user_segments using (user_id, as_of_date)
     group by 1, 2, 3

@@ -58,7 +58,7 @@ per_buyer as (
         recommended.method,
         buyers.as_of_date,
         buyers.user_id,
-        count(bought.category) * 1.0 / buyers.count_bought as recall_at_3,
+        cast(count(bought.category) as double) / buyers.count_bought as recall_at_3,
         coalesce(sum(1.0 / log2(recommended.recommendation_rank + 1)) filter (where bought.category is not null), 0)
             / (case least(buyers.count_bought, 3) when 1 then 1.0 when 2 then 1.0 + 1.0 / log2(3) else 1.0 + 1.0 / log2(3) + 0.5 end)
             as ndcg_at_3

@@ -47,9 +47,9 @@ segmented as (
         as_of_date,
         user_id,
         {{ lifecycle_segment() }} as lifecycle_segment,
-        case when is_scored then ntile(10) over (
+        case when is_scored then cast(ntile(10) over (
             partition by as_of_date, is_scored order by p_purchase_30d, user_id
-        ) end as propensity_decile,
+        ) as bigint) end as propensity_decile,
         case
             when p_churn_30d is null then null
             when p_churn_30d >= 0.6 then 'high'

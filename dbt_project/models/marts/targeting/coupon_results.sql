@@ -12,7 +12,7 @@ with
 
 outcomes as (
     -- A row built before pre_send_revenue existed counts with 0: any pre-send quantity is a fair covariate.
-    select * replace (coalesce(pre_send_revenue, 0) as pre_send_revenue)
+    select * except (pre_send_revenue), coalesce(pre_send_revenue, 0) as pre_send_revenue
     from {{ ref('int_coupon_target_outcomes') }}
 ),
 
@@ -26,8 +26,8 @@ by_group as (
         bool_and(is_matured_7d) as is_matured_7d,
         bool_and(is_matured_30d) as is_matured_30d,
         {%- for window in ['7d', '30d'] %}
-        avg(has_purchase_{{ window }}) filter (where not is_holdout) as rate_t_{{ window }},
-        avg(has_purchase_{{ window }}) filter (where is_holdout) as rate_h_{{ window }},
+        avg(cast(has_purchase_{{ window }} as double)) filter (where not is_holdout) as rate_t_{{ window }},
+        avg(cast(has_purchase_{{ window }} as double)) filter (where is_holdout) as rate_h_{{ window }},
         var_samp(has_purchase_{{ window }}::double) filter (where not is_holdout) as rate_var_t_{{ window }},
         var_samp(has_purchase_{{ window }}::double) filter (where is_holdout) as rate_var_h_{{ window }},
         avg(revenue_{{ window }}) filter (where not is_holdout) as revenue_t_{{ window }},
@@ -75,7 +75,7 @@ adjusted as (
         -- Pooled within-arm variance of revenue - theta x pre-send spend.
         (syy_t_{{ window }} + syy_h_{{ window }}
             - 2 * slopes.theta_{{ window }} * (sxy_t_{{ window }} + sxy_h_{{ window }})
-            + slopes.theta_{{ window }} ^ 2 * (sxx_t_{{ window }} + sxx_h_{{ window }}))
+            + power(slopes.theta_{{ window }}, 2) * (sxx_t_{{ window }} + sxx_h_{{ window }}))
             / nullif(n_treated + n_holdout - 2, 0) as revenue_var_adjusted_{{ window }}{{ ',' if not loop.last }}
         {%- endfor %}
     from by_group
@@ -92,9 +92,9 @@ estimates as (
         1.96 * n_treated * sqrt(
             ((n_treated - 1) * coalesce(rate_var_t_{{ window }}, 0) + (n_holdout - 1) * coalesce(rate_var_h_{{ window }}, 0))
             / nullif(n_treated + n_holdout - 2, 0)
-            * (1.0 / n_treated + 1.0 / n_holdout)
+            * (1 / cast(n_treated as double) + 1 / cast(n_holdout as double))
         ) as incr_purchases_{{ window }}_half,
-        1.96 * n_treated * sqrt(greatest(revenue_var_adjusted_{{ window }}, 0) * (1.0 / n_treated + 1.0 / n_holdout))
+        1.96 * n_treated * sqrt(greatest(revenue_var_adjusted_{{ window }}, 0) * (1 / cast(n_treated as double) + 1 / cast(n_holdout as double)))
             as incr_revenue_{{ window }}_half,
         -- The adjusted interval's width over the unadjusted one's (pooled variances; null when it has none).
         sqrt(greatest(revenue_var_adjusted_{{ window }}, 0) / nullif(
