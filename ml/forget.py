@@ -88,6 +88,8 @@ def _folders(cfg: Settings) -> dict[str, Path]:
         "audit": cfg.audit_dir,
         "truth": cfg.truth_dir,
         "mlflow_artifacts": cfg.mlflow_artifact_root,
+        # SHOP_ENGINE=spark: the warehouse's tables are Parquet files here, erased like the others.
+        "spark_warehouse": cfg.spark_dir,
     }
     return {
         place: folder
@@ -121,6 +123,9 @@ def erase_from_files(folder: Path, ids: list[int], skip: set[Path] = frozenset()
         if removed:
             erased += removed
             inbox_digests[old_digest] = hashlib.sha256(path.read_bytes()).hexdigest()
+            # Spark (Hadoop's local file system) keeps a checksum beside each file it wrote and refuses a file that
+            # no longer matches it: without the checksum it reads the rewritten file.
+            path.with_name(f".{path.name}.crc").unlink(missing_ok=True)
     _follow_rewritten_snapshots(inbox_digests)
     return erased
 

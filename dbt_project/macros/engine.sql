@@ -91,7 +91,8 @@
 
 {%- macro spark__delete_days(relation, column, condition) -%}
     {%- if execute -%}
-        {%- set days = run_query('select distinct cast(' ~ column ~ ' as string) from ' ~ relation ~ ' where ' ~ condition) -%}
+        {%- set days = run_query('select distinct cast(' ~ column ~ ' as string) from ' ~ relation
+            ~ ' where ' ~ column ~ ' is not null and (' ~ condition ~ ')') -%}
         {%- if days.rows | length > 0 -%}
             alter table {{ relation }} drop if exists
             {%- for row in days.rows %} partition ({{ column }} = date '{{ row[0] }}'){{ ',' if not loop.last }}{%- endfor %}
@@ -166,3 +167,13 @@ where newest = 1
 {%- macro default__iso_weekday(column) -%}isodow({{ column }}){%- endmacro -%}
 
 {%- macro spark__iso_weekday(column) -%}(weekday({{ column }}) + 1){%- endmacro -%}
+
+{#- `dbt run-operation drop_table_if_exists --args '{name: ...}'`: drop a table of the target's schema on any engine
+    (ml.warehouse.builds, before a history rebuild). -#}
+{%- macro drop_table_if_exists(name) -%}
+    {%- set relation = adapter.get_relation(target.database, target.schema, name) -%}
+    {%- if relation is not none -%}
+        {%- do adapter.drop_relation(relation) -%}
+        {%- do log('dropped ' ~ relation, info=true) -%}
+    {%- endif -%}
+{%- endmacro -%}

@@ -114,7 +114,9 @@ def build_feature_history(first_day: date, last_day: date, as_of_start: date, ba
     # The coupon outcomes (targeting, incremental by send date) read these tables: dropped here, the next
     # targeting build rebuilds them from every send rather than keeping rows computed from the old build.
     cfg = settings()
-    if cfg.warehouse_path.exists():
+    if cfg.engine == "spark":
+        run_dbt(["run-operation", "drop_table_if_exists", "--args", '{"name": "int_coupon_target_outcomes"}'])
+    elif cfg.warehouse_path.exists():
         with duckdb.connect(str(cfg.warehouse_path)) as con:
             con.execute("drop table if exists main.int_coupon_target_outcomes")
     # Campaign evaluations were computed from the old build's campaigns and features: the gate recomputes them.

@@ -11,7 +11,7 @@ files, so the comparison needs no Spark session of its own.
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -108,20 +108,43 @@ def with_bad_rows(export: Path) -> None:
     pd.concat([events, pd.DataFrame(bad)], ignore_index=True).to_parquet(export)
 
 
-def spark_rows(data: Path, table: str) -> tuple[list[str], list[tuple]]:
-    """A Spark table's rows, read from its Parquet files (partition folders become their column)."""
+def spark_relation(con: duckdb.DuckDBPyConnection, data: Path, table: str) -> duckdb.DuckDBPyRelation:
+    """A Spark table read from its Parquet files (partition folders become their column)."""
     folder = data / "spark" / "warehouse" / "shop.db" / table
     assert folder.is_dir(), f"Spark built no table {table} ({folder})"
     partitioned = any(child.is_dir() and "=" in child.name for child in folder.iterdir())
     files = f"{folder}/*/*.parquet" if partitioned else f"{folder}/*.parquet"
-    relation = duckdb.sql(f"select * from read_parquet('{files}', hive_partitioning = {str(partitioned).lower()})")
-    return relation.columns, relation.fetchall()
+    return con.sql(f"select * from read_parquet('{files}', hive_partitioning = {str(partitioned).lower()})")
+
+
+def spark_rows(data: Path, table: str) -> tuple[list[str], list[tuple]]:
+    with duckdb.connect() as con:
+        relation = spark_relation(con, data, table)
+        return relation.columns, relation.fetchall()
 
 
 def duckdb_rows(data: Path, table: str) -> tuple[list[str], list[tuple]]:
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         relation = con.sql(f"select * from {table}")
         return relation.columns, relation.fetchall()
+
+
+def type_families(relation: duckdb.DuckDBPyRelation) -> dict[str, str]:
+    """Each column's kind of type: the engines' widths differ (DuckDB sums counts into hugeints, Spark's longest
+    integer is a bigint), the kinds must not (a decimal stays exact, a flag stays boolean)."""
+    kinds = {
+        "BIGINT": "int",
+        "INTEGER": "int",
+        "HUGEINT": "int",
+        "SMALLINT": "int",
+        "DOUBLE": "float",
+        "FLOAT": "float",
+    }
+    families = {}
+    for name, kind in zip(relation.columns, relation.types, strict=True):
+        text = str(kind)
+        families[name] = kinds.get(text, "list" if text.endswith("[]") else text.split("(")[0].split(" ")[0])
+    return families
 
 
 def normalised(columns: list[str], rows: list[tuple]) -> list[tuple]:
@@ -136,6 +159,8 @@ def normalised(columns: list[str], rows: list[tuple]) -> list[tuple]:
             return v
         if isinstance(v, (int, float, Decimal, np.integer, np.floating)):
             return float(v)
+        if isinstance(v, datetime) and v.tzinfo is not None:  # Spark's timestamps are instants: read back in UTC
+            return v.astimezone(UTC).replace(tzinfo=None).isoformat()
         if isinstance(v, (datetime, date)):
             return v.isoformat()
         if isinstance(v, (list, tuple, np.ndarray)):
@@ -159,6 +184,11 @@ def test_spark_builds_the_same_rows_as_duckdb(both_engines: Path, table: str) ->
     if table == "events_quarantine":  # both injected days, every rule
         assert len(duck) == 10
     assert len(spark) == len(duck), f"{table}: {len(spark)} rows on Spark, {len(duck)} on DuckDB"
+    with duckdb.connect(str(both_engines / "warehouse.duckdb"), read_only=True) as con:
+        duck_types = type_families(con.sql(f"select * from {table}"))
+    with duckdb.connect() as con:
+        spark_types = type_families(spark_relation(con, both_engines, table))
+    assert spark_types == duck_types
     names = sorted(duck_columns)
     differing: dict[str, tuple[int, object, object]] = {}  # column: (rows that differ, DuckDB's value, Spark's)
     for duck_row, spark_row in zip(normalised(duck_columns, duck), normalised(spark_columns, spark), strict=True):
@@ -188,3 +218,73 @@ def test_a_daily_spark_run_rebuilds_only_the_reprocessed_partitions(both_engines
     oldest, newest = folder / days[0], folder / days[-1]
     written = {folder: min(f.stat().st_mtime for f in folder.glob("*.parquet")) for folder in (oldest, newest)}
     assert written[oldest] < written[newest]
+
+
+def test_a_daily_run_reads_only_the_reprocessed_days_of_the_landing(both_engines: Path) -> None:
+    """The models read the landed events through `in_reprocess_window` (event_date >= the first re-processed day):
+    Spark prunes the partitions, so a day's run reads its few days, not the history (from the query's plan)."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.getOrCreate()  # the session the builds above ran in (this process)
+    landing = both_engines / "landing" / "events"
+    first = date(2026, 4, 17)  # the second daily run's (as of 04-21): its as-of date less 1 + SHOP_LATE_EVENT_DAYS
+    window = spark.sql(f"select * from parquet.`{landing}` where event_date >= date '{first}'")
+    plan = window._jdf.queryExecution().executedPlan().toString()
+    assert "PartitionFilters: [isnotnull(event_date" in plan and f">= {first})]" in plan, plan
+    files = window.selectExpr("input_file_name() as file").distinct().collect()
+    read = {Path(row.file.removeprefix("file:")).parent.name for row in files}
+    assert read == {f"event_date={first + timedelta(days=n)}" for n in range(4)}  # 04-17 .. 04-20
+    assert len(list(landing.iterdir())) >= 110  # of the whole history
+
+
+def test_the_dbt_unit_tests_pass_on_spark(both_engines: Path, monkeypatch) -> None:
+    """The same fixed rows through the same SQL on Spark (the daily builds leave unit tests out on both engines).
+
+    In this process, as the builds above ran (tests/conftest.py): the embedded metastore they opened admits one
+    process at a time."""
+    import yaml
+    from dbt.cli.main import dbtRunner
+
+    from ml.config import settings
+    from ml.warehouse.dbt_runner import dbt_env
+
+    monkeypatch.setenv("SHOP_DATA_DIR", str(both_engines))
+    monkeypatch.setenv("SHOP_ENGINE", "spark")
+    cfg = settings()
+    for key, value in dbt_env(cfg).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("DBT_EXCLUDE_RESOURCE_TYPES")
+    monkeypatch.chdir(cfg.dbt_project_dir)
+    ran = dbtRunner().invoke(["test", "--select", "test_type:unit", "--project-dir", str(cfg.dbt_project_dir)])
+    assert ran.success, ran.exception
+    declared = [
+        test["name"]
+        for path in cfg.dbt_project_dir.glob("models/**/*.yml")
+        for test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests", [])
+    ]
+    passed = sorted(result.node.name for result in ran.result if str(result.status) == "pass")
+    assert passed == sorted(declared)
+
+
+def test_a_forgotten_user_leaves_every_spark_table_and_the_tables_still_build(both_engines: Path, monkeypatch) -> None:
+    """`ml forget` rewrites the Spark tables' Parquet files as it does the landing's; a build reads them after.
+    Last in this module: it changes the shared shop."""
+    from ml.forget import forget
+    from ml.warehouse.builds import check_data
+
+    monkeypatch.setenv("SHOP_DATA_DIR", str(both_engines))
+    monkeypatch.setenv("SHOP_MLFLOW_DIR", str(both_engines.parent / "mlflow"))
+    monkeypatch.setenv("SHOP_ENGINE", "spark")
+    with duckdb.connect() as con:
+        user_id = spark_relation(con, both_engines, "user_features").aggregate("min(user_id)").fetchall()[0][0]
+    forget([int(user_id)])
+    with duckdb.connect() as con:
+        for table in COMPARED:
+            relation = spark_relation(con, both_engines, table)
+            if "user_id" in relation.columns:
+                assert relation.filter(f"user_id = {int(user_id)}").count("*").fetchall()[0][0] == 0, table
+    newest = max(
+        date.fromisoformat(p.name.split("=")[1])
+        for p in (both_engines / "spark" / "warehouse" / "shop.db" / "user_features").iterdir()
+    )
+    check_data("features", newest, newest - timedelta(days=4))  # Spark reads the rewritten files

@@ -42,7 +42,10 @@ sessions as (
             where event_type = 'purchase' and coupon_code is not null
         ) as count_coupon_orders,
         -- Sorted: a list's order would otherwise depend on how the rows were scanned, and a rerun must match.
-        array_sort(array_distinct(array_agg(category) filter (where category is not null))) as categories
+        -- Null without a category (Spark's array_agg would give an empty list where DuckDB's gives null).
+        case when count(category) > 0
+            then array_sort(array_distinct(array_agg(category) filter (where category is not null)))
+        end as categories
     from keyed
     group by 1, 2, 3
 ),

@@ -221,7 +221,7 @@ features as (
             as double
         ) as purchases_per_30d_tenure,
         cast(
-            cast(lifetime_activity.sum_revenue_lifetime as double) * 30 / greatest({{ days_between('user_spine.signup_date', 'user_spine.as_of_date') }}, 1)
+            cast(lifetime_activity.sum_revenue_lifetime * 30 as double) / greatest({{ days_between('user_spine.signup_date', 'user_spine.as_of_date') }}, 1)
             as double
         ) as revenue_per_30d_tenure,
         -- Trend: the last week's daily session rate against the last quarter's (1 = steady, >1 = rising).
