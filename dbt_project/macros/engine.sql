@@ -101,7 +101,8 @@
 {%- endmacro -%}
 
 {#- Whole days from date `start` to date `end` (SQL expressions): DuckDB subtracts dates into days, Spark into an
-    interval. -#}
+    interval. Not dbt.datediff: on Spark it fails a query on the first null date, and recency features are null
+    for users without that activity. -#}
 {%- macro days_between(start, end) -%}
     {{ return(adapter.dispatch('days_between')(start, end)) }}
 {%- endmacro -%}

@@ -4,11 +4,10 @@ A feature group joins `user_features` only when the backtest supports it. This t
 groups from the clean events (`int_events_checked` and `int_user_category_days`, read-only), for each as-of date
 of the backtest's out-of-time split from events strictly before that date, and refits each model family the
 pipeline trains (SHOP_MODEL_FLAVOURS) with the current features plus each group (and all of them), on the same
-rows, for both tasks. Each line
-gives the test ROC AUC with the group, its change against the current features with a paired 95% bootstrap
-interval (the same resampled test users for both models), `supported` when its lower end is at least
-MIN_AUC_GAIN, and on a simulated shop the oracle's AUC on the same rows (the gap a group could close). Nothing is
-registered; the run is logged to `shop_backtests`.
+rows, for both tasks. Each line gives the test ROC AUC with the group, its change against the current features
+with a paired 95% bootstrap interval (the same resampled test users for both models), `supported` when its lower
+end is at least MIN_AUC_GAIN, and on a simulated shop the oracle's AUC on the same rows (the gap a group could
+close). Nothing is registered; the run is logged to `shop_backtests`.
 
 The groups, each over the days before the as-of date:
 - `dwell_time`: mean session length in seconds (first to last event of a session, split at midnight) and

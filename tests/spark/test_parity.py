@@ -108,25 +108,32 @@ def with_bad_rows(export: Path) -> None:
     pd.concat([events, pd.DataFrame(bad)], ignore_index=True).to_parquet(export)
 
 
+def spark_tables(data: Path) -> Path:
+    """The folder of the Spark schema's tables, one folder of Parquet files each."""
+    return data / "spark" / "warehouse" / "shop.db"
+
+
 def spark_relation(con: duckdb.DuckDBPyConnection, data: Path, table: str) -> duckdb.DuckDBPyRelation:
     """A Spark table read from its Parquet files (partition folders become their column)."""
-    folder = data / "spark" / "warehouse" / "shop.db" / table
+    folder = spark_tables(data) / table
     assert folder.is_dir(), f"Spark built no table {table} ({folder})"
     partitioned = any(child.is_dir() and "=" in child.name for child in folder.iterdir())
     files = f"{folder}/*/*.parquet" if partitioned else f"{folder}/*.parquet"
     return con.sql(f"select * from read_parquet('{files}', hive_partitioning = {str(partitioned).lower()})")
 
 
-def spark_rows(data: Path, table: str) -> tuple[list[str], list[tuple]]:
+def spark_table(data: Path, table: str) -> tuple[dict[str, str], list[tuple]]:
+    """Spark's table: each column's kind of type (type_families), in column order, and its rows."""
     with duckdb.connect() as con:
         relation = spark_relation(con, data, table)
-        return relation.columns, relation.fetchall()
+        return type_families(relation), relation.fetchall()
 
 
-def duckdb_rows(data: Path, table: str) -> tuple[list[str], list[tuple]]:
+def duckdb_table(data: Path, table: str) -> tuple[dict[str, str], list[tuple]]:
+    """DuckDB's table, as spark_table gives Spark's."""
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         relation = con.sql(f"select * from {table}")
-        return relation.columns, relation.fetchall()
+        return type_families(relation), relation.fetchall()
 
 
 def type_families(relation: duckdb.DuckDBPyRelation) -> dict[str, str]:
@@ -177,17 +184,14 @@ def normalised(columns: list[str], rows: list[tuple]) -> list[tuple]:
 
 @pytest.mark.parametrize("table", COMPARED)
 def test_spark_builds_the_same_rows_as_duckdb(both_engines: Path, table: str) -> None:
-    duck_columns, duck = duckdb_rows(both_engines, table)
-    spark_columns, spark = spark_rows(both_engines, table)
+    duck_types, duck = duckdb_table(both_engines, table)
+    spark_types, spark = spark_table(both_engines, table)
+    duck_columns, spark_columns = list(duck_types), list(spark_types)
     assert sorted(spark_columns) == sorted(duck_columns)
     assert len(duck) > 0, f"{table} is empty on DuckDB: nothing was compared"
     if table == "events_quarantine":  # both injected days, every rule
         assert len(duck) == 10
     assert len(spark) == len(duck), f"{table}: {len(spark)} rows on Spark, {len(duck)} on DuckDB"
-    with duckdb.connect(str(both_engines / "warehouse.duckdb"), read_only=True) as con:
-        duck_types = type_families(con.sql(f"select * from {table}"))
-    with duckdb.connect() as con:
-        spark_types = type_families(spark_relation(con, both_engines, table))
     assert spark_types == duck_types
     names = sorted(duck_columns)
     differing: dict[str, tuple[int, object, object]] = {}  # column: (rows that differ, DuckDB's value, Spark's)
@@ -205,13 +209,13 @@ def test_spark_builds_the_same_rows_as_duckdb(both_engines: Path, table: str) ->
 
 
 def test_every_table_spark_built_is_compared(both_engines: Path) -> None:
-    built = {p.name for p in (both_engines / "spark" / "warehouse" / "shop.db").iterdir() if p.is_dir()}
+    built = {p.name for p in spark_tables(both_engines).iterdir() if p.is_dir()}
     assert built == set(COMPARED)
 
 
 def test_a_daily_spark_run_rebuilds_only_the_reprocessed_partitions(both_engines: Path) -> None:
     """The incremental tables are partitioned by day on Spark, and the daily runs kept the earlier days' files."""
-    folder = both_engines / "spark" / "warehouse" / "shop.db" / "int_events_checked"
+    folder = spark_tables(both_engines) / "int_events_checked"
     days = sorted(p.name for p in folder.iterdir() if p.name.startswith("event_date="))
     assert len(days) >= 105
     # The history's first batch wrote the oldest day; no daily run (they re-process the last few days) touched it.
@@ -284,7 +288,6 @@ def test_a_forgotten_user_leaves_every_spark_table_and_the_tables_still_build(bo
             if "user_id" in relation.columns:
                 assert relation.filter(f"user_id = {int(user_id)}").count("*").fetchall()[0][0] == 0, table
     newest = max(
-        date.fromisoformat(p.name.split("=")[1])
-        for p in (both_engines / "spark" / "warehouse" / "shop.db" / "user_features").iterdir()
+        date.fromisoformat(p.name.split("=")[1]) for p in (spark_tables(both_engines) / "user_features").iterdir()
     )
     check_data("features", newest, newest - timedelta(days=4))  # Spark reads the rewritten files
