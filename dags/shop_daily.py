@@ -52,7 +52,7 @@ from shop_assets import ANALYST_SNAPSHOT, SCORES, TARGETING, USER_FEATURES
 from ml.config import SOURCES, settings
 from ml.pipeline import report_failure
 from ml.warehouse.builds import as_of_vars
-from ml.warehouse.dbt_runner import DBT_PROFILE, DBT_TARGET, close_dbt_warehouse, dbt_env
+from ml.warehouse.dbt_runner import DBT_PROFILE, ENGINE_TARGETS, close_dbt_warehouse, dbt_env
 
 WAREHOUSE_POOL = "warehouse"
 CFG = settings()
@@ -113,7 +113,9 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup | DbtBuild
     earlier ones (dbt selects a test once all its parents are built by then), so no check task follows.
     """
     profile = ProfileConfig(
-        profile_name=DBT_PROFILE, target_name=DBT_TARGET, profiles_yml_filepath=DBT_DIR / "profiles.yml"
+        profile_name=DBT_PROFILE,
+        target_name=ENGINE_TARGETS[CFG.engine],  # SHOP_ENGINE: the same tasks on DuckDB or Spark
+        profiles_yml_filepath=DBT_DIR / "profiles.yml",
     )
     # The day's dates in the environment (templated), not in --vars: new vars would reparse the project each day.
     day = {"as_of_start": AS_OF, "as_of_end": AS_OF, "reprocess_from": REPROCESS_FROM}

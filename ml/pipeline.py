@@ -237,13 +237,23 @@ class DayRun:
 
 
 def publish_day(since: date | None, mark_id: str | None) -> str:
-    """The day's last step: publish the days its run can have changed, then clear the landing mark it covered."""
+    """The day's last step: publish the days its run can have changed, then clear the landing mark it covered.
+
+    On Spark there is no snapshot to publish: analysts read the tables from the metastore (Spark SQL, its Thrift
+    server) or their Parquet files, which a build never locks (docs/spark.md).
+    """
+    from ml.config import settings
     from ml.ingest.reprocess_mark import clear_mark
     from ml.warehouse.publish import publish_snapshot
 
-    snapshot = publish_snapshot(since=since)
+    if settings().engine == "spark":
+        from ml.warehouse.spark_session import spark_tables_dir
+
+        published = spark_tables_dir()
+    else:
+        published = publish_snapshot(since=since)
     clear_mark(mark_id)  # a no-op if a landing has moved the mark since this run read it
-    return str(snapshot)
+    return str(published)
 
 
 def monitor(as_of: date) -> dict[str, Any]:
@@ -290,17 +300,19 @@ def run_day(
     until: str = DAILY_STEPS[-1],
     force_train: bool = False,
     timed: Callable[[str], AbstractContextManager] | None = None,
+    landed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run business day `day`'s steps in `DAILY_STEPS` order without Airflow, up to `until`; each step's result.
 
     `skip`: steps a caller leaves out (the closed loop publishes once at its end; a `dbt build` of a whole
     group already ran the tests its check step would run again). `timed(name)`: a context around each step.
+    `landed`: the result of a land_day step that already ran (skipped here), for the steps after it.
     """
     skip = set(skip)
     if unknown := (skip | {until}) - set(DAILY_STEPS):
         raise ValueError(f"unknown daily step(s) {sorted(unknown)}; the steps: {', '.join(DAILY_STEPS)}")
     functions = _step_functions()
-    run = DayRun(day, source=source, force_train=force_train)
+    run = DayRun(day, source=source, force_train=force_train, landed=dict(landed or {}))
     results: dict[str, Any] = {}
     for name in DAILY_STEPS[: DAILY_STEPS.index(until) + 1]:
         if name in skip:

@@ -15,13 +15,16 @@ scoring day (ml.propensity.score writes them with the scores):
 - **Profiles**: per cluster its size, the mean of every feature and a label from the two features that set it
   apart most (in standard deviations from all users), e.g. "frequent buyers, high spend".
 
-k-means is fitted on the sample and assigns every user, so a day's cost grows with users only through the
-assignment.
+The scaling, the fill values and k-means are fitted on the sample (`fit_clusters`) and then assign every user,
+batch by batch where need be (on Spark, in each executor: ml.propensity.spark_scoring); the profiles add up each
+batch's sums. So a day's cost grows with users only through the assignment.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,14 +55,23 @@ RECENCY_CAP_DAYS = 365
 NEUTRAL_WHEN_MISSING = ("cart_abandonment_rate_90d", "remove_to_cart_rate_90d")
 
 
-def behaviour_matrix(population: pd.DataFrame) -> np.ndarray:
+def fill_values(population: pd.DataFrame) -> dict[str, float]:
+    """What a missing rate is read as: the users' median (so "never carted" does not read as "finishes carts")."""
+    values = {}
+    for rate in NEUTRAL_WHEN_MISSING:
+        column = pd.to_numeric(population[rate], errors="coerce")
+        values[rate] = float(column.median()) if column.notna().any() else 0.0
+    return values
+
+
+def behaviour_matrix(population: pd.DataFrame, fills: dict[str, float]) -> np.ndarray:
     """The users' clustering features before scaling: log1p of each. A missing count or amount is none of it, a
-    missing recency a year, a missing rate the users' median (so "never carted" does not read as "finishes carts")."""
+    missing recency a year, a missing rate its fill value (`fill_values`)."""
     frame = pd.DataFrame({c: pd.to_numeric(population[c], errors="coerce") for c in CLUSTER_FEATURES})
     frame["days_since_last_activity"] = frame["days_since_last_activity"].fillna(RECENCY_CAP_DAYS)
     frame["days_since_last_activity"] = frame["days_since_last_activity"].clip(upper=RECENCY_CAP_DAYS)
-    for rate in NEUTRAL_WHEN_MISSING:
-        frame[rate] = frame[rate].fillna(frame[rate].median() if frame[rate].notna().any() else 0.0)
+    for rate, value in fills.items():
+        frame[rate] = frame[rate].fillna(value)
     return np.log1p(frame.fillna(0.0).clip(lower=0.0).to_numpy(float))
 
 
@@ -85,8 +97,8 @@ def choose_k(scaled: np.ndarray, previous_k: int | None, seed: int) -> tuple[int
 
 def previous_profiles(as_of: date) -> pd.DataFrame | None:
     """The newest cluster profiles written for a date before `as_of` (None before the first)."""
-    files = sorted(settings().cluster_profiles_dir.glob("as_of_date=*/part-0.parquet"))
-    earlier = [path for path in files if path.parent.name < f"as_of_date={as_of}"]
+    folders = sorted(settings().cluster_profiles_dir.glob("as_of_date=*"))
+    earlier = [folder for folder in folders if folder.name < f"as_of_date={as_of}" and any(folder.glob("*.parquet"))]
     return pd.read_parquet(earlier[-1]) if earlier else None
 
 
@@ -109,20 +121,37 @@ def match_ids(
     return ids
 
 
-def cluster_day(population: pd.DataFrame, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(user_id -> cluster_id, one profile row per cluster) for the day's scored users."""
+@dataclass
+class DayClusters:
+    """A day's clustering, fitted on a sample of its users: what assigns every other user, on any machine."""
+
+    fills: dict[str, float]
+    scaler: Any
+    model: Any
+    ids: np.ndarray  # the stable cluster id of each of the model's clusters
+    silhouette: float | None
+    highest_issued: int
+
+    def assign(self, population: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(each user's cluster id, their clustering features before scaling)."""
+        raw = behaviour_matrix(population, self.fills)
+        labels = self.model.predict(self.scaler.transform(raw)) if len(raw) else np.empty(0, dtype=int)
+        return self.ids[labels], raw
+
+
+def fit_clusters(sample: pd.DataFrame, as_of: date) -> DayClusters:
+    """Scaling, k, centroids and their stable ids from a sample of the day's users (at most SAMPLE_USERS)."""
     from sklearn.cluster import KMeans
     from sklearn.preprocessing import StandardScaler
 
     seed = settings().seed
-    raw = behaviour_matrix(population)
+    fills = fill_values(sample)
+    raw = behaviour_matrix(sample, fills)
     scaler = StandardScaler().fit(raw)
     scaled = scaler.transform(raw)
-    sample = np.random.default_rng(seed).permutation(len(scaled))[:SAMPLE_USERS]
     before = previous_profiles(as_of)
-    k, silhouettes = choose_k(scaled[sample], None if before is None else len(before), seed)
-    model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(scaled[sample])
-    labels = model.predict(scaled)
+    k, silhouettes = choose_k(scaled, None if before is None else len(before), seed)
+    model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(scaled)
     old = np.empty((0, scaled.shape[1]))
     old_ids: list[int] = []
     highest = 0
@@ -131,33 +160,68 @@ def cluster_day(population: pd.DataFrame, as_of: date) -> tuple[pd.DataFrame, pd
         old_ids = before["cluster_id"].astype(int).tolist()
         highest = int(before["highest_cluster_id_issued"].max()) if "highest_cluster_id_issued" in before else 0
     ids = np.asarray(match_ids(model.cluster_centers_, old, old_ids, highest))
-    assigned = pd.DataFrame({"user_id": population["user_id"].astype("int64").to_numpy(), "cluster_id": ids[labels]})
-    profile = profiles(population, raw, scaled, assigned["cluster_id"].to_numpy(), silhouettes.get(k))
-    profile["highest_cluster_id_issued"] = max(highest, *ids.tolist())
-    return assigned, profile
+    return DayClusters(fills, scaler, model, ids, silhouettes.get(k), max(highest, *ids.tolist()))
 
 
-def profiles(
-    population: pd.DataFrame, raw: np.ndarray, scaled: np.ndarray, cluster_ids: np.ndarray, silhouette: float | None
-) -> pd.DataFrame:
+def sample_keys(user_ids: pd.Series) -> np.ndarray:
+    """A pseudo-random key per user from their id and the project's seed (SplitMix64's mixer), non-negative int64.
+    The users with the smallest keys are the clustering sample: the same users whichever engine or batch."""
+    with np.errstate(over="ignore"):
+        x = user_ids.to_numpy(dtype="int64").astype(np.uint64)
+        x = x + np.uint64(settings().seed) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(1)).astype("int64")
+
+
+def cluster_sample(population: pd.DataFrame) -> pd.DataFrame:
+    """The users k-means is fitted on: the SAMPLE_USERS with the smallest `sample_keys`, in key order."""
+    keyed = population.assign(sample_key=sample_keys(population["user_id"]))
+    return keyed.sort_values(["sample_key", "user_id"]).head(SAMPLE_USERS).drop(columns="sample_key")
+
+
+def cluster_day(population: pd.DataFrame, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(user_id -> cluster_id, one profile row per cluster) for the day's scored users."""
+    clusters = fit_clusters(cluster_sample(population), as_of)
+    cluster_ids, raw = clusters.assign(population)
+    assigned = pd.DataFrame({"user_id": population["user_id"].astype("int64").to_numpy(), "cluster_id": cluster_ids})
+    return assigned, profiles(clusters, cluster_sums(cluster_ids, raw))
+
+
+def cluster_sums(cluster_ids: np.ndarray, raw: np.ndarray) -> pd.DataFrame:
+    """Per cluster: its users and the sum of each clustering feature before scaling (what `profiles` needs; the
+    sums of several batches of users add up)."""
+    frame = pd.DataFrame(raw, columns=list(CLUSTER_FEATURES))
+    frame.insert(0, "cluster_id", cluster_ids.astype("int64"))
+    frame.insert(1, "n_users", 1)
+    return frame.groupby("cluster_id", as_index=False).sum()
+
+
+def profiles(clusters: DayClusters, sums: pd.DataFrame) -> pd.DataFrame:
     """One row per cluster: size, share, each feature's mean (in its own units) and a readable label."""
-    rows = []
     names = list(CLUSTER_FEATURES)
-    k = len(set(cluster_ids.tolist()))
-    for cluster_id in sorted(set(cluster_ids.tolist())):
-        members = cluster_ids == cluster_id
-        z = scaled[members].mean(axis=0)
+    sums = sums.groupby("cluster_id", as_index=False).sum().sort_values("cluster_id")
+    total = int(sums["n_users"].sum())
+    rows = []
+    for _, cluster in sums.iterrows():
+        n = int(cluster["n_users"])
+        raw_mean = cluster[names].to_numpy(float) / n
+        z = clusters.scaler.transform(raw_mean[None, :])[0]  # scaling is linear: the mean of the scaled values
         top = np.argsort(-np.abs(z))[:2]
-        label = ", ".join(CLUSTER_FEATURES[names[i]][0 if z[i] > 0 else 1] for i in top) if k > 1 else "all users"
+        label = ", ".join(CLUSTER_FEATURES[names[i]][0 if z[i] > 0 else 1] for i in top)
+        label = label if len(sums) > 1 else "all users"
         row = {
-            "cluster_id": int(cluster_id),
+            "cluster_id": int(cluster["cluster_id"]),
             "cluster_label": label,
-            "n_users": int(members.sum()),
-            "share_of_users": float(members.mean()),
-            "silhouette": silhouette,
+            "n_users": n,
+            "share_of_users": n / total,
+            "silhouette": clusters.silhouette,
         }
         # Means of the log1p values, back in the feature's units: a geometric-style mean, robust to the few
         # very large spenders that an arithmetic mean would follow.
-        row.update({f"mean_{name}": float(np.expm1(raw[members, i].mean())) for i, name in enumerate(names)})
+        row.update({f"mean_{name}": float(np.expm1(raw_mean[i])) for i, name in enumerate(names)})
         rows.append(row)
-    return pd.DataFrame(rows)
+    profile = pd.DataFrame(rows)
+    profile["highest_cluster_id_issued"] = clusters.highest_issued
+    return profile

@@ -83,8 +83,9 @@ def reference_bins(tags: dict[str, str]) -> dict | None:
 
 def stored_scores(scoring_date: date, task: str) -> pd.DataFrame | None:
     """The scores the pipeline wrote for a date (user_id, probability, version), or None."""
-    path = settings().scores_dir / f"as_of_date={scoring_date}" / "part-0.parquet"
-    if not path.exists():
+    # One file from the scoring step on one machine, several from Spark's executors.
+    path = settings().scores_dir / f"as_of_date={scoring_date}"
+    if not any(path.glob("*.parquet")):
         return None
     probability, version_column = OUTPUT_COLUMNS[task]
     frame = pd.read_parquet(path, columns=["user_id", probability, version_column])

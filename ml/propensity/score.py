@@ -60,25 +60,51 @@ def check_signature(model, frame: pd.DataFrame, name: str, version: str) -> list
 def score_day(as_of: date | None = None) -> dict[str, Any]:
     """Score the population as of `as_of` (default: the newest built) into `scores/as_of_date=<as_of>/`.
 
-    The first run of a day uses the `@champion` versions and pins them; a rerun uses the pinned ones.
+    The first run of a day uses the `@champion` versions and pins them; a rerun uses the pinned ones. With
+    SHOP_ENGINE=spark the users are scored on Spark (ml.propensity.spark_scoring) by the same `score_rows`.
     """
-    with connect_read_only() as con:
-        as_of = as_of or con.execute("select max(as_of_date) from user_features").fetchone()[0]
-        if as_of is None:
-            raise ModelError("user_features is empty: build features first (python -m ml history)")
-        population = load_scoring_population(con, as_of)
-    if population.empty:
-        raise ModelError(f"no users to score as of {as_of}: user_features has no rows for that date")
-    out = pd.DataFrame({"user_id": population["user_id"].astype("int64")})
-    versions = {}
-    # Check every champion before writing anything.
-    loaded = {}
+    if settings().engine == "spark":
+        from ml.propensity import spark_scoring
+
+        as_of, population = spark_scoring.scoring_population(as_of)
+        loaded = champions(as_of, population.limit(SIGNATURE_CHECK_ROWS).toPandas())
+        summary = spark_scoring.score_and_write(as_of, population, loaded)
+    else:
+        with connect_read_only() as con:
+            as_of = as_of or con.execute("select max(as_of_date) from user_features").fetchone()[0]
+            if as_of is None:
+                raise ModelError("user_features is empty: build features first (python -m ml history)")
+            population = load_scoring_population(con, as_of)
+        if population.empty:
+            raise ModelError(f"no users to score as of {as_of}: user_features has no rows for that date")
+        loaded = champions(as_of, population)
+        summary = score_and_write(as_of, population, loaded)
+    versions = {MODEL_NAMES[task]: version for task, (_, version, _) in loaded.items()}
+    pin(as_of, models={name: str(v) for name, v in versions.items()})
+    return {"as_of_date": str(as_of), "model_versions": versions, **summary}
+
+
+# The users whose features a Spark run checks the champions' signatures on before scoring anyone.
+SIGNATURE_CHECK_ROWS = 1000
+
+
+def champions(as_of: date, features: pd.DataFrame) -> dict[str, tuple[Any, str, list[str]]]:
+    """Each task's (model, version, input columns): the versions the day's first run pinned, else the
+    `@champion`s, each checked against the features before anything is written."""
     # A rerun of the day scores with the versions its first run used (ml.day_pins), not today's champions.
     pinned = pins(as_of).get("models", {})
+    loaded = {}
     for task, name in MODEL_NAMES.items():
         model, version = load_version(name, pinned.get(name))
-        columns = check_signature(model, population, name, version)
-        loaded[task] = (model, version, columns)
+        loaded[task] = (model, version, check_signature(model, features, name, version))
+    return loaded
+
+
+def score_rows(
+    population: pd.DataFrame, loaded: dict[str, tuple[Any, str, list[str]]], with_reasons: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(scores, top reasons or None) of a batch of users: each task's probability for the users in its population."""
+    out = pd.DataFrame({"user_id": population["user_id"].astype("int64").to_numpy()})
     reasons = []
     for task, (model, version, columns) in loaded.items():
         probability, version_column = OUTPUT_COLUMNS[task]
@@ -87,9 +113,34 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
         if members.any():
             inputs = model_inputs(population.loc[members], columns)
             out.loc[members, probability] = np.asarray(model.predict(inputs))[:, 1].astype(float)
-            reasons.append(score_reasons(model, inputs, out.loc[members, "user_id"], MODEL_NAMES[task], version))
+            if with_reasons:
+                reasons.append(score_reasons(model, inputs, out.loc[members, "user_id"], MODEL_NAMES[task], version))
         out[version_column] = str(version)
-        versions[MODEL_NAMES[task]] = version
+    if not with_reasons:
+        return out, None
+    reasons = pd.concat(reasons, ignore_index=True) if reasons else pd.DataFrame(columns=REASON_COLUMNS)
+    return out, reasons[REASON_COLUMNS]
+
+
+# The reason partitions' columns, in order (user_score_reasons reads them).
+REASON_COLUMNS = [
+    "user_id",
+    "model_name",
+    "model_version",
+    "reason_rank",
+    "feature",
+    "contribution",
+    "base_value",
+    "margin",
+    "feature_value",
+    "direction",
+    "reason",
+]
+
+
+def score_and_write(as_of: date, population: pd.DataFrame, loaded: dict) -> dict[str, Any]:
+    """Score the day's users in this process and write the day's partitions."""
+    out, reasons = score_rows(population, loaded)
     cfg = settings()
     partition = f"as_of_date={as_of}/part-0.parquet"
     target = cfg.scores_dir / partition
@@ -99,19 +150,12 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
     write_parquet_files_atomic(
         {
             target: as_table(out),
-            cfg.reasons_dir / partition: as_table(pd.concat(reasons, ignore_index=True)),
+            cfg.reasons_dir / partition: as_table(reasons),
             cfg.clusters_dir / partition: as_table(clusters),
             cfg.cluster_profiles_dir / partition: as_table(profiles),
         }
     )
-    pin(as_of, models={name: str(v) for name, v in versions.items()})
-    return {
-        "as_of_date": str(as_of),
-        "users_scored": len(out),
-        "model_versions": versions,
-        "behaviour_clusters": len(profiles),
-        "path": str(target),
-    }
+    return {"users_scored": len(out), "behaviour_clusters": len(profiles), "path": str(target)}
 
 
 def score_reasons(model, inputs: pd.DataFrame, user_ids: pd.Series, name: str, version: str) -> pd.DataFrame:

@@ -13,6 +13,9 @@ from ml.errors import ModelError, WarehouseLockedError
 
 
 def connect_read_only(path=None) -> duckdb.DuckDBPyConnection:
+    """The warehouse, read-only. With SHOP_ENGINE=spark: the Spark tables' Parquet files (`spark_tables`)."""
+    if path is None and settings().engine == "spark":
+        return spark_tables()
     path = path or settings().warehouse_path
     if not path.exists():
         raise ModelError(f"{path}: warehouse not found; build it first (make run, or python -m ml history)")
@@ -22,6 +25,31 @@ def connect_read_only(path=None) -> duckdb.DuckDBPyConnection:
         if "lock" not in str(exc).lower():
             raise
         raise WarehouseLockedError(locked_message(path, str(exc))) from None
+
+
+def spark_tables() -> duckdb.DuckDBPyConnection:
+    """A DuckDB session over the Spark tables' Parquet files, one view per table, for the Python steps on Spark.
+
+    They read one day's partitions or a capped sample (training, the send list's candidates, monitoring): the
+    folder a day's partition lives in is pruned by the reader, as Spark's own plan prunes it. A table Spark
+    holds no rows of (no Parquet file yet) is left out, as an absent table is on DuckDB.
+    """
+    from ml.warehouse.spark_session import spark_tables_dir
+
+    folder = spark_tables_dir()
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: no Spark tables; build them first (SHOP_ENGINE=spark python -m ml history)")
+    con = duckdb.connect()
+    for table in sorted(p for p in folder.iterdir() if p.is_dir()):
+        partitioned = any(child.is_dir() and "=" in child.name for child in table.iterdir())
+        pattern = f"{table}/*/*.parquet" if partitioned else f"{table}/*.parquet"
+        if not any(table.glob(pattern.removeprefix(f"{table}/"))):
+            continue
+        files = pattern.replace("'", "''")
+        con.execute(
+            f"create view {table.name} as select * from read_parquet('{files}', hive_partitioning = {partitioned})"
+        )
+    return con
 
 
 def locked_message(path, error: str) -> str:

@@ -1,4 +1,7 @@
 -- Empty when the shop never ran a randomised campaign: coupon features are then zero.
+-- A table on Spark: the send list's step reads it from its Parquet files (ml/warehouse/read.py: spark_tables).
+{{ config(materialized=('table' if target.type == 'spark' else 'view')) }}
+
 with
 
 source as (
