@@ -238,20 +238,13 @@ class DayRun:
 
 def publish_day(since: date | None, mark_id: str | None) -> str:
     """The day's last step: publish the days its run can have changed, then clear the landing mark it covered.
-
-    On Spark there is no snapshot to publish: analysts read the tables from the metastore (Spark SQL, its Thrift
-    server) or their Parquet files, which a build never locks (docs/spark.md).
-    """
+    On Spark no snapshot: analysts read the tables (metastore or Parquet), which no build locks (docs/spark.md)."""
     from ml.config import settings
     from ml.ingest.reprocess_mark import clear_mark
     from ml.warehouse.publish import publish_snapshot
+    from ml.warehouse.spark_session import spark_tables_dir
 
-    if settings().engine == "spark":
-        from ml.warehouse.spark_session import spark_tables_dir
-
-        published = spark_tables_dir()
-    else:
-        published = publish_snapshot(since=since)
+    published = spark_tables_dir() if settings().engine == "spark" else publish_snapshot(since=since)
     clear_mark(mark_id)  # a no-op if a landing has moved the mark since this run read it
     return str(published)
 
