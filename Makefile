@@ -29,7 +29,7 @@ AIRFLOW_PORT ?= 8080
 DBT_DOCS_PORT ?= 8081
 LAST_DAYS ?= 3
 
-.PHONY: help setup setup-spark run test test-faults test-deploy test-spark lint format bench bench-drift airflow airflow-init mlflow dbt-docs dbt-parse clean
+.PHONY: help setup setup-spark run test test-faults test-deploy test-spark lint format bench bench-spark bench-drift airflow airflow-init mlflow dbt-docs dbt-parse clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ format: setup ## ruff fix and format
 
 bench: airflow-init ## Benchmarks on a simulated shop (SHOP_BENCH_USERS, SHOP_BENCH_DAYS): history, days 60/180/last, Airflow day, training
 	$(PY) -m ml.bench
+
+bench-spark: setup-spark ## A day on Spark local mode (1 and 2 cores) against DuckDB on one shop (SHOP_BENCH_USERS x SHOP_BENCH_DAYS, default 200k x 90)
+	$(SPARK_VENV)/bin/python -m ml.bench.spark
 
 bench-drift: setup ## The monitor against an injected drift: days to alert, AUC with and without retraining on alerts
 	$(PY) -m ml.bench.drift
