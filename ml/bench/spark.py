@@ -20,7 +20,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from ml.bench.measure import step
-from ml.config import PROJECT_ROOT
+from ml.config import PROJECT_ROOT, settings
 
 ROOT = PROJECT_ROOT / "data" / "bench-spark"
 
@@ -52,7 +52,6 @@ def rerun_day(engine: str, cores: str) -> list[dict]:
 
 def partitions_read(landed: dict) -> dict:
     """The landing partitions a day's run reads, from Spark's plan of the window its models read."""
-    from ml.config import settings
     from ml.warehouse.spark_session import spark_session
 
     landing = settings().landing_dir / "events"
@@ -109,7 +108,7 @@ def main() -> None:
         "days": days,
         "history_batch_days": history_batch_days(),
         **partitions_read(landed),
-        "spark_tables_bytes": folder_bytes(ROOT / "data" / "spark" / "warehouse"),
+        "spark_tables_bytes": folder_bytes(settings().spark_dir / "warehouse"),
         "duckdb_warehouse_bytes": folder_bytes(ROOT / "data" / "warehouse.duckdb"),
         "landing_bytes": folder_bytes(ROOT / "data" / "landing"),
         "steps": results,

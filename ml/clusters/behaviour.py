@@ -13,7 +13,7 @@ scoring day (ml.propensity.score writes them with the scores):
   the assignment that minimises the total distance (Hungarian); a cluster with no match gets a new id. A rerun
   of a day reads the same previous day and gives the same ids.
 - **Profiles**: per cluster its size, the mean of every feature and a label from the two features that set it
-  apart most (in standard deviations from all users), e.g. "frequent buyers, high spend".
+  apart most (in standard deviations of the sampled users), e.g. "frequent buyers, high spend".
 
 The scaling, the fill values and k-means are fitted on the sample (`fit_clusters`) and then assign every user,
 batch by batch where need be (on Spark, in each executor: ml.propensity.spark_scoring); the profiles add up each
@@ -55,11 +55,12 @@ RECENCY_CAP_DAYS = 365
 NEUTRAL_WHEN_MISSING = ("cart_abandonment_rate_90d", "remove_to_cart_rate_90d")
 
 
-def fill_values(population: pd.DataFrame) -> dict[str, float]:
-    """What a missing rate is read as: the users' median (so "never carted" does not read as "finishes carts")."""
+def fill_values(sample: pd.DataFrame) -> dict[str, float]:
+    """What a missing rate is read as: the sampled users' median (so "never carted" does not read as "finishes
+    carts")."""
     values = {}
     for rate in NEUTRAL_WHEN_MISSING:
-        column = pd.to_numeric(population[rate], errors="coerce")
+        column = pd.to_numeric(sample[rate], errors="coerce")
         values[rate] = float(column.median()) if column.notna().any() else 0.0
     return values
 
@@ -163,12 +164,12 @@ def fit_clusters(sample: pd.DataFrame, as_of: date) -> DayClusters:
     return DayClusters(fills, scaler, model, ids, silhouettes.get(k), max(highest, *ids.tolist()))
 
 
-def sample_keys(user_ids: pd.Series) -> np.ndarray:
+def sample_keys(user_ids: pd.Series, seed: int) -> np.ndarray:
     """A pseudo-random key per user from their id and the project's seed (SplitMix64's mixer), non-negative int64.
     The users with the smallest keys are the clustering sample: the same users whichever engine or batch."""
     with np.errstate(over="ignore"):
         x = user_ids.to_numpy(dtype="int64").astype(np.uint64)
-        x = x + np.uint64(settings().seed) * np.uint64(0x9E3779B97F4A7C15)
+        x = x + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))
@@ -177,8 +178,8 @@ def sample_keys(user_ids: pd.Series) -> np.ndarray:
 
 def cluster_sample(population: pd.DataFrame) -> pd.DataFrame:
     """The users k-means is fitted on: the SAMPLE_USERS with the smallest `sample_keys`, in key order."""
-    keyed = population.assign(sample_key=sample_keys(population["user_id"]))
-    return keyed.sort_values(["sample_key", "user_id"]).head(SAMPLE_USERS).drop(columns="sample_key")
+    keys = sample_keys(population["user_id"], settings().seed)
+    return population.iloc[np.lexsort((population["user_id"].to_numpy(), keys))[:SAMPLE_USERS]]
 
 
 def cluster_day(population: pd.DataFrame, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame]:

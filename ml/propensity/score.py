@@ -101,11 +101,15 @@ def champions(as_of: date, features: pd.DataFrame) -> dict[str, tuple[Any, str, 
 
 
 def score_rows(
-    population: pd.DataFrame, loaded: dict[str, tuple[Any, str, list[str]]], with_reasons: bool = True
+    population: pd.DataFrame, loaded: dict[str, tuple[Any, str, list[str]]], reasons: str | None
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """(scores, top reasons or None) of a batch of users: each task's probability for the users in its population."""
+    """(scores, top reasons) of a batch of users: each task's probability for the users in its population.
+
+    `reasons`: how the reasons are computed (SHOP_SCORE_REASONS, read by the caller: on Spark the executors'
+    environment is not the driver's), or None for none.
+    """
     out = pd.DataFrame({"user_id": population["user_id"].astype("int64").to_numpy()})
-    reasons = []
+    explained = []
     for task, (model, version, columns) in loaded.items():
         probability, version_column = OUTPUT_COLUMNS[task]
         members = in_population(population, task).to_numpy()
@@ -113,34 +117,35 @@ def score_rows(
         if members.any():
             inputs = model_inputs(population.loc[members], columns)
             out.loc[members, probability] = np.asarray(model.predict(inputs))[:, 1].astype(float)
-            if with_reasons:
-                reasons.append(score_reasons(model, inputs, out.loc[members, "user_id"], MODEL_NAMES[task], version))
+            if reasons is not None:
+                users = out.loc[members, "user_id"]
+                explained.append(score_reasons(model, inputs, users, MODEL_NAMES[task], version, reasons))
         out[version_column] = str(version)
-    if not with_reasons:
+    if reasons is None:
         return out, None
-    reasons = pd.concat(reasons, ignore_index=True) if reasons else pd.DataFrame(columns=REASON_COLUMNS)
-    return out, reasons[REASON_COLUMNS]
+    frame = pd.concat(explained, ignore_index=True) if explained else pd.DataFrame(columns=list(REASON_TYPES))
+    return out, frame[list(REASON_TYPES)]
 
 
-# The reason partitions' columns, in order (user_score_reasons reads them).
-REASON_COLUMNS = [
-    "user_id",
-    "model_name",
-    "model_version",
-    "reason_rank",
-    "feature",
-    "contribution",
-    "base_value",
-    "margin",
-    "feature_value",
-    "direction",
-    "reason",
-]
+# The reason partitions' columns, in order, with their Spark types (user_score_reasons reads them).
+REASON_TYPES = {
+    "user_id": "bigint",
+    "model_name": "string",
+    "model_version": "string",
+    "reason_rank": "bigint",
+    "feature": "string",
+    "contribution": "double",
+    "base_value": "double",
+    "margin": "double",
+    "feature_value": "string",
+    "direction": "string",
+    "reason": "string",
+}
 
 
 def score_and_write(as_of: date, population: pd.DataFrame, loaded: dict) -> dict[str, Any]:
     """Score the day's users in this process and write the day's partitions."""
-    out, reasons = score_rows(population, loaded)
+    out, reasons = score_rows(population, loaded, settings().score_reasons)
     cfg = settings()
     partition = f"as_of_date={as_of}/part-0.parquet"
     target = cfg.scores_dir / partition
@@ -155,13 +160,20 @@ def score_and_write(as_of: date, population: pd.DataFrame, loaded: dict) -> dict
             cfg.cluster_profiles_dir / partition: as_table(profiles),
         }
     )
+    # A day the other engine scored before holds its executors' files too: they would count every user twice.
+    for folder in (cfg.scores_dir, cfg.reasons_dir, cfg.clusters_dir, cfg.cluster_profiles_dir):
+        for other in (folder / f"as_of_date={as_of}").glob("*.parquet"):
+            if other.name != "part-0.parquet":
+                other.unlink()
     return {"users_scored": len(out), "behaviour_clusters": len(profiles), "path": str(target)}
 
 
-def score_reasons(model, inputs: pd.DataFrame, user_ids: pd.Series, name: str, version: str) -> pd.DataFrame:
+def score_reasons(
+    model, inputs: pd.DataFrame, user_ids: pd.Series, name: str, version: str, method: str
+) -> pd.DataFrame:
     """The top reasons behind each scored user's probability (ml.propensity.reasons), one row per reason."""
     pipeline = model.get_raw_model()  # the sklearn pipeline the pyfunc wraps
-    grouped, base, margin = contributions(pipeline, inputs, approximate=settings().score_reasons == "approximate")
+    grouped, base, margin = contributions(pipeline, inputs, approximate=method == "approximate")
     reasons = top_reasons(grouped, base, margin, explained_inputs(pipeline, inputs))
     reasons.insert(0, "user_id", user_ids.to_numpy(dtype="int64")[reasons.pop("row").to_numpy()])
     reasons.insert(1, "model_name", name)

@@ -34,12 +34,12 @@ def as_of_vars(as_of_start: date | None, as_of_end: date | None = None, cfg: Set
 
 def newest_processed_day(cfg: Settings | None = None) -> date | None:
     """The newest event day the incremental models hold (None before the first build)."""
-    cfg = cfg or settings()
-    if not cfg.warehouse_path.exists():
-        return None
-    from ml.warehouse.read import connect_read_only, table_names
+    from ml.warehouse.read import connect_read_only, table_names, warehouse_exists
 
-    with connect_read_only(cfg.warehouse_path) as con:
+    cfg = cfg or settings()
+    if not warehouse_exists():
+        return None
+    with connect_read_only(None if cfg.engine == "spark" else cfg.warehouse_path) as con:
         if not {"landing_daily_summary", "int_user_days_aggregated"} <= set(table_names(con)):
             return None
         return con.execute(

@@ -120,9 +120,9 @@ def build_history(keep_last: int = 0) -> list[date]:
 
 def history_built() -> bool:
     """True once a history build finished: labels exist (the build's last step), not just a warehouse file."""
-    from ml.warehouse.read import connect_read_only, table_names
+    from ml.warehouse.read import connect_read_only, table_names, warehouse_exists
 
-    if not settings().warehouse_path.exists():
+    if not warehouse_exists():
         return False
     with connect_read_only() as con:
         if "training_labels" not in table_names(con):

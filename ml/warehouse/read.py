@@ -27,6 +27,15 @@ def connect_read_only(path=None) -> duckdb.DuckDBPyConnection:
         raise WarehouseLockedError(locked_message(path, str(exc))) from None
 
 
+def warehouse_exists() -> bool:
+    """Whether a build has written the warehouse: DuckDB's file, or (SHOP_ENGINE=spark) the Spark tables' folder."""
+    if settings().engine == "spark":
+        from ml.warehouse.spark_session import spark_tables_dir
+
+        return spark_tables_dir().is_dir()
+    return settings().warehouse_path.exists()
+
+
 def spark_tables() -> duckdb.DuckDBPyConnection:
     """A DuckDB session over the Spark tables' Parquet files, one view per table, for the Python steps on Spark.
 

@@ -69,6 +69,8 @@ def both_engines(tmp_path_factory) -> Path:
         # Two history batches after the warm-up: the second continues the first's lifetime totals incrementally.
         # 110 days: the daily runs train, which needs labels matured 30 days before a test date and a history before it.
         mp.setenv("SHOP_HISTORY_BATCH_DAYS", "40")
+        # Clusters fitted on a sample of the users (5,000 by default: more than this shop has), picked alike by both.
+        mp.setattr("ml.clusters.behaviour.SAMPLE_USERS", 250)
         simulate(ShopSpec(seed=11, users=600, days=110, start=date(2026, 1, 1)))
         # Rows that break the validation rules, in a history day and in a day the daily runs land.
         inbox = root / "data" / "inbox" / "events"
