@@ -107,7 +107,7 @@ format: setup ## ruff fix and format
 bench: airflow-init ## Benchmarks on a simulated shop (SHOP_BENCH_USERS, SHOP_BENCH_DAYS): history, days 60/180/last, Airflow day, training
 	$(PY) -m ml.bench
 
-bench-spark: setup-spark ## A day on Spark local mode (1 and 2 cores) against DuckDB on one shop (SHOP_BENCH_USERS x SHOP_BENCH_DAYS, default 200k x 110)
+bench-spark: setup-spark ## A day on Spark local mode (1 and 2 cores) against DuckDB on one shop (SHOP_BENCH_SPARK_USERS x SHOP_BENCH_SPARK_DAYS, default 200k x 110)
 	$(SPARK_VENV)/bin/python -m ml.bench.spark
 
 bench-drift: setup ## The monitor against an injected drift: days to alert, AUC with and without retraining on alerts

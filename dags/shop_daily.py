@@ -52,7 +52,7 @@ from shop_assets import ANALYST_SNAPSHOT, SCORES, TARGETING, USER_FEATURES
 from ml.config import SOURCES, settings
 from ml.pipeline import report_failure
 from ml.warehouse.builds import as_of_vars
-from ml.warehouse.dbt_runner import DBT_PROFILE, ENGINE_TARGETS, close_dbt_warehouse, dbt_env
+from ml.warehouse.dbt_runner import DBT_PROFILE, close_dbt_warehouse, dbt_env, dbt_target
 
 WAREHOUSE_POOL = "warehouse"
 CFG = settings()
@@ -114,7 +114,7 @@ def dbt_group(group_id: str, tag: str, outlets: list) -> DbtTaskGroup | DbtBuild
     """
     profile = ProfileConfig(
         profile_name=DBT_PROFILE,
-        target_name=ENGINE_TARGETS[CFG.engine],  # SHOP_ENGINE: the same tasks on DuckDB or Spark
+        target_name=dbt_target(CFG),  # SHOP_ENGINE: the same tasks on DuckDB or Spark
         profiles_yml_filepath=DBT_DIR / "profiles.yml",
     )
     # The day's dates in the environment (templated), not in --vars: new vars would reparse the project each day.

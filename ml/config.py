@@ -16,6 +16,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("inbox", "simulate")
 # The engine dbt builds the warehouse on (SHOP_ENGINE): DuckDB (one file, the default) or Spark (docs/spark.md).
 ENGINES = ("duckdb", "spark")
+# The profile targets (dbt_project/profiles.yml) SHOP_SPARK_TARGET may name: Spark in dbt's process, or a cluster.
+SPARK_TARGETS = ("spark", "spark_cluster")
 # How the DAG runs dbt (SHOP_DBT_TASKS): one Airflow task per model, or one `dbt build` per group of models.
 DBT_TASKS = ("model", "group")
 # The model families `ml train` fits, registers and gates for each behaviour model (SHOP_MODEL_FLAVOURS, a subset).
@@ -61,6 +63,8 @@ class Settings:
     # SHOP_ENGINE; with spark, dbt's tables live under spark_dir (warehouse/ and the metastore/ catalogue).
     engine: str
     spark_dir: Path
+    # With spark: the profile target dbt builds through (local mode, or the cluster's Thrift server).
+    spark_target: str
     mlflow_tracking_uri: str
     mlflow_artifact_root: Path
     seed: int
@@ -141,6 +145,7 @@ def settings() -> Settings:
         dbt_project_dir=_path("SHOP_DBT_PROJECT_DIR", PROJECT_ROOT / "dbt_project"),
         engine=_choice_env("SHOP_ENGINE", "duckdb", ENGINES),
         spark_dir=_path("SHOP_SPARK_DIR", data_dir / "spark"),
+        spark_target=_choice_env("SHOP_SPARK_TARGET", "spark", SPARK_TARGETS),
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}"),
         mlflow_artifact_root=_path("SHOP_MLFLOW_ARTIFACT_ROOT", mlflow_dir / "artifacts"),
         seed=_int_env("SHOP_SEED", 42),

@@ -1,6 +1,6 @@
 """`make bench-spark`: a day's run on Spark local mode with 1 and with 2 cores, against DuckDB, on one shop.
 
-`SHOP_BENCH_USERS` x `SHOP_BENCH_DAYS` (default 200k x 110) is simulated in data/bench-spark/. Its history is
+`SHOP_BENCH_SPARK_USERS` x `SHOP_BENCH_SPARK_DAYS` (default 200k x 110) is simulated in data/bench-spark/. Its history is
 built on DuckDB and on Spark (2 cores) from the same landed files, keeping the last day. That day runs on
 DuckDB (landing and training included: the champions are trained there), then again, every step after the
 landing, as the rerun of the same day (pinned models, no training) on DuckDB, on Spark with 2 cores and on
@@ -74,8 +74,8 @@ def main() -> None:
     from ml.warehouse.builds import build_feature_history
     from ml.warehouse.history import WARM_UP_DAYS, build_history, history_batch_days, landed_days
 
-    users = int(os.environ.get("SHOP_BENCH_USERS", "200000"))
-    days = int(os.environ.get("SHOP_BENCH_DAYS", "110"))
+    users = int(os.environ.get("SHOP_BENCH_SPARK_USERS", "200000"))
+    days = int(os.environ.get("SHOP_BENCH_SPARK_DAYS", "110"))
     shutil.rmtree(ROOT, ignore_errors=True)
     os.environ |= {"SHOP_DATA_DIR": str(ROOT / "data"), "SHOP_MLFLOW_DIR": str(ROOT / "mlflow")}
     os.environ.setdefault("SHOP_MODEL_FLAVOURS", "xgboost,logistic")

@@ -31,8 +31,13 @@ DAY_VARS = ("as_of_start", "as_of_end", "reprocess_from", "reprocess_to", "histo
 DAY_VARS_ENV = "SHOP_DBT_DAY_VARS"
 # Named on every call (dbt_env), as Cosmos names them for the DAG's tasks: dbt reparses the project when they change.
 DBT_PROFILE, DBT_TARGET = "shop_warehouse", "local"
-# The profile's target for each SHOP_ENGINE (dbt_project/profiles.yml).
-ENGINE_TARGETS = {"duckdb": DBT_TARGET, "spark": "spark"}
+
+
+def dbt_target(cfg: Settings) -> str:
+    """The profile's target (dbt_project/profiles.yml) for SHOP_ENGINE: DuckDB's, or SHOP_SPARK_TARGET's."""
+    return cfg.spark_target if cfg.engine == "spark" else DBT_TARGET
+
+
 # The sources a build may find without files (macros/optional_sources.sql: source_files), each with its files. Spark
 # SQL cannot list files: dbt learns which have some from SHOP_DBT_SOURCES_WITH_FILES (DuckDB globs them itself).
 OPTIONAL_SOURCES = {
@@ -78,7 +83,7 @@ def dbt_env(
             # dbt's partial-parse check hashes the profile and target named on the command line (or here) with
             # the vars: named the same way as the DAG's Cosmos tasks name them, every call reuses one parse.
             "DBT_PROFILE": DBT_PROFILE,
-            "DBT_TARGET": ENGINE_TARGETS[cfg.engine],
+            "DBT_TARGET": dbt_target(cfg),
             "SHOP_SPARK_WAREHOUSE_DIR": str(cfg.spark_dir / "warehouse"),
             "SHOP_SPARK_METASTORE_DIR": str(cfg.spark_dir / "metastore"),
             "DBT_PROJECT_DIR": str(cfg.dbt_project_dir),

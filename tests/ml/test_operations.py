@@ -63,6 +63,12 @@ def test_the_engine_setting_picks_the_dbt_target_and_refuses_an_unknown_engine(m
     monkeypatch.setenv("SHOP_ENGINE", "spark")
     env = dbt_env()
     assert env["DBT_TARGET"] == "spark"
+    monkeypatch.setenv("SHOP_SPARK_TARGET", "spark_cluster")  # a cluster's Thrift server
+    assert dbt_env()["DBT_TARGET"] == "spark_cluster"
+    monkeypatch.setenv("SHOP_SPARK_TARGET", "databricks")
+    with pytest.raises(ConfigError, match="SHOP_SPARK_TARGET must be one of spark, spark_cluster, got 'databricks'"):
+        settings()
+    monkeypatch.delenv("SHOP_SPARK_TARGET")
     assert env["SHOP_SPARK_WAREHOUSE_DIR"] == str(tmp_path / "spark" / "warehouse")
     # Spark SQL cannot list files: dbt is told which optional sources have some.
     assert env["SHOP_DBT_SOURCES_WITH_FILES"] == "landing.users"
