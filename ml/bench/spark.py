@@ -1,7 +1,7 @@
 """`make bench-spark`: a day's run on Spark local mode with 1 and with 2 cores, against DuckDB, on one shop.
 
-`SHOP_BENCH_SPARK_USERS` x `SHOP_BENCH_SPARK_DAYS` (default 200k x 110) is simulated in data/bench-spark/. Its history is
-built on DuckDB and on Spark (2 cores) from the same landed files, keeping the last day. That day runs on
+`SHOP_BENCH_SPARK_USERS` x `SHOP_BENCH_SPARK_DAYS` (default 200k x 110) is simulated in data/bench-spark/.
+Its history is built on DuckDB and on Spark (2 cores) from the same landed files, keeping the last day. That day runs on
 DuckDB (landing and training included: the champions are trained there), then again, every step after the
 landing, as the rerun of the same day (pinned models, no training) on DuckDB, on Spark with 2 cores and on
 Spark with 1 core, each in a process of its own (a Spark session keeps its cores). Each step's seconds and
