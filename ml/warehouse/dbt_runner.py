@@ -129,6 +129,8 @@ def run_dbt(
         command,
         env=dbt_env(cfg, dbt_vars, keep_open=True),
         cwd=cfg.dbt_project_dir,
+        # dbt reads nothing from stdin: it never inherits the caller's (in a pytest-xdist worker, its channel).
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
