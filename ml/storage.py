@@ -7,7 +7,9 @@ registry's audit rows, so none of them has to import another to write a file.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -124,3 +126,38 @@ def write_parquet_files_atomic(tables: dict[Path, pa.Table]) -> list[Path]:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
     return list(tables)
+
+
+def replace_folders(writers: dict[Path, Callable[[str], object]]) -> None:
+    """Write each folder aside (`writers`: final folder -> a function writing a folder at the path it is given,
+    e.g. Spark's `write.parquet`), under `.staging/` beside it (readers skip dot-folders), then rename each over
+    its final folder. A failed rename puts the old folder back; a kill between two renames leaves the earlier
+    ones done, so the caller reruns the whole write (scoring: the day again, with its pinned models)."""
+    token = uuid.uuid4().hex
+    staged = {}
+    try:
+        for final, write in writers.items():
+            staging = final.parent / ".staging"
+            shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftovers (the caller holds the writer lock)
+            staged[final] = staging / token / final.name
+            staged[final].parent.mkdir(parents=True)
+            write(str(staged[final]))
+            for file in staged[final].iterdir():
+                if file.suffix == ".parquet":
+                    fsync_file(file)
+                else:  # Spark's _SUCCESS marker and Hadoop's .crc checksums
+                    file.unlink()
+        for final, folder in staged.items():
+            old = folder.with_name(f"{folder.name}.old")
+            if final.exists():
+                os.rename(final, old)
+            try:
+                os.rename(folder, final)
+            except OSError:
+                if old.exists():
+                    os.rename(old, final)
+                raise
+            fsync_folder(final.parent)
+    finally:
+        for folder in staged.values():
+            shutil.rmtree(folder.parent.parent, ignore_errors=True)

@@ -200,9 +200,10 @@ def cluster_sums(cluster_ids: np.ndarray, raw: np.ndarray) -> pd.DataFrame:
 
 
 def profiles(clusters: DayClusters, sums: pd.DataFrame) -> pd.DataFrame:
-    """One row per cluster: size, share, each feature's mean (in its own units) and a readable label."""
+    """One row per cluster: size, share, each feature's mean (in its own units) and a readable label, from one row
+    of sums per cluster (`cluster_sums`, or Spark's aggregate of the same)."""
     names = list(CLUSTER_FEATURES)
-    sums = sums.groupby("cluster_id", as_index=False).sum().sort_values("cluster_id")
+    sums = sums.sort_values("cluster_id")
     total = int(sums["n_users"].sum())
     rows = []
     for _, cluster in sums.iterrows():

@@ -24,9 +24,9 @@ import pyarrow as pa
 from ml.config import LABEL_HORIZON_DAYS, settings
 from ml.day_pins import pins
 from ml.monitoring.checks import REALISED, RETRAIN_ON, auc_noise, check_rows, realised_metrics
+from ml.propensity.batch_scores import OUTPUT_COLUMNS
 from ml.propensity.datasets import in_population, load_labelled, load_scoring_population, model_inputs
 from ml.propensity.drift_reference import REFERENCE_ARTIFACT, SCORE, psi
-from ml.propensity.score import OUTPUT_COLUMNS
 from ml.registry.aliases import MODEL_NAMES, champion_version, load_version
 from ml.registry.tracking import client
 from ml.storage import write_parquet_files_atomic

@@ -4,7 +4,7 @@
   folder: Spark prunes by the partition column).
 - The champions' model folders are zipped and shipped to the executors (`SparkContext.addArchive`, as on a
   cluster); each Python worker loads them once and scores its batches with `mapInPandas`, through the same
-  `ml.propensity.score.score_rows` the one-machine path runs, so a user's score does not depend on the engine
+  `ml.propensity.batch_scores.score_rows` the one-machine path runs, so a user's score does not depend on the engine
   (`make test-spark` compares to 1e-9). The reasons are a second pass over the same cached users.
 - The behavioural clusters are fitted on the same sample of users as on one machine (the SAMPLE_USERS with the
   smallest `sample_keys`), assigned in the executors, and profiled from per-cluster sums.
@@ -20,7 +20,6 @@ repairs, as on one machine. A failed swap puts the old folder back.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import uuid
@@ -34,10 +33,10 @@ from ml.clusters import behaviour
 from ml.clusters.behaviour import CLUSTER_FEATURES, fit_clusters, profiles, sample_keys
 from ml.config import settings
 from ml.errors import ModelError
+from ml.propensity.batch_scores import OUTPUT_COLUMNS, REASON_TYPES, score_rows
 from ml.propensity.datasets import lookback_filter
-from ml.propensity.score import OUTPUT_COLUMNS, REASON_TYPES, score_rows
 from ml.registry.aliases import MODEL_NAMES
-from ml.storage import as_table, fsync_file, fsync_folder, write_parquet_atomic
+from ml.storage import as_table, replace_folders, write_parquet_atomic
 from ml.warehouse.spark_session import spark_session, spark_tables_dir
 
 SCORE_TYPES = {"user_id": "bigint"}
@@ -102,7 +101,7 @@ def score_and_write(as_of: date, population, loaded: dict[str, tuple[Any, str, l
             profile = profiles(clusters, sums.toPandas())
             users = scores.count()
             partition = f"as_of_date={as_of}"
-            swap_in(
+            replace_folders(
                 {
                     cfg.scores_dir / partition: lambda to: scores.select(*SCORE_TYPES).write.parquet(to),
                     cfg.reasons_dir / partition: lambda to: population.mapInPandas(
@@ -170,36 +169,3 @@ def as_objects(frame: pd.DataFrame) -> pd.DataFrame:
 
 def schema(types: dict[str, str]) -> str:
     return ", ".join(f"`{name}` {kind}" for name, kind in types.items())
-
-
-def swap_in(writers: dict[Path, Any]) -> None:
-    """Write each partition folder aside (`writers`: final folder -> a function writing a folder there), then
-    rename each over its final folder."""
-    token = uuid.uuid4().hex
-    staged = {}
-    try:
-        for final, write in writers.items():
-            staging = final.parent / ".staging"
-            shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftovers (the score lock is held)
-            staged[final] = staging / token / final.name
-            staged[final].parent.mkdir(parents=True)
-            write(str(staged[final]))
-            for file in staged[final].iterdir():
-                if file.suffix == ".parquet":
-                    fsync_file(file)
-                else:  # Spark's _SUCCESS marker and Hadoop's .crc checksums
-                    file.unlink()
-        for final, folder in staged.items():
-            old = folder.with_name(f"{folder.name}.old")
-            if final.exists():
-                os.rename(final, old)
-            try:
-                os.rename(folder, final)
-            except OSError:
-                if old.exists():
-                    os.rename(old, final)
-                raise
-            fsync_folder(final.parent)
-    finally:
-        for folder in staged.values():
-            shutil.rmtree(folder.parent.parent, ignore_errors=True)

@@ -183,9 +183,10 @@ def test_scoring_writes_one_partition_per_day_and_a_rerun_replaces_it(trained_sh
 def test_a_forest_or_network_champion_loads_through_the_vetting_and_scores_with_reasons_that_add_up(
     trained_shop, shop_copy, flavour
 ):
+    from ml.propensity.batch_scores import OUTPUT_COLUMNS
     from ml.propensity.datasets import in_population, load_scoring_population, model_inputs
     from ml.propensity.reasons import contributions, model_margin
-    from ml.propensity.score import OUTPUT_COLUMNS, score_day
+    from ml.propensity.score import score_day
     from ml.registry.aliases import load_champion, promote
     from ml.warehouse.read import connect_read_only
 
