@@ -37,7 +37,7 @@ from ml.propensity.batch_scores import OUTPUT_COLUMNS, REASON_TYPES, score_rows
 from ml.propensity.datasets import lookback_filter
 from ml.registry.aliases import MODEL_NAMES
 from ml.storage import as_table, replace_folders, write_parquet_atomic
-from ml.warehouse.spark_session import spark_session, spark_tables_dir
+from ml.warehouse.spark_session import has_rows, spark_session, spark_table
 
 SCORE_TYPES = {"user_id": "bigint"}
 for _probability, _version in OUTPUT_COLUMNS.values():
@@ -50,14 +50,10 @@ def scoring_population(as_of: date | None):
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    table = spark_tables_dir() / "user_features"
-    if not any(table.glob("as_of_date=*/*.parquet")):
+    if not has_rows("user_features"):
         raise ModelError("user_features is empty: build features first (SHOP_ENGINE=spark python -m ml history)")
-    features = spark_session().read.parquet(str(table))
+    features = spark_table("user_features")
     as_of = as_of or features.agg(F.max("as_of_date")).first()[0]
-    # Decimals as doubles, as DuckDB hands them to pandas: the models' inputs are floats either way.
-    decimals = {f.name for f in features.schema if f.dataType.typeName() == "decimal"}
-    features = features.select(*[F.col(c).cast("double") if c in decimals else F.col(c) for c in features.columns])
     population = features.where(F.col("as_of_date") == F.lit(as_of)).where(lookback_filter())
     # Read once: the checks, the clustering sample and both scoring passes reuse it.
     population = population.persist(StorageLevel.MEMORY_AND_DISK)
@@ -120,14 +116,17 @@ def score_and_write(as_of: date, population, loaded: dict[str, tuple[Any, str, l
     return {"users_scored": users, "behaviour_clusters": len(profile), "path": str(cfg.scores_dir / partition)}
 
 
-def ship_models(loaded: dict[str, tuple[Any, str, list[str]]], folder: Path) -> dict[str, tuple[str, str, list[str]]]:
-    """Zip each model version's folder and ship it to every executor; each task's (archive name, version, inputs)."""
+def ship_models(
+    loaded: dict[str, tuple[Any, str, list[str]]], folder: Path, names: dict[str, str] = MODEL_NAMES
+) -> dict[str, tuple[str, str, list[str]]]:
+    """Zip each model version's folder and ship it to every executor; each task's (archive name, version, inputs).
+    `names`: each task's registered model."""
     from mlflow.artifacts import download_artifacts
 
     models = {}
     for task, (_, version, columns) in loaded.items():
-        name = f"{MODEL_NAMES[task]}-v{version}-{uuid.uuid4().hex[:8]}"
-        download_artifacts(artifact_uri=f"models:/{MODEL_NAMES[task]}/{version}", dst_path=str(folder / name))
+        name = f"{names[task]}-v{version}-{uuid.uuid4().hex[:8]}"
+        download_artifacts(artifact_uri=f"models:/{names[task]}/{version}", dst_path=str(folder / name))
         archive = shutil.make_archive(str(folder / name), "zip", root_dir=folder / name)
         spark_session().sparkContext.addArchive(archive)
         models[task] = (Path(archive).name, version, columns)

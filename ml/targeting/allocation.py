@@ -14,6 +14,11 @@ the upper convex hull of (cost, margin) become incremental upgrades; all upgrade
 incremental margin per euro while the budget lasts. Offers with a lift or margin at or below zero are
 never funded. Every policy (the learned one, the propensity rules, random and the oracle) goes through
 this same function, so they differ only in their estimates.
+
+The greedy looks only at the best upgrades whose costs add up to FUNDING_REACH x the budget (`funding_cutoff`):
+the budget runs out well inside them, and the last euros are filled from them too. That bound lets a large
+shop plan its send list from the few users who could be funded (ml.targeting.spark_candidates) and get the
+rows planning on every user gives.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import pandas as pd
 from ml.config import settings
 
 OFFER_COLUMNS = ["user_id", "coupon_code", "lift", "p_buy_with_coupon", "order_value"]
+FUNDING_REACH = 2.0  # the greedy reads the best upgrades worth this many budgets (twice what it can spend)
 
 
 @cache
@@ -39,19 +45,23 @@ def catalogue() -> pd.DataFrame:
     return _catalogue_file(str(settings().dbt_project_dir / "seeds" / "coupon_catalogue.csv")).copy()
 
 
-def discount(order_value: np.ndarray, coupon_codes: np.ndarray) -> np.ndarray:
+def discount(order_value: np.ndarray, coupon_codes: np.ndarray, cat: pd.DataFrame | None = None) -> np.ndarray:
     """What a redeemed coupon costs on an order of that value (percent, fixed EUR or free shipping)."""
-    table = catalogue().set_index("coupon_code")
+    table = (catalogue() if cat is None else cat).set_index("coupon_code")
     kind = table.loc[coupon_codes, "discount_type"].to_numpy()
     value = table.loc[coupon_codes, "discount_value"].to_numpy(dtype=float)
     return np.where(kind == "percent", np.asarray(order_value, float) * value / 100, value)
 
 
-def value_offers(offers: pd.DataFrame, margin_rate: float | None = None) -> pd.DataFrame:
-    """Add `expected_cost` and `expected_margin` to offers with OFFER_COLUMNS."""
+def value_offers(
+    offers: pd.DataFrame, margin_rate: float | None = None, cat: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Add `expected_cost` and `expected_margin` to offers with OFFER_COLUMNS (`cat`: the catalogue, where the
+    settings are not at hand, as in Spark's executors)."""
     margin_rate = settings().gross_margin_rate if margin_rate is None else margin_rate
     out = offers.copy()
-    cost = out["p_buy_with_coupon"].to_numpy(float) * discount(out["order_value"], out["coupon_code"].to_numpy())
+    codes = out["coupon_code"].to_numpy()
+    cost = out["p_buy_with_coupon"].to_numpy(float) * discount(out["order_value"], codes, cat)
     out["expected_cost"] = cost
     out["expected_margin"] = out["lift"].to_numpy(float) * out["order_value"].to_numpy(float) * margin_rate - cost
     return out
@@ -85,6 +95,26 @@ def _upgrades(offers: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "step", "offer_index", "delta_cost", "delta_margin"])
 
 
+def upgrade_steps(offers: pd.DataFrame) -> pd.DataFrame:
+    """The fundable offers' upgrades (`_upgrades`) with their margin per euro, in the order the greedy funds them."""
+    fundable = offers[(offers["lift"] > 0) & (offers["expected_margin"] > 0)]
+    steps = _upgrades(fundable)
+    # Free upgrades first, then by margin per euro; ties by user id so a rerun picks the same users.
+    efficiency = np.where(
+        steps["delta_cost"] > 0, steps["delta_margin"] / steps["delta_cost"].clip(lower=1e-12), np.inf
+    )
+    return steps.assign(efficiency=efficiency).sort_values(
+        ["efficiency", "user_id", "step"], ascending=[False, True, True], kind="stable"
+    )
+
+
+def funding_cutoff(steps: pd.DataFrame, budget: float) -> float:
+    """The margin per euro of the upgrade at which the best `steps` (in funding order) cost FUNDING_REACH x
+    `budget`; -inf where all of them cost less. Only upgrades at or above it are ever funded."""
+    reached = np.flatnonzero(np.cumsum(steps["delta_cost"].to_numpy(float)) >= FUNDING_REACH * budget)
+    return float(steps["efficiency"].iloc[reached[0]]) if len(reached) else float("-inf")
+
+
 def allocate(offers: pd.DataFrame, budget: float, ahead_of: tuple[float, int, int] | None = None) -> pd.DataFrame:
     """Choose at most one offer per user within `budget` (sum of expected_cost); rows of `offers`, ranked.
 
@@ -95,19 +125,13 @@ def allocate(offers: pd.DataFrame, budget: float, ahead_of: tuple[float, int, in
     funded; `ahead_of` (with an unlimited budget) takes exactly those of these offers: whom that
     allocation would have funded, had they been among its users.
     """
-    fundable = offers[(offers["lift"] > 0) & (offers["expected_margin"] > 0)]
-    if fundable.empty or budget <= 0:
+    steps = upgrade_steps(offers)
+    if steps.empty or budget <= 0:
         empty = offers.iloc[0:0].assign(priority_rank=pd.Series(dtype="int64"))
         empty.attrs["first_unfunded"] = None
         return empty
-    steps = _upgrades(fundable)
-    # Free upgrades first, then by margin per euro; ties by user id so a rerun picks the same users.
-    efficiency = np.where(
-        steps["delta_cost"] > 0, steps["delta_margin"] / steps["delta_cost"].clip(lower=1e-12), np.inf
-    )
-    steps = steps.assign(efficiency=efficiency).sort_values(
-        ["efficiency", "user_id", "step"], ascending=[False, True, True], kind="stable"
-    )
+    if np.isfinite(budget):
+        steps = steps[steps["efficiency"].to_numpy() >= funding_cutoff(steps, budget)]
     if ahead_of is not None:
         rate, user, step = ahead_of
         eff, ids = steps["efficiency"], steps["user_id"]

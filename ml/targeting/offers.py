@@ -18,19 +18,29 @@ from ml.errors import ModelError
 from ml.targeting.allocation import catalogue, value_offers
 
 
-def order_values(users: pd.DataFrame) -> pd.Series:
-    """What an order of each user is worth: their average order value, or the day's median for new buyers."""
+def order_value_fallback(users: pd.DataFrame) -> float:
+    """What a new buyer's order is taken to be worth: the median of the known average order values."""
     known = users["avg_order_value_lifetime"]
-    fallback = float(known.median()) if known.notna().any() else 50.0
-    return known.fillna(fallback).astype(float)
+    return float(known.median()) if known.notna().any() else 50.0
 
 
-def uplift_offers(users: pd.DataFrame, effects: pd.DataFrame) -> pd.DataFrame:
-    """Every catalogue coupon the model knows, for every user, with the model's estimates."""
-    cat = catalogue().set_index("coupon_code")
+def order_values(users: pd.DataFrame, fallback: float | None = None) -> pd.Series:
+    """What an order of each user is worth: their average order value, or (new buyers) `fallback`, by default
+    the median over `users` (`order_value_fallback`)."""
+    fallback = order_value_fallback(users) if fallback is None else fallback
+    return users["avg_order_value_lifetime"].fillna(fallback).astype(float)
+
+
+def uplift_offers(
+    users: pd.DataFrame, effects: pd.DataFrame, cat: pd.DataFrame | None = None, margin_rate: float | None = None
+) -> pd.DataFrame:
+    """Every catalogue coupon the model knows, for every user, with the model's estimates (`cat` and
+    `margin_rate` where the settings are not at hand: ml.targeting.allocation.value_offers)."""
+    cat = catalogue() if cat is None else cat
+    by_code = cat.set_index("coupon_code")
     value = users["planned_order_value"]
     frames = []
-    for code in cat.index:
+    for code in by_code.index:
         column = f"lift_{code}"
         if column not in effects:
             continue
@@ -42,13 +52,13 @@ def uplift_offers(users: pd.DataFrame, effects: pd.DataFrame) -> pd.DataFrame:
                     "coupon_code": code,
                     "lift": lift,
                     "p_buy_with_coupon": effects.loc[users.index, "p_buy_7d_control"].to_numpy(float) + lift,
-                    "order_value": np.maximum(value.to_numpy(), cat.loc[code, "min_order_value"]),
+                    "order_value": np.maximum(value.to_numpy(), by_code.loc[code, "min_order_value"]),
                 }
             )
         )
     if not frames:
         raise ModelError("the coupon_uplift champion knows none of the catalogue's coupons")
-    return value_offers(pd.concat(frames, ignore_index=True))
+    return value_offers(pd.concat(frames, ignore_index=True), margin_rate, cat)
 
 
 def propensity_rule(users: pd.DataFrame) -> pd.Series:
@@ -64,9 +74,11 @@ def propensity_rule(users: pd.DataFrame) -> pd.Series:
     return pd.Series(np.select(conditions, ["winback", "welcome", "loyalty", "nudge"], None), index=users.index)
 
 
-def propensity_offers(users: pd.DataFrame) -> pd.DataFrame:
+def propensity_offers(
+    users: pd.DataFrame, cat: pd.DataFrame | None = None, margin_rate: float | None = None
+) -> pd.DataFrame:
     """One offer per user by the rules, valued with the catalogue's assumed uplift (weighted by churn risk)."""
-    cat = catalogue()
+    cat = catalogue() if cat is None else cat
     chosen = users.assign(coupon_type=propensity_rule(users)).dropna(subset=["coupon_type"])
     chosen = chosen.merge(cat, on="coupon_type")
     # A lapsed user has no churn score: they count as churned (weight 2), as the rules always did.
@@ -82,4 +94,4 @@ def propensity_offers(users: pd.DataFrame) -> pd.DataFrame:
             ),
         }
     )
-    return value_offers(offers)
+    return value_offers(offers, margin_rate, cat)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ml.config import settings
+from ml.config import Settings, settings
 from ml.day_pins import pin, pins
 from ml.errors import ModelError
 from ml.propensity.datasets import model_inputs
@@ -65,14 +65,40 @@ TARGETS_SCHEMA = pa.schema(
 )
 
 
-def salted_share(user_ids: np.ndarray, as_of: date, label: str) -> np.ndarray:
+def salted_share(user_ids: np.ndarray, as_of: date, label: str, cfg: Settings | None = None) -> np.ndarray:
     """A number in [0, 1) per user, fixed for the `holdout_days` period that contains `as_of`."""
-    cfg = settings()
+    cfg = cfg or settings()
     period = (as_of - HOLDOUT_EPOCH).days // cfg.holdout_days
     prefix = f"{cfg.holdout_salt}|{label}|{period}|"
     return np.array(
         [int.from_bytes(hashlib.blake2b(f"{prefix}{u}".encode(), digest_size=8).digest()) / 2**64 for u in user_ids]
     )
+
+
+def arm_policies(champion_policy: str, uplift_available: bool) -> list[str]:
+    """The day's arms: the leading policy's, and the challenger's where there is a coupon effect model."""
+    if not uplift_available:
+        return [champion_policy]
+    return [champion_policy, *(p for p in POLICIES if p != champion_policy)]
+
+
+def arm_draws(user_ids: np.ndarray, as_of: date, policies: list[str], cfg: Settings | None = None):
+    """Per user: whether they fall in the challenger's arm, and whether they are held out."""
+    cfg = cfg or settings()
+    challenger = (
+        salted_share(user_ids, as_of, "arm", cfg) < cfg.challenger_arm_share
+        if len(policies) > 1
+        else np.zeros(len(user_ids), bool)
+    )
+    return challenger, salted_share(user_ids, as_of, "holdout", cfg) < cfg.holdout_share
+
+
+def arm_budgets(policies: list[str], cfg: Settings | None = None) -> dict[str, float]:
+    cfg = cfg or settings()
+    if len(policies) == 1:
+        return {policies[0]: cfg.daily_coupon_budget}
+    share = cfg.challenger_arm_share
+    return {policies[0]: cfg.daily_coupon_budget * (1 - share), policies[1]: cfg.daily_coupon_budget * share}
 
 
 def load_eligible(con, as_of: date) -> pd.DataFrame:
@@ -114,23 +140,46 @@ def reasons(picked: pd.DataFrame, policy: str) -> list[str]:
     ]
 
 
-def load_uplift_effects(users: pd.DataFrame, version: str | None = None) -> tuple[pd.DataFrame, str] | None:
-    """The coupon effect table for these users from `version` (default: the champion); None without a champion."""
+def load_uplift_model(columns: list[str], version: str | None = None) -> tuple[Any, str, list[str]] | None:
+    """The coupon effect model `version` (default: the champion) with its inputs, checked against the `columns`
+    the eligible users have; None without a champion."""
     from ml.registry.aliases import UPLIFT_MODEL, champion_version, load_version
 
     if version is None and champion_version(UPLIFT_MODEL) is None:
         return None
     model, version = load_version(UPLIFT_MODEL, version)
-    columns = [c.name for c in model.metadata.get_input_schema().inputs]
-    missing = [c for c in columns if c not in users.columns]
+    inputs = [c.name for c in model.metadata.get_input_schema().inputs]
+    missing = [c for c in inputs if c not in columns]
     if missing:
         raise ModelError(
             f"{UPLIFT_MODEL}@champion v{version} expects features user_features lacks: {', '.join(missing)}. "
             "Retrain (python -m ml train) or roll it back; no targets were written."
         )
-    effects = model.predict(model_inputs(users, columns))
+    return model, version, inputs
+
+
+def uplift_effects(model: tuple[Any, str, list[str]], users: pd.DataFrame) -> pd.DataFrame:
+    """The model's coupon effect table for these users, on their index."""
+    effects = model[0].predict(model_inputs(users, model[2]))
     effects.index = users.index
-    return effects, version
+    return effects
+
+
+def load_uplift_effects(users: pd.DataFrame, version: str | None = None) -> tuple[pd.DataFrame, str] | None:
+    """The coupon effect table for these users from `version` (default: the champion); None without a champion."""
+    model = load_uplift_model(list(users.columns), version)
+    return None if model is None else (uplift_effects(model, users), model[1])
+
+
+def pinned_uplift_model(pinned: dict, columns: list[str], n_eligible: int):
+    """(the day's coupon effect model or None, why it is unavailable or None): the day's pinned version, else
+    the champion. The rules still target without it; the day's result says why."""
+    if not n_eligible or pinned.get("uplift_model_version", "") is None:
+        return None, None
+    try:
+        return load_uplift_model(columns, pinned.get("uplift_model_version")), None
+    except ModelError as exc:
+        return None, str(exc)
 
 
 def policy_offers(users: pd.DataFrame, policy: str, uplift: tuple[pd.DataFrame, str] | None) -> pd.DataFrame:
@@ -140,24 +189,20 @@ def policy_offers(users: pd.DataFrame, policy: str, uplift: tuple[pd.DataFrame, 
     return propensity_offers(users).assign(uplift_model_version=None)
 
 
-def plan_targets(users: pd.DataFrame, as_of: date, champion_policy: str, uplift) -> pd.DataFrame:
-    """Assign arms and holdout, allocate each arm's budget; one row per targeted or held-out user."""
-    cfg = settings()
+def plan_targets(
+    users: pd.DataFrame, as_of: date, champion_policy: str, uplift, order_value_fallback: float | None = None
+) -> pd.DataFrame:
+    """Assign arms and holdout, allocate each arm's budget; one row per targeted or held-out user.
+
+    `order_value_fallback`: a new buyer's order value, where `users` are not every eligible user (Spark's
+    candidates); by default the median over `users`."""
     if users.empty:
         return pd.DataFrame(columns=TARGETS_SCHEMA.names)
-    users = users.assign(planned_order_value=order_values(users))
+    users = users.assign(planned_order_value=order_values(users, order_value_fallback))
     ids = users["user_id"].to_numpy()
-    policies = (
-        [champion_policy] if uplift is None else [champion_policy, *(p for p in POLICIES if p != champion_policy)]
-    )
-    challenger = (
-        salted_share(ids, as_of, "arm") < cfg.challenger_arm_share if len(policies) > 1 else np.zeros(len(ids), bool)
-    )
-    holdout = salted_share(ids, as_of, "holdout") < cfg.holdout_share
-    budget = cfg.daily_coupon_budget
-    arm_budgets = {policies[0]: budget * (1 - cfg.challenger_arm_share if len(policies) > 1 else 1.0)}
-    if len(policies) > 1:
-        arm_budgets[policies[1]] = budget * cfg.challenger_arm_share
+    policies = arm_policies(champion_policy, uplift is not None)
+    challenger, holdout = arm_draws(ids, as_of, policies)
+    budgets = arm_budgets(policies)
     frames = []
     for arm, policy in enumerate(policies):
         in_arm = challenger if arm == 1 else ~challenger
@@ -165,10 +210,10 @@ def plan_targets(users: pd.DataFrame, as_of: date, champion_policy: str, uplift)
         # The treated users get the arm's budget; the holdout gets whomever that allocation ranked ahead of
         # its first unfunded offer, so it is a random sample of the users the policy treats.
         held_out = offers["user_id"].isin(set(ids[in_arm & holdout])).to_numpy()
-        allocated = allocate_with_holdout(offers, held_out, arm_budgets[policy])
+        allocated = allocate_with_holdout(offers, held_out, budgets[policy])
         for is_holdout, picked in zip((False, True), allocated, strict=True):
             picked["policy"] = policy
-            picked["arm_budget"] = arm_budgets[policy]
+            picked["arm_budget"] = budgets[policy]
             picked["is_holdout"] = is_holdout
             picked["reason"] = [
                 ("holdout (control, not sent): " if is_holdout else "") + text for text in reasons(picked, policy)
@@ -186,6 +231,7 @@ def target_day(as_of: date | None = None) -> dict[str, Any]:
     """Plan the send list for `as_of` (default: the newest segmented date) and write its partition."""
     from ml.targeting.policy_gate import gate_policy
 
+    spark = settings().engine == "spark"
     with connect_read_only() as con:
         if as_of is None:
             as_of = con.execute("select max(as_of_date) from user_segments").fetchone()[0]
@@ -193,30 +239,33 @@ def target_day(as_of: date | None = None) -> dict[str, Any]:
                 raise ModelError(
                     "user_segments is empty: score and build segments first (python -m ml build --targeting)"
                 )
-        users = load_eligible(con, as_of)
+        users = None if spark else load_eligible(con, as_of)
         # A rerun keeps the first run's leader and model version (ml.day_pins): the gate's evidence grows
         # as windows mature, and a send list that changed after the fact would break later days' caps.
         pinned = pins(as_of)
         evidence = (
             {"champion_policy": pinned["policy"], "pinned": True} if "policy" in pinned else gate_policy(con, as_of)
         )
-    leader = evidence["champion_policy"]
-    uplift, uplift_problem = None, None
-    if not users.empty and pinned.get("uplift_model_version", "") is not None:
-        try:
-            uplift = load_uplift_effects(users, pinned.get("uplift_model_version"))
-        except ModelError as exc:  # the rules still target; the day's result says why the learned policy did not
-            uplift_problem = str(exc)
-    if uplift is None:
+    leader, fallback = evidence["champion_policy"], None
+    if spark:  # only the users the budget could reach leave Spark
+        from ml.targeting.spark_candidates import candidate_users
+
+        users, eligible, fallback, model, uplift_problem = candidate_users(as_of, pinned, leader)
+    else:
+        eligible = len(users)
+        model, uplift_problem = pinned_uplift_model(pinned, list(users.columns), eligible)
+    if model is None:
         leader = "propensity"  # without a coupon effect model there is only one policy to run
-    rows = plan_targets(users, as_of, leader, uplift)
-    pin(as_of, policy=leader, uplift_model_version=None if uplift is None else uplift[1])
+    uplift = None if model is None or users.empty else (uplift_effects(model, users), model[1])
+    rows = plan_targets(users, as_of, leader, uplift, fallback)
+    pin(as_of, policy=leader, uplift_model_version=None if model is None else model[1])
     target = settings().targets_dir / f"as_of_date={as_of}" / "part-0.parquet"
     write_parquet_atomic(rows, target, schema=TARGETS_SCHEMA)
     sent = rows[~rows["is_holdout"].astype(bool)]
     return {
         "as_of_date": str(as_of),
-        "eligible_users": len(users),
+        "eligible_users": eligible,
+        **({"candidates": len(users)} if spark else {}),
         "champion_policy": leader,
         **({"uplift_unavailable": uplift_problem} if uplift_problem else {}),
         "policy_evidence": {k: v for k, v in evidence.items() if k != "champion_policy"},

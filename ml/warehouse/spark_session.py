@@ -47,3 +47,18 @@ def spark_tables_dir(cfg: Settings | None = None) -> Path:
     """The folder of the Spark schema's tables: one folder of Parquet files per table (dbt's `spark` target)."""
     cfg = cfg or settings()
     return cfg.spark_dir / "warehouse" / f"{os.environ.get('SHOP_SPARK_SCHEMA', 'shop')}.db"
+
+
+def spark_table(name: str):
+    """A Spark table read from its Parquet folder (partitions discovered), decimals as doubles, as DuckDB hands
+    them to pandas: the models' inputs are floats on either engine."""
+    from pyspark.sql import functions as F
+
+    table = spark_session().read.parquet(str(spark_tables_dir() / name))
+    decimals = {f.name for f in table.schema if f.dataType.typeName() == "decimal"}
+    return table.select(*[F.col(c).cast("double") if c in decimals else F.col(c) for c in table.columns])
+
+
+def has_rows(name: str) -> bool:
+    """Whether Spark has written any Parquet file of table `name` (a table with no rows has none)."""
+    return any((spark_tables_dir() / name).glob("**/*.parquet"))

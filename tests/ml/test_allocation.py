@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.targeting.allocation import allocate, allocate_with_holdout, discount, value_offers
+from ml.targeting.allocation import (
+    allocate,
+    allocate_with_holdout,
+    discount,
+    funding_cutoff,
+    upgrade_steps,
+    value_offers,
+)
 
 
 def offers(rows):
@@ -126,3 +133,32 @@ def test_without_a_binding_budget_the_holdout_gets_every_fundable_offer_too():
     assert treated.attrs["first_unfunded"] is None
     assert sorted(treated["user_id"]) == [1, 2, 4, 5, 7, 8]
     assert sorted(holdout["user_id"]) == [0, 3, 6, 9]
+
+
+def test_the_greedy_reads_only_the_upgrades_within_its_funding_reach():
+    """What lets Spark send the driver only the users the budget could reach (ml.targeting.spark_candidates):
+    allocating on the users with an upgrade at or above the funding cutoff gives the same rows, treated and
+    held out, as allocating on everyone, even where near-free offers of low value lie beyond the cutoff (the
+    last euros are filled from within reach, so they are left as they were)."""
+    rng = np.random.default_rng(11)
+    n, cheap = 6000, 2000
+    rows = [
+        (u, code, 0.1, float(c), float(c * rng.lognormal(1.0, 0.5)))
+        for u in range(n)
+        for code, c in zip("ABC", np.sort(rng.uniform(1.0, 4.0, 3)), strict=True)
+    ] + [(u, "A", 0.1, 0.02, 0.002) for u in range(n, n + cheap)]
+    table = offers(rows)
+    is_holdout = (table["user_id"] % 10 == 0).to_numpy()
+    budget = 300.0
+    cutoff = funding_cutoff(upgrade_steps(table[~is_holdout]), budget)
+    steps = upgrade_steps(table)
+    reachable = set(steps.loc[steps["efficiency"] >= cutoff, "user_id"])
+    assert len(reachable) < n / 5 and max(reachable) < n  # most users, and every near-free offer, out of reach
+    everyone = allocate_with_holdout(table, is_holdout, budget)
+    keep = table["user_id"].isin(reachable).to_numpy()
+    reached = allocate_with_holdout(table[keep], is_holdout[keep], budget)
+    for full, few in zip(everyone, reached, strict=True):
+        pd.testing.assert_frame_equal(full.reset_index(drop=True), few.reset_index(drop=True))
+    treated, holdout = everyone
+    assert budget - 4.0 < treated["expected_cost"].sum() <= budget  # all but less than one offer's cost spent
+    assert len(holdout) > 0

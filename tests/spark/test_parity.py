@@ -335,6 +335,40 @@ def test_the_dbt_unit_tests_pass_on_spark(both_engines: Path, monkeypatch) -> No
     assert passed == sorted(declared)
 
 
+def test_spark_sends_the_driver_only_the_users_the_budget_could_reach(both_engines: Path, monkeypatch) -> None:
+    """With a budget that leaves most users out of reach, Spark's candidates are a few of the eligible users, and
+    the send list planned on them is the one planned on every eligible user (ml.targeting.spark_candidates)."""
+    import pandas as pd
+
+    from ml.day_pins import pins
+    from ml.targeting.plan import load_eligible, plan_targets, uplift_effects
+    from ml.targeting.spark_candidates import candidate_users
+    from ml.warehouse.read import connect_read_only
+
+    monkeypatch.setenv("SHOP_DATA_DIR", str(both_engines))
+    monkeypatch.setenv("SHOP_MLFLOW_DIR", str(both_engines.parent / "mlflow"))
+    monkeypatch.setenv("SHOP_ENGINE", "spark")
+    # Few offers of this small shop are worth funding at the default margin; at 100% more are, and a 5 EUR
+    # budget funds a few of them.
+    monkeypatch.setenv("SHOP_GROSS_MARGIN_RATE", "1.0")
+    monkeypatch.setenv("SHOP_DAILY_COUPON_BUDGET", "5")
+    as_of = date(2026, 4, 21)
+    pinned = pins(as_of)
+    users, eligible, fallback, model, problem = candidate_users(as_of, pinned, pinned["policy"])
+    assert model is not None and problem is None  # both arms: the coupon effect model ran in the executors
+    with connect_read_only() as con:
+        everyone = load_eligible(con, as_of)
+    assert eligible == len(everyone)
+    assert 0 < len(users) < len(everyone) / 4, (len(users), len(everyone))
+    plans = [
+        plan_targets(frame, as_of, pinned["policy"], (uplift_effects(model, frame), model[1]), value)
+        for frame, value in ((everyone, None), (users, fallback))
+    ]
+    assert plans[0]["is_holdout"].any() and (~plans[0]["is_holdout"]).any()
+    assert set(plans[0]["policy"]) == {"uplift", "propensity"}
+    pd.testing.assert_frame_equal(plans[1], plans[0], check_exact=False, rtol=1e-9, check_dtype=False)
+
+
 def test_a_forgotten_user_leaves_every_spark_table_and_the_tables_still_build(both_engines: Path, monkeypatch) -> None:
     """`ml forget` rewrites the Spark tables' Parquet files as it does the landing's; a build reads them after.
     Last in this module: it changes the shared shop."""
