@@ -155,8 +155,8 @@ def _share(margin: float, of: float) -> float | None:
 
 def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, Any]]:
     """One line per policy and scored as-of date (default: every date in user_segments)."""
-    from ml.targeting.offers import order_values, propensity_offers, uplift_offers
-    from ml.targeting.plan import load_eligible, load_uplift_effects
+    from ml.targeting.offers import load_uplift_effects, order_values, propensity_offers, uplift_offers
+    from ml.targeting.plan import load_eligible
     from ml.warehouse.read import connect_read_only, table_names
 
     cfg = settings()

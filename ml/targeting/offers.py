@@ -4,17 +4,22 @@
 - `propensity`: the rules that came before (lifecycle segment and propensity decile choose one coupon; its
   value is the catalogue's assumed uplift, weighted by churn risk; cost from the redemption rate).
 
-ml.targeting.allocation values and allocates them under the budget; the send list (ml.targeting.plan), the
-off-policy evaluation (ml.targeting.campaign_evaluation) and the check against the simulator's truth
-(ml.sim.policy_truth) all build their offers here, so a policy means the same thing everywhere.
+The coupon effect model is loaded and applied here too (`load_uplift_model`, `uplift_effects`), by the driver
+or, on Spark, by the executors. ml.targeting.allocation values and allocates the offers under the budget;
+the send list (ml.targeting.plan), the off-policy evaluation (ml.targeting.campaign_evaluation) and the
+check against the simulator's truth (ml.sim.policy_truth) all build their offers here, so a policy means the
+same thing everywhere.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ml.errors import ModelError
+from ml.propensity.datasets import model_inputs
 from ml.targeting.allocation import catalogue, value_offers
 
 
@@ -95,3 +100,45 @@ def propensity_offers(
         }
     )
     return value_offers(offers, margin_rate, cat)
+
+
+def load_uplift_model(columns: list[str], version: str | None = None) -> tuple[Any, str, list[str]] | None:
+    """The coupon effect model `version` (default: the champion) with its inputs, checked against the `columns`
+    the eligible users have; None without a champion."""
+    from ml.registry.aliases import UPLIFT_MODEL, champion_version, load_version
+
+    if version is None and champion_version(UPLIFT_MODEL) is None:
+        return None
+    model, version = load_version(UPLIFT_MODEL, version)
+    inputs = [c.name for c in model.metadata.get_input_schema().inputs]
+    missing = [c for c in inputs if c not in columns]
+    if missing:
+        raise ModelError(
+            f"{UPLIFT_MODEL}@champion v{version} expects features user_features lacks: {', '.join(missing)}. "
+            "Retrain (python -m ml train) or roll it back; no targets were written."
+        )
+    return model, version, inputs
+
+
+def uplift_effects(model: tuple[Any, str, list[str]], users: pd.DataFrame) -> pd.DataFrame:
+    """The model's coupon effect table for these users, on their index."""
+    effects = model[0].predict(model_inputs(users, model[2]))
+    effects.index = users.index
+    return effects
+
+
+def load_uplift_effects(users: pd.DataFrame, version: str | None = None) -> tuple[pd.DataFrame, str] | None:
+    """The coupon effect table for these users from `version` (default: the champion); None without a champion."""
+    model = load_uplift_model(list(users.columns), version)
+    return None if model is None else (uplift_effects(model, users), model[1])
+
+
+def pinned_uplift_model(pinned: dict, columns: list[str], n_eligible: int):
+    """(the day's coupon effect model or None, why it is unavailable or None): the day's pinned version, else
+    the champion. The rules still target without it; the day's result says why."""
+    if not n_eligible or pinned.get("uplift_model_version", "") is None:
+        return None, None
+    try:
+        return load_uplift_model(columns, pinned.get("uplift_model_version")), None
+    except ModelError as exc:
+        return None, str(exc)

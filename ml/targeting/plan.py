@@ -26,26 +26,22 @@ Writes `targets/as_of_date=D/part-0.parquet` (replaced whole on rerun), which db
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ml.config import Settings, settings
+from ml.config import settings
 from ml.day_pins import pin, pins
 from ml.errors import ModelError
-from ml.propensity.datasets import model_inputs
 from ml.storage import write_parquet_atomic
 from ml.targeting.allocation import allocate_with_holdout
-from ml.targeting.offers import order_values, propensity_offers, uplift_offers
+from ml.targeting.arms import POLICIES, arm_budgets, arm_draws, arm_policies
+from ml.targeting.offers import order_values, pinned_uplift_model, propensity_offers, uplift_effects, uplift_offers
 from ml.warehouse.read import connect_read_only, table_names
 from ml.writer_lock import locked
 
-POLICIES = ("uplift", "propensity")
-HOLDOUT_EPOCH = date(2000, 1, 3)  # a Monday: holdout periods start on Mondays
 TARGETS_SCHEMA = pa.schema(
     [
         ("user_id", pa.int64()),
@@ -63,42 +59,6 @@ TARGETS_SCHEMA = pa.schema(
         ("arm_budget", pa.float64()),
     ]
 )
-
-
-def salted_share(user_ids: np.ndarray, as_of: date, label: str, cfg: Settings | None = None) -> np.ndarray:
-    """A number in [0, 1) per user, fixed for the `holdout_days` period that contains `as_of`."""
-    cfg = cfg or settings()
-    period = (as_of - HOLDOUT_EPOCH).days // cfg.holdout_days
-    prefix = f"{cfg.holdout_salt}|{label}|{period}|"
-    return np.array(
-        [int.from_bytes(hashlib.blake2b(f"{prefix}{u}".encode(), digest_size=8).digest()) / 2**64 for u in user_ids]
-    )
-
-
-def arm_policies(champion_policy: str, uplift_available: bool) -> list[str]:
-    """The day's arms: the leading policy's, and the challenger's where there is a coupon effect model."""
-    if not uplift_available:
-        return [champion_policy]
-    return [champion_policy, *(p for p in POLICIES if p != champion_policy)]
-
-
-def arm_draws(user_ids: np.ndarray, as_of: date, policies: list[str], cfg: Settings | None = None):
-    """Per user: whether they fall in the challenger's arm, and whether they are held out."""
-    cfg = cfg or settings()
-    challenger = (
-        salted_share(user_ids, as_of, "arm", cfg) < cfg.challenger_arm_share
-        if len(policies) > 1
-        else np.zeros(len(user_ids), bool)
-    )
-    return challenger, salted_share(user_ids, as_of, "holdout", cfg) < cfg.holdout_share
-
-
-def arm_budgets(policies: list[str], cfg: Settings | None = None) -> dict[str, float]:
-    cfg = cfg or settings()
-    if len(policies) == 1:
-        return {policies[0]: cfg.daily_coupon_budget}
-    share = cfg.challenger_arm_share
-    return {policies[0]: cfg.daily_coupon_budget * (1 - share), policies[1]: cfg.daily_coupon_budget * share}
 
 
 def load_eligible(con, as_of: date) -> pd.DataFrame:
@@ -138,48 +98,6 @@ def reasons(picked: pd.DataFrame, policy: str) -> list[str]:
             picked["coupon_code"], picked["lift"], picked["expected_cost"], picked["expected_margin"], strict=True
         )
     ]
-
-
-def load_uplift_model(columns: list[str], version: str | None = None) -> tuple[Any, str, list[str]] | None:
-    """The coupon effect model `version` (default: the champion) with its inputs, checked against the `columns`
-    the eligible users have; None without a champion."""
-    from ml.registry.aliases import UPLIFT_MODEL, champion_version, load_version
-
-    if version is None and champion_version(UPLIFT_MODEL) is None:
-        return None
-    model, version = load_version(UPLIFT_MODEL, version)
-    inputs = [c.name for c in model.metadata.get_input_schema().inputs]
-    missing = [c for c in inputs if c not in columns]
-    if missing:
-        raise ModelError(
-            f"{UPLIFT_MODEL}@champion v{version} expects features user_features lacks: {', '.join(missing)}. "
-            "Retrain (python -m ml train) or roll it back; no targets were written."
-        )
-    return model, version, inputs
-
-
-def uplift_effects(model: tuple[Any, str, list[str]], users: pd.DataFrame) -> pd.DataFrame:
-    """The model's coupon effect table for these users, on their index."""
-    effects = model[0].predict(model_inputs(users, model[2]))
-    effects.index = users.index
-    return effects
-
-
-def load_uplift_effects(users: pd.DataFrame, version: str | None = None) -> tuple[pd.DataFrame, str] | None:
-    """The coupon effect table for these users from `version` (default: the champion); None without a champion."""
-    model = load_uplift_model(list(users.columns), version)
-    return None if model is None else (uplift_effects(model, users), model[1])
-
-
-def pinned_uplift_model(pinned: dict, columns: list[str], n_eligible: int):
-    """(the day's coupon effect model or None, why it is unavailable or None): the day's pinned version, else
-    the champion. The rules still target without it; the day's result says why."""
-    if not n_eligible or pinned.get("uplift_model_version", "") is None:
-        return None, None
-    try:
-        return load_uplift_model(columns, pinned.get("uplift_model_version")), None
-    except ModelError as exc:
-        return None, str(exc)
 
 
 def policy_offers(users: pd.DataFrame, policy: str, uplift: tuple[pd.DataFrame, str] | None) -> pd.DataFrame:

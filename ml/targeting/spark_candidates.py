@@ -27,8 +27,8 @@ import pandas as pd
 
 from ml.config import settings
 from ml.targeting.allocation import catalogue, funding_cutoff, upgrade_steps
-from ml.targeting.offers import order_values, propensity_offers, uplift_offers
-from ml.targeting.plan import arm_budgets, arm_draws, arm_policies, pinned_uplift_model, uplift_effects
+from ml.targeting.arms import arm_budgets, arm_draws, arm_policies
+from ml.targeting.offers import order_values, pinned_uplift_model, propensity_offers, uplift_effects, uplift_offers
 from ml.warehouse.spark_session import has_rows, spark_session, spark_table
 
 SEGMENT_COLUMNS = [

@@ -341,7 +341,8 @@ def test_spark_sends_the_driver_only_the_users_the_budget_could_reach(both_engin
     import pandas as pd
 
     from ml.day_pins import pins
-    from ml.targeting.plan import load_eligible, plan_targets, uplift_effects
+    from ml.targeting.offers import uplift_effects
+    from ml.targeting.plan import load_eligible, plan_targets
     from ml.targeting.spark_candidates import candidate_users
     from ml.warehouse.read import connect_read_only
 
