@@ -25,8 +25,8 @@ from ml.config import LABEL_HORIZON_DAYS, settings
 from ml.day_pins import pins
 from ml.monitoring.checks import REALISED, RETRAIN_ON, auc_noise, check_rows, realised_metrics
 from ml.propensity.batch_scores import OUTPUT_COLUMNS
-from ml.propensity.datasets import in_population, load_labelled, load_scoring_population, model_inputs
-from ml.propensity.drift_reference import REFERENCE_ARTIFACT, SCORE, psi
+from ml.propensity.datasets import TASKS, load_labelled, model_inputs, population_filter
+from ml.propensity.drift_reference import REFERENCE_ARTIFACT, SCORE, psi_of_shares, shares_in_sql
 from ml.registry.aliases import MODEL_NAMES, champion_version, load_version
 from ml.registry.tracking import client
 from ml.storage import write_parquet_files_atomic
@@ -81,30 +81,46 @@ def reference_bins(tags: dict[str, str]) -> dict | None:
         return None
 
 
-def stored_scores(scoring_date: date, task: str) -> pd.DataFrame | None:
-    """The scores the pipeline wrote for a date (user_id, probability, version), or None."""
+def stored_scores(scoring_date: date, task: str) -> str | None:
+    """The task's scores the pipeline wrote for a date as a SQL subquery (user_id, probability, version), or
+    None where it wrote none."""
     # One file from the scoring step on one machine, several from Spark's executors.
     path = settings().scores_dir / f"as_of_date={scoring_date}"
     if not any(path.glob("*.parquet")):
         return None
-    probability, version_column = OUTPUT_COLUMNS[task]
-    frame = pd.read_parquet(path, columns=["user_id", probability, version_column])
-    return frame.rename(columns={probability: "probability", version_column: "version"}).dropna()
+    probability, version = OUTPUT_COLUMNS[task]
+    files = str(path / "*.parquet").replace("'", "''")
+    return (
+        f"(select user_id, {probability} as probability, {version} as version from read_parquet('{files}') "
+        f"where {probability} is not null and {version} is not null)"
+    )
 
 
 def realised_rows(con, task: str, scoring_date: date, champion: tuple | None) -> list[dict]:
-    """The realised checks of one matured scoring date; [] when it can be measured neither way."""
+    """The realised checks of one matured scoring date; [] when it can be measured neither way. The daily
+    scores are joined to the labels by the engine: two numbers per user reach this process."""
     name = MODEL_NAMES[task]
-    labelled = load_labelled(con, task, [scoring_date])
-    if labelled.empty:
-        return []
     scores = stored_scores(scoring_date, task)
-    if scores is not None and not scores.empty:
-        joined = labelled[["user_id", "label"]].merge(scores, on="user_id")
-        version, scored_by = str(scores["version"].iloc[0]), "daily"
+    if scores is not None:
+        label = TASKS[task]["label"]
+        joined = con.execute(
+            f"""
+            select l.{label} as label, s.probability, s.version
+            from {scores} as s
+            join user_features as f on f.user_id = s.user_id
+            join training_labels as l on l.user_id = f.user_id and l.as_of_date = f.as_of_date
+            where f.as_of_date = ? and {population_filter(task, prefix="f.")} and l.{label} is not null
+            order by f.user_id
+            """,
+            [scoring_date],
+        ).df()
+        if joined.empty:
+            return []
+        version, scored_by = str(joined["version"].iloc[0]), "daily"
         y, proba = joined["label"].to_numpy(), joined["probability"].to_numpy()
     else:
-        if champion is None:
+        labelled = load_labelled(con, task, [scoring_date])
+        if labelled.empty or champion is None:
             return []
         model, version, tags = champion
         train_end = date.fromisoformat(tags.get("train_end_date", tags.get("test_date", "9999-12-31")))
@@ -123,26 +139,22 @@ def realised_rows(con, task: str, scoring_date: date, champion: tuple | None) ->
     ]
 
 
-def drift_rows(population: pd.DataFrame, task: str, scores: pd.DataFrame | None, version: str, tags: dict) -> list:
-    """PSI of the day's scores and of every model input against the version's training window."""
+def drift_rows(con, as_of: date, task: str, version: str, tags: dict) -> list:
+    """PSI of the day's scores and of every model input against the version's training window, from bin counts
+    the engine makes (ml.propensity.drift_reference.shares_in_sql)."""
     bins = reference_bins(tags)
+    scores = stored_scores(as_of, task)
     if bins is None or scores is None:
         return []
-    members = population.loc[in_population(population, task).to_numpy()]
-    inputs = model_inputs(members, [c for c in bins if c != SCORE and c in members])
-    rows = check_rows({"score_psi": psi(bins[SCORE], scores["probability"].to_numpy())}, {})
-    for column in inputs.columns:
-        rows += check_rows({"feature_psi": psi(bins[column], inputs[column].to_numpy())}, {}, feature=column)
-    return [
-        {
-            **row,
-            "model_name": MODEL_NAMES[task],
-            "model_version": version,
-            "n_users": len(members),
-            "scored_by": "daily",
-        }
-        for row in rows
-    ]
+    shares = shares_in_sql(con, bins[SCORE], "probability", f"from {scores} as s", [])
+    rows = check_rows({"score_psi": psi_of_shares(bins[SCORE], shares)}, {})
+    members = f"from user_features where as_of_date = ? and {population_filter(task)}"
+    known = {column[0] for column in con.execute("select * from user_features limit 0").description}
+    for column in [c for c in bins if c != SCORE and c in known]:
+        shares = shares_in_sql(con, bins[column], column, members, [as_of])
+        rows += check_rows({"feature_psi": psi_of_shares(bins[column], shares)}, {}, feature=column)
+    n_users = con.execute(f"select count(*) {members}", [as_of]).fetchone()[0]
+    return owned(rows, MODEL_NAMES[task], version, n_users, "daily")
 
 
 def owned(rows: list[dict], name: str, version: str, n_users: int, scored_by: str) -> list[dict]:
@@ -177,7 +189,6 @@ def monitor_day(as_of: date) -> dict[str, Any]:
     new: dict[date, list[dict]] = {}
     with connect_read_only() as con:
         window = matured_before(con, as_of)[-WINDOW_DAYS:]
-        population = load_scoring_population(con, as_of)
         for task, name in MODEL_NAMES.items():
             version = pinned.get(name) or champion_version(name)
             if version is None:
@@ -185,9 +196,9 @@ def monitor_day(as_of: date) -> dict[str, Any]:
             model, version = load_version(name, version)
             champion = (model, version, version_tags(name, version))
             today = stored_scores(as_of, task)
-            n_today = 0 if today is None else len(today)
+            n_today = 0 if today is None else con.execute(f"select count(*) from {today}").fetchone()[0]
             new.setdefault(as_of, []).extend(pending_rows(task, version, n_today))
-            new[as_of].extend(drift_rows(population, task, today, version, champion[2]))
+            new[as_of].extend(drift_rows(con, as_of, task, version, champion[2]))
             for scoring_date in window:
                 done = read_rows(scoring_date)
                 # Realised once: a date's own run left pending and drift rows, which do not count.

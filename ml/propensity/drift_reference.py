@@ -63,10 +63,48 @@ def reference_bins(inputs: pd.DataFrame, scores: np.ndarray) -> dict[str, dict]:
 def psi(reference: dict, values) -> float:
     """Population stability index of `values` against one column's reference bins."""
     if reference["kind"] == "numeric":
-        expected = np.asarray(reference["shares"], dtype=float)
         actual = numeric_shares(reference["edges"], np.asarray(values, dtype=float))
     else:
-        expected = np.append(np.asarray(reference["shares"], dtype=float), 0.0)
         actual = categorical_shares(reference["categories"], pd.Series(values))
-    expected, actual = np.maximum(expected, FLOOR), np.maximum(actual, FLOOR)
+    return psi_of_shares(reference, actual)
+
+
+def psi_of_shares(reference: dict, actual: np.ndarray) -> float:
+    """Population stability index of the shares in the reference's bins (`numeric_shares`, `categorical_shares`
+    or `shares_in_sql`)."""
+    expected = np.asarray(reference["shares"], dtype=float)
+    if reference["kind"] != "numeric":
+        expected = np.append(expected, 0.0)  # the reference saw no category outside its own
+    expected, actual = np.maximum(expected, FLOOR), np.maximum(np.asarray(actual, dtype=float), FLOOR)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def shares_in_sql(con, reference: dict, column: str, rows: str, params: list) -> np.ndarray:
+    """The shares of `column` over `rows` (a SQL `from ... where ...` clause with `params`) in the reference's
+    bins, as `numeric_shares` or `categorical_shares` would give them from the values: the engine counts, and
+    only one row per bin leaves it, however many users there are."""
+    quoted = '"' + column.replace('"', '""') + '"'
+    if reference["kind"] == "numeric":
+        edges = [float(edge) for edge in reference["edges"]]
+        value = f"try_cast({quoted} as double)"
+        # As np.searchsorted(edges, value, side="right"): the number of edges at or below the value.
+        above = " + ".join(f"({value} >= ?)::int" for _ in edges) or "0"
+        missing = len(edges) + 1
+        counted = con.execute(
+            f"select case when {value} is null or isnan({value}) then {missing} else {above} end as bin, count(*) "
+            f"{rows} group by bin",
+            [*edges, *params],
+        ).fetchall()
+        counts = np.zeros(len(edges) + 2)
+        for bin_index, n in counted:
+            counts[bin_index] += n
+    else:
+        counted = dict(
+            con.execute(
+                f"select coalesce(cast({quoted} as varchar), 'unknown') as category, count(*) {rows} group by category",
+                params,
+            ).fetchall()
+        )
+        known = np.array([counted.get(c, 0) for c in reference["categories"]], dtype=float)
+        counts = np.append(known, sum(counted.values()) - known.sum())
+    return counts / max(counts.sum(), 1)

@@ -31,6 +31,55 @@ def test_psi_is_near_zero_for_the_same_distribution_and_major_for_a_shift():
     assert psi(categorical_bins(countries), pd.Series(["US"] * 5_000 + ["DE"] * 5_000)) > 0.25
 
 
+def test_bins_counted_by_the_engine_are_the_shares_the_values_give():
+    """The monitor's PSI comes from per-bin counts in SQL, so no user's row leaves the engine on either engine
+    (ml.monitoring.monitor.drift_rows): values on an edge, missing ones (null and NaN), booleans, decimals and
+    unseen categories land in the bins numpy and pandas put them in."""
+    import duckdb
+
+    from ml.propensity.drift_reference import (
+        categorical_bins,
+        categorical_shares,
+        numeric_bins,
+        numeric_shares,
+        psi,
+        psi_of_shares,
+        shares_in_sql,
+    )
+
+    rng = np.random.default_rng(1)
+    reference = numeric_bins(rng.normal(0, 1, 5_000))
+    values = np.concatenate([rng.normal(0.3, 1.2, 3_000), reference["edges"], [np.nan] * 40])
+    frame = pd.DataFrame(
+        {
+            "x": values,
+            "flag": rng.random(len(values)) < 0.3,
+            "country": rng.choice(["DE", "FR", "US", None], len(values)),
+        }
+    )
+    frame.loc[:20, "x"] = None
+    with duckdb.connect() as con:
+        con.register("frame", frame)
+        con.execute(
+            "create table t as select *, x::decimal(18, 6) as amount, case when x is null then 'nan'::double "
+            "else x end as with_nan from frame"
+        )
+        rows, no_params = "from t where flag or not flag", []
+        as_floats = con.execute("select x, with_nan, flag::double as flag, amount::double as amount from t").df()
+        for column in as_floats.columns:
+            got = shares_in_sql(con, reference, column, rows, no_params)
+            np.testing.assert_allclose(got, numeric_shares(reference["edges"], as_floats[column]), rtol=0, atol=1e-15)
+        got = shares_in_sql(con, reference, "x", rows, no_params)
+        assert psi_of_shares(reference, got) == pytest.approx(psi(reference, frame["x"].astype(float)), abs=1e-12)
+        countries = categorical_bins(pd.Series(["DE", "FR", "DE"]))
+        got = shares_in_sql(con, countries, "country", rows, no_params)
+        expected = categorical_shares(
+            countries["categories"], frame["country"].astype(object).where(frame["country"].notna(), "unknown")
+        )
+        np.testing.assert_allclose(got, expected, atol=1e-15)
+        assert got[-1] > 0.4  # US and the missing ones: outside the reference's categories
+
+
 def test_bands_turn_values_into_ok_warn_alert_and_pending():
     from ml.monitoring.checks import check_rows
 
