@@ -92,7 +92,7 @@ def shares_in_sql(con, reference: dict, column: str, rows: str, params: list) ->
         missing = len(edges) + 1
         counted = con.execute(
             f"select case when {value} is null or isnan({value}) then {missing} else {above} end as bin, count(*) "
-            f"{rows} group by bin",
+            f"{rows} group by 1",
             [*edges, *params],
         ).fetchall()
         counts = np.zeros(len(edges) + 2)
@@ -101,7 +101,7 @@ def shares_in_sql(con, reference: dict, column: str, rows: str, params: list) ->
     else:
         counted = dict(
             con.execute(
-                f"select coalesce(cast({quoted} as varchar), 'unknown') as category, count(*) {rows} group by category",
+                f"select coalesce(cast({quoted} as varchar), 'unknown') as category, count(*) {rows} group by 1",
                 params,
             ).fetchall()
         )

@@ -15,10 +15,11 @@ incremental margin per euro while the budget lasts. Offers with a lift or margin
 never funded. Every policy (the learned one, the propensity rules, random and the oracle) goes through
 this same function, so they differ only in their estimates.
 
-The greedy looks only at the best upgrades whose costs add up to FUNDING_REACH x the budget (`funding_cutoff`):
-the budget runs out well inside them, and the last euros are filled from them too. That bound lets a large
-shop plan its send list from the few users who could be funded (ml.targeting.spark_candidates) and get the
-rows planning on every user gives.
+The greedy looks only at the best upgrades, of those that could fit the budget at all, whose costs add up to
+FUNDING_REACH x the budget (`funding_cutoff`): the budget runs out inside them, and its last euros are filled
+from them too, not from cheap offers of low value ranked further down (what is left unspent is less than one
+offer's cost either way). That bound lets a large shop plan its send list from the few users who could be
+funded (ml.targeting.spark_candidates) and get the rows planning on every user gives.
 """
 
 from __future__ import annotations
@@ -108,10 +109,17 @@ def upgrade_steps(offers: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def funding_cutoff(steps: pd.DataFrame, budget: float) -> float:
-    """The margin per euro of the upgrade at which the best `steps` (in funding order) cost FUNDING_REACH x
-    `budget`; -inf where all of them cost less. Only upgrades at or above it are ever funded."""
-    reached = np.flatnonzero(np.cumsum(steps["delta_cost"].to_numpy(float)) >= FUNDING_REACH * budget)
+def funding_cutoff(steps: pd.DataFrame, budget: float, slack: float = 0.0) -> float:
+    """The margin per euro of the upgrade at which the best `steps` (in funding order) that could fit the budget
+    at all cost FUNDING_REACH x `budget`; -inf where they never do, inf for no budget. Only upgrades at or above
+    it are ever funded: the greedy meets its first upgrade that does not fit before that point. A relative
+    `slack` can only lower the cutoff (a cost near the budget not counted, a slightly longer reach): what a
+    reader of values a few bits off uses to pick a superset of the users."""
+    if budget <= 0:
+        return float("inf")
+    cost = steps["delta_cost"].to_numpy(float)
+    counted = np.where(cost <= budget * (1 - slack), cost, 0.0)
+    reached = np.flatnonzero(np.cumsum(counted) >= FUNDING_REACH * budget * (1 + slack))
     return float(steps["efficiency"].iloc[reached[0]]) if len(reached) else float("-inf")
 
 
@@ -171,11 +179,15 @@ def allocate_with_holdout(
 
     The holdout takes every upgrade ranked ahead of the first one the treated budget could not fund, so
     it is a random sample of the users the policy funds by its rule. The treated also get the cheap
-    offers that still fit the budget's last euros after that point; the holdout does not mirror those
-    (they are a few, and a rate taken from them would let the holdout outnumber the treated at a large
-    shop). `is_holdout` is per row of `offers`, constant per user.
+    offers within the funding reach that still fit the budget's last euros after that point; the holdout
+    does not mirror those (they are a few, and a rate taken from them would let the holdout outnumber the
+    treated at a large shop). With no budget nobody is treated and nobody held out. `is_holdout` is per row
+    of `offers`, constant per user.
     """
     is_holdout = np.asarray(is_holdout, bool)
+    if budget <= 0:
+        nobody = allocate(offers.iloc[0:0], 0.0)
+        return nobody, nobody.copy()
     treated = allocate(offers[~is_holdout], budget)
     first_unfunded = treated.attrs["first_unfunded"]
     holdout = allocate(offers[is_holdout], float("inf"), ahead_of=first_unfunded)

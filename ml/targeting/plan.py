@@ -108,15 +108,15 @@ def policy_offers(users: pd.DataFrame, policy: str, uplift: tuple[pd.DataFrame, 
 
 
 def plan_targets(
-    users: pd.DataFrame, as_of: date, champion_policy: str, uplift, order_value_fallback: float | None = None
+    users: pd.DataFrame, as_of: date, champion_policy: str, uplift, new_buyer_order_value: float | None = None
 ) -> pd.DataFrame:
     """Assign arms and holdout, allocate each arm's budget; one row per targeted or held-out user.
 
-    `order_value_fallback`: a new buyer's order value, where `users` are not every eligible user (Spark's
+    `new_buyer_order_value`: a new buyer's order value, where `users` are not every eligible user (Spark's
     candidates); by default the median over `users`."""
     if users.empty:
         return pd.DataFrame(columns=TARGETS_SCHEMA.names)
-    users = users.assign(planned_order_value=order_values(users, order_value_fallback))
+    users = users.assign(planned_order_value=order_values(users, new_buyer_order_value))
     ids = users["user_id"].to_numpy()
     policies = arm_policies(champion_policy, uplift is not None)
     challenger, holdout = arm_draws(ids, as_of, policies)

@@ -7,9 +7,11 @@ best upgrades worth FUNDING_REACH budgets). So:
    contacted within the cap) and takes the median known order value over all of them (a new buyer's value).
 2. In the executors, each user's offers under their arm's policy are valued (the coupon effect model shipped
    as scoring ships the champions) and turned into the allocation's upgrades, through the same functions.
-3. Each arm's cutoff comes from the best treated upgrades, collected with a growing top-k (never the whole
-   list); the driver collects the users of either arm, treated or held out, with an upgrade at or above it,
-   a little below it to absorb last-bit float differences between the executors and the driver.
+3. Each arm's cutoff comes from the best treated upgrades, collected with a growing top-k (only as many as
+   reach it; all of them only where the budget would fund everyone); the driver collects the users of either
+   arm, treated or held out, with an upgrade at or above it. The cutoff is taken a little low (a slightly
+   larger reach, a slightly lower rate) so last-bit float differences between the executors and the driver
+   can only add users, never leave one out.
 4. `ml.targeting.plan.plan_targets` plans on those users as on every user: the upgrades it reads are all among
    theirs, so the rows are the ones planning on every eligible user gives (make test-spark compares them
    with a budget small enough that the cutoff drops most users).
@@ -49,6 +51,7 @@ UPGRADE_TYPES = {
 }
 FIRST_TOP_K = 4096  # upgrades read for a cutoff, times 4 until they reach it
 FLOAT_SLACK = 1e-9  # relative: executors and driver may differ in the last bits of a prediction
+REACH_SLACK = 1e-6  # relative, on the budget: where the costs' running sum crosses the reach may move too
 
 
 def eligible_users(as_of: date):
@@ -154,7 +157,7 @@ def arm_cutoff(treated, budget: float) -> float:
     k = FIRST_TOP_K
     while True:
         best = treated.orderBy(F.desc("efficiency"), "user_id", "step").limit(k).toPandas()
-        cutoff = funding_cutoff(best, budget)
+        cutoff = funding_cutoff(best, budget, slack=REACH_SLACK)
         if cutoff > float("-inf") or len(best) < k:
             return cutoff
         k *= 4

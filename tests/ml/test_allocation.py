@@ -162,3 +162,18 @@ def test_the_greedy_reads_only_the_upgrades_within_its_funding_reach():
     treated, holdout = everyone
     assert budget - 4.0 < treated["expected_cost"].sum() <= budget  # all but less than one offer's cost spent
     assert len(holdout) > 0
+
+
+def test_an_upgrade_too_dear_for_the_budget_does_not_shorten_the_funding_reach():
+    """One offer dearer than the whole budget ranks first; the cheaper ones after it are still funded."""
+    table = offers([(0, "A", 0.1, 250.0, 2500.0)] + [(u, "A", 0.1, 1.0, 5.0) for u in range(1, 300)])
+    picked = allocate(table, budget=100.0)
+    assert len(picked) == 100 and 0 not in set(picked["user_id"])
+    assert funding_cutoff(upgrade_steps(table), 100.0) == 5.0
+
+
+def test_no_budget_treats_nobody_and_holds_nobody_out():
+    table = offers([(u, "A", 0.1, 1.0, 5.0) for u in range(10)])
+    treated, holdout = allocate_with_holdout(table, np.arange(10) % 2 == 0, budget=0.0)
+    assert treated.empty and holdout.empty
+    assert funding_cutoff(upgrade_steps(table), 0.0) == float("inf")
