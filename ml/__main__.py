@@ -152,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_date)
     p.set_defaults(func=commands.cmd_evaluate)
 
+    p = sub.add_parser(
+        "tune", help="choose each model family's hyperparameters by time-ordered cross-validation (training uses them)"
+    )
+    p.add_argument("--as-of", type=_date, help="tune on the training snapshots of this date's split (default: newest)")
+    p.add_argument("--trials", type=_positive, default=8, help="trials per family, the defaults included (default 8)")
+    p.set_defaults(func=commands.cmd_tune)
+
     p = sub.add_parser("backtest", help="models vs recency, frequency and BG/NBD on one date's labels (not registered)")
     p.add_argument("--as-of", type=_date, help="test on this date's 30-day labels, train before it (default: newest)")
     p.add_argument(

@@ -147,6 +147,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(json.dumps(line))
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    from ml.propensity.tuning import tune
+
+    for line in tune(args.as_of, args.trials):
+        print(json.dumps(line))
+
+
 def cmd_backtest(args: argparse.Namespace) -> None:
     from ml.propensity.backtest import backtest
     from ml.propensity.feature_trial import feature_trial

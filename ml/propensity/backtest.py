@@ -1,8 +1,9 @@
 """`python -m ml backtest --as-of DATE`: the models against the classic baselines, on any shop.
 
 Trains every model family (XGBoost, logistic, random forest, feed-forward network) with the training code
-(`ml.propensity.train.load_split`, `fit_flavour`) on snapshots whose label windows closed before DATE, whatever
-SHOP_MODEL_FLAVOURS trains, fits the baselines on the same training rows, and
+(`ml.propensity.train.load_split`, `fit_flavour`, with the hyperparameters `ml tune` chose where it has) on
+snapshots whose label windows closed before DATE, whatever SHOP_MODEL_FLAVOURS trains, fits the baselines on
+the same training rows, and
 scores DATE's 30-day purchase labels for every known customer (the purchase model's population). Nothing
 is registered: the run is logged to the MLflow experiment `shop_backtests` with a ROC plot of every scorer.
 """
@@ -28,7 +29,9 @@ def backtest(as_of: date | None = None) -> list[dict[str, Any]]:
     """One result per scorer (model families, then baselines) on DATE's labels; logged to MLflow."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from ml.propensity.train import fit_flavour, load_split
+    from ml.propensity.estimators import fit_flavour
+    from ml.propensity.train import load_split
+    from ml.propensity.tuned_params import tuned_params
 
     split, columns, frames = load_split([TASK], as_of)
     parts = frames[TASK]
@@ -38,7 +41,7 @@ def backtest(as_of: date | None = None) -> list[dict[str, Any]]:
     seconds: dict[str, float] = {}
     for flavour in FLAVOURS:
         started = time.perf_counter()
-        pipeline, _ = fit_flavour(flavour, x, y, settings().seed)
+        pipeline, _ = fit_flavour(flavour, x, y, settings().seed, tuned_params(TASK, flavour, columns)[0])
         seconds[flavour] = round(time.perf_counter() - started, 1)
         scores[flavour] = pipeline.predict_proba(x["test"])[:, 1]
     scores.update(baseline_scores(parts["train"], parts["test"]))

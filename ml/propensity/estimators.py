@@ -13,6 +13,8 @@ grows with the rows much faster than XGBoost's histogram trees, and a 200k-user 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
@@ -64,8 +66,25 @@ def _after_bgnbd(x_train: pd.DataFrame, model, scale: bool, seed: int) -> Pipeli
     )
 
 
-def fit_logistic(x_train: pd.DataFrame, y_train: pd.Series, seed: int) -> Pipeline:
-    model = LogisticRegression(C=0.5, max_iter=2000, random_state=seed)
+# Each family's hyperparameters as trained when `ml tune` has chosen none (ml.propensity.tuning searches around them).
+DEFAULT_PARAMS: dict[str, dict] = {
+    "xgboost": {
+        "learning_rate": 0.05,
+        "max_depth": 4,
+        "min_child_weight": 20,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 5.0,
+    },
+    "logistic": {"C": 0.5},
+    "random_forest": {"n_estimators": 200, "min_samples_leaf": 20, "max_features": "sqrt"},
+    "mlp": {},  # none: the network picks among NETWORK_SHAPES on the validation date
+}
+
+
+def fit_logistic(x_train: pd.DataFrame, y_train: pd.Series, seed: int, tuned: dict | None = None) -> Pipeline:
+    params = {**DEFAULT_PARAMS["logistic"], **(tuned or {})}
+    model = LogisticRegression(**params, max_iter=2000, random_state=seed)
     return _after_bgnbd(x_train, model, scale=True, seed=seed).fit(x_train, y_train)
 
 
@@ -77,11 +96,13 @@ def _sample(x: pd.DataFrame, y: pd.Series, seed: int) -> tuple[pd.DataFrame, pd.
     return x.iloc[rows], np.asarray(y)[rows]
 
 
-def fit_random_forest(x_train: pd.DataFrame, y_train: pd.Series, seed: int) -> tuple[Pipeline, dict]:
+def fit_random_forest(
+    x_train: pd.DataFrame, y_train: pd.Series, seed: int, tuned: dict | None = None
+) -> tuple[Pipeline, dict]:
     """A random forest on the same inputs as XGBoost (missing values split on, as scikit-learn's trees allow)."""
     from sklearn.ensemble import RandomForestClassifier
 
-    params = {"n_estimators": 200, "min_samples_leaf": 20, "max_features": "sqrt", "max_samples": 0.5}
+    params = {**DEFAULT_PARAMS["random_forest"], "max_samples": 0.5, **(tuned or {})}
     model = RandomForestClassifier(**params, n_jobs=2, random_state=seed)
     x_fit, y_fit = _sample(x_train, y_train, seed)
     pipeline = _after_bgnbd(x_fit, model, scale=False, seed=seed).fit(x_fit, y_fit)
@@ -94,10 +115,16 @@ NETWORK_SHAPES = [((32,), 1e-2), ((64, 32), 1e-1), ((32, 16), 3e-2)]
 
 
 def fit_mlp(
-    x_train: pd.DataFrame, y_train: pd.Series, x_valid: pd.DataFrame, y_valid: pd.Series, seed: int
+    x_train: pd.DataFrame,
+    y_train: pd.Series,
+    x_valid: pd.DataFrame,
+    y_valid: pd.Series,
+    seed: int,
+    tuned: dict | None = None,
 ) -> tuple[Pipeline, dict]:
     """A feed-forward network of ReLU units on the logistic model's scaled inputs, stopping when a tenth of its
-    training rows, held aside, stops improving; of NETWORK_SHAPES the one with the best validation ROC AUC."""
+    training rows, held aside, stops improving; of NETWORK_SHAPES the one with the best validation ROC AUC, or
+    the one shape `tuned` names (`hidden_layer_sizes` as "64+32", `alpha`)."""
     import time
 
     from sklearn.metrics import roc_auc_score
@@ -106,7 +133,10 @@ def fit_mlp(
     started = time.perf_counter()
     x_fit, y_fit = _sample(x_train, y_train, seed)
     tried = []
-    for hidden, alpha in NETWORK_SHAPES:
+    shapes = NETWORK_SHAPES
+    if tuned:
+        shapes = [(tuple(int(n) for n in str(tuned["hidden_layer_sizes"]).split("+")), float(tuned["alpha"]))]
+    for hidden, alpha in shapes:
         model = MLPClassifier(
             hidden_layer_sizes=hidden, alpha=alpha, batch_size=256, early_stopping=True, max_iter=200, random_state=seed
         )
@@ -129,7 +159,12 @@ def fit_mlp(
 
 
 def fit_xgboost(
-    x_train: pd.DataFrame, y_train: pd.Series, x_valid: pd.DataFrame, y_valid: pd.Series, seed: int
+    x_train: pd.DataFrame,
+    y_train: pd.Series,
+    x_valid: pd.DataFrame,
+    y_valid: pd.Series,
+    seed: int,
+    tuned: dict | None = None,
 ) -> tuple[Pipeline, dict]:
     """Fit with early stopping on the validation snapshot; return the pipeline and its parameters."""
     from xgboost import XGBClassifier
@@ -139,12 +174,8 @@ def fit_xgboost(
     prep = make_preprocessor(list(x_train.columns), scale=False).fit(x_train)
     params = {
         "n_estimators": 600,
-        "learning_rate": 0.05,
-        "max_depth": 4,
-        "min_child_weight": 20,
-        "subsample": 0.8,
-        "colsample_bytree": 0.8,
-        "reg_lambda": 5.0,
+        **DEFAULT_PARAMS["xgboost"],
+        **(tuned or {}),
         "tree_method": "hist",
         "eval_metric": "logloss",
         "early_stopping_rounds": 40,
@@ -155,6 +186,24 @@ def fit_xgboost(
     model.fit(prep.transform(x_train), y_train, eval_set=[(prep.transform(x_valid), y_valid)], verbose=False)
     params["best_iteration"] = int(model.best_iteration)
     return Pipeline([("bgnbd", bgnbd), ("prep", prep), ("model", model)]), params
+
+
+def fit_flavour(
+    flavour: str, x: dict[str, pd.DataFrame], y: dict[str, np.ndarray], seed: int, tuned: dict | None = None
+) -> tuple[Any, dict]:
+    """Fit one flavour on the train part (XGBoost stops early on the validation part), with the hyperparameters
+    `ml tune` chose (`tuned`) over the family's defaults."""
+    if flavour == "xgboost":
+        return fit_xgboost(x["train"], y["train"], x["valid"], y["valid"], seed, tuned)
+    if flavour == "random_forest":
+        return fit_random_forest(x["train"], y["train"], seed, tuned)
+    if flavour == "mlp":
+        return fit_mlp(x["train"], y["train"], x["valid"], y["valid"], seed, tuned)
+    if flavour == "logistic":
+        pipeline = fit_logistic(x["train"], y["train"], seed, tuned)
+        C = pipeline.named_steps["model"].C  # noqa: N806 (scikit-learn's name)
+        return pipeline, {"C": C, "max_iter": 2000, "preprocessing": "median impute + arcsinh + standardise"}
+    raise ValueError(f"unknown model flavour {flavour!r}")
 
 
 def feature_importance(pipeline: Pipeline) -> pd.Series:

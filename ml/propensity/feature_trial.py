@@ -119,7 +119,8 @@ def feature_trial(as_of: date | None = None) -> list[dict[str, Any]]:
     from sklearn.metrics import roc_auc_score
 
     from ml.propensity.datasets import TASKS, model_inputs
-    from ml.propensity.train import fit_flavour, load_split
+    from ml.propensity.estimators import fit_flavour
+    from ml.propensity.train import load_split
     from ml.warehouse.read import connect_read_only
 
     split, columns, frames = load_split(list(TASKS), as_of)

@@ -11,7 +11,6 @@ becomes `@challenger`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import subprocess
 from datetime import date
@@ -34,15 +33,10 @@ from ml.propensity.datasets import (
     training_user_share,
 )
 from ml.propensity.drift_reference import REFERENCE_ARTIFACT, reference_bins
-from ml.propensity.estimators import (
-    feature_importance,
-    fit_logistic,
-    fit_mlp,
-    fit_random_forest,
-    fit_xgboost,
-)
+from ml.propensity.estimators import feature_importance, fit_flavour
 from ml.propensity.metrics import best_f1_threshold, classification_metrics, quality_figures
 from ml.propensity.reasons import contribution_summary_figure, contributions
+from ml.propensity.tuned_params import feature_hash, tuned_params
 from ml.registry.aliases import MODEL_NAMES, champion_version, load_champion, model_requirements, reconcile_ui_changes
 from ml.registry.gate import decide
 from ml.registry.ownership import fail_orphaned_runs, owner_tags
@@ -110,20 +104,6 @@ def load_split(tasks: list[str], as_of: date | None) -> tuple[Split, list[str], 
     return split, columns, frames
 
 
-def fit_flavour(flavour: str, x: dict[str, pd.DataFrame], y: dict[str, np.ndarray], seed: int) -> tuple[Any, dict]:
-    """Fit one flavour on the train part (XGBoost stops early on the validation part)."""
-    if flavour == "xgboost":
-        return fit_xgboost(x["train"], y["train"], x["valid"], y["valid"], seed)
-    if flavour == "random_forest":
-        return fit_random_forest(x["train"], y["train"], seed)
-    if flavour == "mlp":
-        return fit_mlp(x["train"], y["train"], x["valid"], y["valid"], seed)
-    if flavour == "logistic":
-        pipeline = fit_logistic(x["train"], y["train"], seed)
-        return pipeline, {"C": 0.5, "max_iter": 2000, "preprocessing": "median impute + arcsinh + standardise"}
-    raise ValueError(f"unknown model flavour {flavour!r}")
-
-
 def train_task(
     task: str, parts: dict[str, pd.DataFrame], split: Split, columns: list[str], because: str = "asked"
 ) -> dict[str, Any]:
@@ -133,7 +113,7 @@ def train_task(
     seed = settings().seed
     x = {part: model_inputs(frame, columns) for part, frame in parts.items()}
     y = {part: frame["label"].to_numpy(dtype=int) for part, frame in parts.items()}
-    feature_hash = hashlib.sha256(",".join(columns).encode()).hexdigest()[:12]
+    inputs_hash = feature_hash(columns)
     experiment = experiment_id(EXPERIMENT)
     # The classic baselines on the same test rows, logged beside each model's metrics for comparison.
     baselines = {
@@ -145,7 +125,8 @@ def train_task(
         with mlflow.start_run(
             experiment_id=experiment, run_name=f"{name}-{flavour}-{split.test_date}", tags=owner_tags()
         ) as run:
-            pipeline, params = fit_flavour(flavour, x, y, seed)
+            tuned, tuned_by = tuned_params(task, flavour, columns)
+            pipeline, params = fit_flavour(flavour, x, y, seed, tuned)
             proba = {part: pipeline.predict_proba(x[part])[:, 1] for part in ("valid", "test")}
             threshold = best_f1_threshold(y["valid"], proba["valid"])
             metrics = {
@@ -159,7 +140,7 @@ def train_task(
                     "flavour": flavour,
                     "model_name": name,
                     "code_version": code_version(),
-                    "feature_hash": feature_hash,
+                    "feature_hash": inputs_hash,
                     "trained_because": because[:5000],
                 }
             )
@@ -174,14 +155,15 @@ def train_task(
                     "flavour": flavour,
                     "seed": seed,
                     "n_features": len(columns),
-                    "feature_hash": feature_hash,
+                    "feature_hash": inputs_hash,
+                    "hyperparameters": tuned_by,
                     "train_rows": len(y["train"]),
                     "train_max_users": settings().train_max_users,
                     "train_positive_rate": round(float(y["train"].mean()), 4),
                 }
             )
             mlflow.log_metrics({**metrics, **baselines})
-            mlflow.log_dict({"features": columns, "feature_hash": feature_hash}, "features.json")
+            mlflow.log_dict({"features": columns, "feature_hash": inputs_hash}, "features.json")
             importance = feature_importance(pipeline)
             for filename, figure in quality_figures(
                 y["test"], proba["test"], importance, f"{name} ({flavour}), test {split.test_date}"
