@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--as-of", type=_date, help="tune on the training snapshots of this date's split (default: newest)")
     p.add_argument("--trials", type=_positive, default=8, help="trials per family, the defaults included (default 8)")
+    p.add_argument(
+        "--gap-days",
+        type=_positive,
+        default=30,
+        help="days between a fold's training and validation snapshots (default 30: no label overlap)",
+    )
     p.set_defaults(func=commands.cmd_tune)
 
     p = sub.add_parser("backtest", help="models vs recency, frequency and BG/NBD on one date's labels (not registered)")

@@ -150,7 +150,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_tune(args: argparse.Namespace) -> None:
     from ml.propensity.tuning import tune
 
-    for line in tune(args.as_of, args.trials):
+    for line in tune(args.as_of, args.trials, args.gap_days):
         print(json.dumps(line))
 
 

@@ -1,13 +1,14 @@
 """`python -m ml tune`: each model family's hyperparameters, chosen by time-ordered cross-validation with a fixed
 trial budget; training then uses them (ml.propensity.tuned_params).
 
-- **Folds, in time order** (forward chaining). Only the split's training snapshots are read; its validation
-  and test dates are not, so the test figures training reports stay out of sample. Each of the newest
-  TUNING_FOLDS training snapshots in turn is a fold's validation date, and the fold trains on the snapshots
-  before it. As in training's own validation, a fold's training labels (30 days ahead) may overlap its
-  validation date: a weekly shop with a few months of history has no 30-day gap to spare, and the overlap
-  steers only the choice. XGBoost stops early on the fold's validation rows, as training stops on its
-  validation date.
+- **Folds, in time order.** Only the split's training snapshots are read; its validation and test dates are
+  not, so the test figures training reports stay out of sample. Each of the newest TUNING_FOLDS training
+  snapshots in turn is a fold's validation date, and the fold trains on the snapshots at least `gap_days`
+  before it: by default LABEL_HORIZON_DAYS, so no fold learns from labels (30 days ahead) that overlap what
+  it is scored on. A shorter gap (`--gap-days`) tunes a short history, but lets that overlap in, and the
+  overlap favours flexible models (on the `make run` shop, forward chaining with a 7-day gap picked deeper,
+  less regularised trees whose test AUC fell; docs/models.md). XGBoost stops early on the fold's validation
+  rows, as training stops on its validation date.
 - **Trials.** The family's current defaults first, then `--trials` - 1 seeded draws without replacement from
   its search space (SEARCH_SPACES). Random search fits a budget of 8-20 trials on one to six parameters as
   well as a model-based sampler would, needs no extra dependency, and the seed reproduces it.
@@ -22,13 +23,13 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ml.config import settings
+from ml.config import LABEL_HORIZON_DAYS, settings
 from ml.errors import ModelError
 from ml.propensity.datasets import model_inputs
 from ml.propensity.estimators import CHALLENGER_MAX_ROWS, DEFAULT_PARAMS, NETWORK_SHAPES, fit_flavour
@@ -74,25 +75,29 @@ def trial_params(flavour: str, budget: int, seed: int) -> list[dict[str, Any]]:
     return [first, *(others[i] for i in drawn)]
 
 
-def time_ordered_folds(train_dates: list[date]) -> list[tuple[list[date], date]]:
+def time_ordered_folds(train_dates: list[date], gap_days: int = LABEL_HORIZON_DAYS) -> list[tuple[list[date], date]]:
     """(training snapshots, validation snapshot) per fold, oldest first (see the module's docstring)."""
     dates = sorted(train_dates)
-    folds = [([d for d in dates if d < validation], validation) for validation in dates[-TUNING_FOLDS:]]
+    gap = timedelta(days=gap_days)
+    folds = [([d for d in dates if d + gap <= validation], validation) for validation in dates[-TUNING_FOLDS:]]
     folds = [(train, validation) for train, validation in folds if train]
     if not folds:
         raise ModelError(
-            f"no time-ordered fold: tuning needs at least two training snapshots, the split has "
-            f"{', '.join(map(str, dates)) or 'none'}. Build more history (python -m ml history)."
+            f"no time-ordered fold: the training snapshots ({', '.join(map(str, dates)) or 'none'}) span less than "
+            f"the {gap_days}-day gap between a fold's training and validation dates. Build more history (python -m ml "
+            "history), or tune with a shorter --gap-days (its labels then overlap what it is scored on)."
         )
     return folds
 
 
-def fold_data(train: pd.DataFrame, columns: list[str], seed: int) -> list[dict[str, Any]]:
+def fold_data(
+    train: pd.DataFrame, columns: list[str], seed: int, gap_days: int = LABEL_HORIZON_DAYS
+) -> list[dict[str, Any]]:
     """Each fold's inputs and labels, from the training snapshots' rows (its training part at most TUNING_MAX_ROWS,
     a seeded sample); folds lacking either class are left out."""
     folds = []
     as_of = pd.to_datetime(train["as_of_date"]).dt.date
-    for train_dates, validation in time_ordered_folds(sorted(set(as_of))):
+    for train_dates, validation in time_ordered_folds(sorted(set(as_of)), gap_days):
         fit = train[as_of.isin(train_dates).to_numpy()]
         if len(fit) > TUNING_MAX_ROWS:
             fit = fit.iloc[np.sort(np.random.default_rng(seed).choice(len(fit), TUNING_MAX_ROWS, replace=False))]
@@ -132,7 +137,7 @@ def tune_family(flavour: str, folds: list[dict], budget: int, seed: int) -> dict
     }
 
 
-def tune(as_of: date | None = None, budget: int = 8) -> list[dict[str, Any]]:
+def tune(as_of: date | None = None, budget: int = 8, gap_days: int = LABEL_HORIZON_DAYS) -> list[dict[str, Any]]:
     """Tune every family SHOP_MODEL_FLAVOURS trains, for both tasks; write each task's file; one line per family."""
     from ml.propensity.datasets import TASKS
     from ml.propensity.train import load_split
@@ -140,13 +145,14 @@ def tune(as_of: date | None = None, budget: int = 8) -> list[dict[str, Any]]:
     split, columns, frames = load_split(list(TASKS), as_of)
     seed, lines = settings().seed, []
     for task, parts in frames.items():
-        folds = fold_data(parts["train"], columns, seed)
+        folds = fold_data(parts["train"], columns, seed, gap_days)
         families = {flavour: tune_family(flavour, folds, budget, seed) for flavour in settings().model_flavours}
         tuning = {
             "task": task,
             "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "feature_hash": feature_hash(columns),
             "trial_budget": budget,
+            "gap_days": gap_days,
             "validation_dates": [fold["validation_date"] for fold in folds],
             "families": families,
         }
@@ -157,6 +163,7 @@ def tune(as_of: date | None = None, budget: int = 8) -> list[dict[str, Any]]:
                 "task": task,
                 "flavour": flavour,
                 "folds": len(folds),
+                "gap_days": gap_days,
                 "trials": len(result["trials"]),
                 "default_mean_roc_auc": result["default_mean_roc_auc"],
                 "tuned_mean_roc_auc": result["mean_roc_auc"],
@@ -186,6 +193,7 @@ def _log_run(task: str, tuning: dict[str, Any], split) -> None:
             {
                 "task": task,
                 "trial_budget": tuning["trial_budget"],
+                "gap_days": tuning["gap_days"],
                 "validation_dates": ",".join(tuning["validation_dates"]),
                 "feature_hash": tuning["feature_hash"],
             }

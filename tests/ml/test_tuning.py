@@ -8,8 +8,10 @@ from datetime import date, timedelta
 
 import pytest
 
+from ml.config import LABEL_HORIZON_DAYS
 
-def test_folds_run_forward_and_never_train_on_their_own_or_a_later_snapshot():
+
+def test_folds_run_forward_and_by_default_never_train_on_labels_that_overlap_the_validation_date():
     from ml.errors import ModelError
     from ml.propensity.tuning import TUNING_FOLDS, time_ordered_folds
 
@@ -17,10 +19,11 @@ def test_folds_run_forward_and_never_train_on_their_own_or_a_later_snapshot():
     folds = time_ordered_folds(list(reversed(weekly)))
     assert [validation for _, validation in folds] == weekly[-TUNING_FOLDS:]
     for train, validation in folds:
-        assert train == [d for d in weekly if d < validation]
-    assert time_ordered_folds(weekly[:2]) == [([weekly[0]], weekly[1])]
-    with pytest.raises(ModelError, match="at least two training snapshots"):
-        time_ordered_folds(weekly[:1])
+        assert train == [d for d in weekly if d + timedelta(days=LABEL_HORIZON_DAYS) <= validation]
+    with pytest.raises(ModelError, match="span less than the 30-day gap"):
+        time_ordered_folds(weekly[:4])
+    # A shorter gap tunes a short history: forward chaining.
+    assert time_ordered_folds(weekly[:2], gap_days=7) == [([weekly[0]], weekly[1])]
 
 
 def test_a_folds_training_rows_are_capped_by_a_seeded_sample_and_its_validation_kept_whole(monkeypatch):
@@ -35,11 +38,11 @@ def test_a_folds_training_rows_are_capped_by_a_seeded_sample_and_its_validation_
     rows = pd.DataFrame(
         {"as_of_date": np.repeat(weekly, 40), "orders": rng.poisson(2, 160), "label": rng.integers(0, 2, 160)}
     )
-    folds = tuning.fold_data(rows, ["orders"], seed=5)
+    folds = tuning.fold_data(rows, ["orders"], seed=5, gap_days=7)
     assert [fold["validation_date"] for fold in folds] == [str(d) for d in weekly[1:]]
     assert [len(fold["y"]["train"]) for fold in folds] == [40, 50, 50]
     assert all(len(fold["y"]["valid"]) == 40 for fold in folds)
-    again = tuning.fold_data(rows, ["orders"], seed=5)
+    again = tuning.fold_data(rows, ["orders"], seed=5, gap_days=7)
     assert all(a["x"]["train"].index.equals(b["x"]["train"].index) for a, b in zip(folds, again, strict=True))
 
 
@@ -66,13 +69,16 @@ def test_tuning_writes_what_training_then_uses_and_a_damaged_file_stops_training
 
     shop_copy(built_shop)
     monkeypatch.setenv("SHOP_MODEL_FLAVOURS", "logistic,xgboost")
-    assert main(["tune", "--trials", "3"]) == 0
+    # This shop's four weekly training snapshots span 21 days: too short for the 30-day gap, as it says.
+    assert main(["tune", "--trials", "3"]) == 2
+    assert "--gap-days" in capsys.readouterr().err
+    assert main(["tune", "--trials", "3", "--gap-days", "7"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert {(line["task"], line["flavour"]) for line in lines} == {
         (task, flavour) for task in ("purchase_30d", "churn_30d") for flavour in ("logistic", "xgboost")
     }
     for line in lines:
-        assert line["trials"] == 3 and line["folds"] >= 1 and line["tuning_seconds"] >= 0
+        assert line["trials"] == 3 and line["folds"] >= 1 and line["gap_days"] == 7 and line["tuning_seconds"] >= 0
         assert 0.5 < line["default_mean_roc_auc"] <= line["tuned_mean_roc_auc"] <= 1
     tuning = json.loads(tuning_file("purchase_30d").read_text())
     chosen_c = tuning["families"]["logistic"]["params"]["C"]
