@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from ml import commands
+from ml.config import LABEL_HORIZON_DAYS
 from ml.sim.shop import SHIFTS
 
 
@@ -160,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gap-days",
         type=_positive,
-        default=30,
-        help="days between a fold's training and validation snapshots (default 30: no label overlap)",
+        default=LABEL_HORIZON_DAYS,
+        help=f"days between a fold's training and validation snapshots (default {LABEL_HORIZON_DAYS}: no overlap)",
     )
     p.set_defaults(func=commands.cmd_tune)
 

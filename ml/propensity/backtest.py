@@ -1,7 +1,8 @@
 """`python -m ml backtest --as-of DATE`: the models against the classic baselines, on any shop.
 
 Trains every model family (XGBoost, logistic, random forest, feed-forward network) with the training code
-(`ml.propensity.train.load_split`, `fit_flavour`, with the hyperparameters `ml tune` chose where it has) on
+(`ml.propensity.train.load_split`, `ml.propensity.estimators.fit_flavour`, with the hyperparameters `ml tune`
+chose where it tuned on snapshots no newer than this split's) on
 snapshots whose label windows closed before DATE, whatever SHOP_MODEL_FLAVOURS trains, fits the baselines on
 the same training rows, and
 scores DATE's 30-day purchase labels for every known customer (the purchase model's population). Nothing
@@ -41,7 +42,9 @@ def backtest(as_of: date | None = None) -> list[dict[str, Any]]:
     seconds: dict[str, float] = {}
     for flavour in FLAVOURS:
         started = time.perf_counter()
-        pipeline, _ = fit_flavour(flavour, x, y, settings().seed, tuned_params(TASK, flavour, columns)[0])
+        pipeline, _ = fit_flavour(
+            flavour, x, y, settings().seed, tuned_params(TASK, flavour, columns, max(split.train_dates))[0]
+        )
         seconds[flavour] = round(time.perf_counter() - started, 1)
         scores[flavour] = pipeline.predict_proba(x["test"])[:, 1]
     scores.update(baseline_scores(parts["train"], parts["test"]))

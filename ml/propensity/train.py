@@ -36,7 +36,7 @@ from ml.propensity.drift_reference import REFERENCE_ARTIFACT, reference_bins
 from ml.propensity.estimators import feature_importance, fit_flavour
 from ml.propensity.metrics import best_f1_threshold, classification_metrics, quality_figures
 from ml.propensity.reasons import contribution_summary_figure, contributions
-from ml.propensity.tuned_params import feature_hash, tuned_params
+from ml.propensity.tuned_params import feature_hash, read_tuning, tuned_params
 from ml.registry.aliases import MODEL_NAMES, champion_version, load_champion, model_requirements, reconcile_ui_changes
 from ml.registry.gate import decide
 from ml.registry.ownership import fail_orphaned_runs, owner_tags
@@ -74,6 +74,8 @@ def train_all(
     configure_mlflow()
     reconcile_ui_changes()
     fail_orphaned_runs()
+    for task in tasks or list(TASKS):
+        read_tuning(task)  # a damaged tuning file stops training before any model is registered
     split, columns, frames = load_split(tasks or list(TASKS), as_of)
     return [train_task(task, parts, split, columns, because) for task, parts in frames.items()]
 
@@ -125,7 +127,7 @@ def train_task(
         with mlflow.start_run(
             experiment_id=experiment, run_name=f"{name}-{flavour}-{split.test_date}", tags=owner_tags()
         ) as run:
-            tuned, tuned_by = tuned_params(task, flavour, columns)
+            tuned, tuned_by = tuned_params(task, flavour, columns, max(split.train_dates))
             pipeline, params = fit_flavour(flavour, x, y, seed, tuned)
             proba = {part: pipeline.predict_proba(x[part])[:, 1] for part in ("valid", "test")}
             threshold = best_f1_threshold(y["valid"], proba["valid"])

@@ -32,36 +32,17 @@ import pandas as pd
 from ml.config import LABEL_HORIZON_DAYS, settings
 from ml.errors import ModelError
 from ml.propensity.datasets import model_inputs
-from ml.propensity.estimators import CHALLENGER_MAX_ROWS, DEFAULT_PARAMS, NETWORK_SHAPES, fit_flavour
-from ml.propensity.tuned_params import feature_hash, tuning_file
+from ml.propensity.estimators import CHALLENGER_MAX_ROWS, DEFAULT_PARAMS, fit_flavour
+from ml.propensity.tuned_params import SEARCH_SPACES, feature_hash, tuning_file
 from ml.storage import write_text_atomic
 
 EXPERIMENT = "shop_tuning"
 TUNING_FOLDS = 3
 TUNING_MAX_ROWS = CHALLENGER_MAX_ROWS
-SEARCH_SPACES: dict[str, dict[str, list]] = {
-    "xgboost": {
-        "learning_rate": [0.03, 0.05, 0.1],
-        "max_depth": [3, 4, 5, 6],
-        "min_child_weight": [5, 20, 50],
-        "subsample": [0.7, 0.8, 1.0],
-        "colsample_bytree": [0.6, 0.8, 1.0],
-        "reg_lambda": [1.0, 5.0, 20.0],
-    },
-    "logistic": {"C": [0.03, 0.1, 0.3, 0.5, 1.0, 3.0, 10.0]},
-    "random_forest": {
-        "n_estimators": [100, 200],
-        "min_samples_leaf": [5, 10, 20, 50],
-        "max_features": ["sqrt", 0.2, 0.4],
-    },
-    "mlp": {"hidden_layer_sizes": ["32", "64+32", "32+16"], "alpha": [0.001, 0.01, 0.03, 0.1]},
-}
 
 
 def default_params(flavour: str) -> dict[str, Any]:
-    if flavour == "mlp":  # the first of the shapes the untuned network compares
-        hidden, alpha = NETWORK_SHAPES[0]
-        return {"hidden_layer_sizes": "+".join(map(str, hidden)), "alpha": alpha}
+    """What training fits untuned (for the network, none: it picks among NETWORK_SHAPES on validation)."""
     return dict(DEFAULT_PARAMS[flavour])
 
 
@@ -153,6 +134,7 @@ def tune(as_of: date | None = None, budget: int = 8, gap_days: int = LABEL_HORIZ
             "feature_hash": feature_hash(columns),
             "trial_budget": budget,
             "gap_days": gap_days,
+            "newest_snapshot": str(max(split.train_dates)),
             "validation_dates": [fold["validation_date"] for fold in folds],
             "families": families,
         }

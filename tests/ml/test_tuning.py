@@ -81,7 +81,6 @@ def test_tuning_writes_what_training_then_uses_and_a_damaged_file_stops_training
         assert line["trials"] == 3 and line["folds"] >= 1 and line["gap_days"] == 7 and line["tuning_seconds"] >= 0
         assert 0.5 < line["default_mean_roc_auc"] <= line["tuned_mean_roc_auc"] <= 1
     tuning = json.loads(tuning_file("purchase_30d").read_text())
-    chosen_c = tuning["families"]["logistic"]["params"]["C"]
     assert all(
         len(t["fold_roc_auc"]) == len(tuning["validation_dates"]) for t in tuning["families"]["xgboost"]["trials"]
     )
@@ -89,18 +88,70 @@ def test_tuning_writes_what_training_then_uses_and_a_damaged_file_stops_training
     assert len(runs) == 2
     assert "plots/trials.png" in [a.path for a in client().list_artifacts(runs.iloc[0]["run_id"], "plots")]
 
+    # Training uses what the file says (values away from every default, so a dropped override shows).
+    tuning["families"] = {
+        "logistic": {"params": {"C": 3.0}},
+        "xgboost": {"params": {"max_depth": 6, "min_child_weight": 5, "learning_rate": 0.1}},
+    }
+    tuning_file("purchase_30d").write_text(json.dumps(tuning))
     assert main(["train", "--task", "purchase_30d"]) == 0
-    trained = mlflow.search_runs(
-        experiment_names=["shop_behaviour_models"], filter_string="params.flavour = 'logistic'"
-    )
-    assert trained.iloc[0]["params.hyperparameters"].startswith("ml tune on ")
-    assert float(trained.iloc[0]["params.model_C"]) == chosen_c
+    runs = mlflow.search_runs(experiment_names=["shop_behaviour_models"], order_by=["start_time DESC"])
+    newest = {flavour: runs[runs["params.flavour"] == flavour].iloc[0] for flavour in ("logistic", "xgboost")}
+    assert all(run["params.hyperparameters"].startswith("ml tune on ") for run in newest.values())
+    assert float(newest["logistic"]["params.model_C"]) == 3.0
+    assert newest["xgboost"]["params.model_max_depth"] == "6"
+    assert float(newest["xgboost"]["params.model_learning_rate"]) == 0.1
 
+    # Tuned on other features, or on snapshots after the split (a backtest of an earlier date): the defaults.
+    for change, said in (
+        ({"feature_hash": "0" * 12}, "defaults (tuned on other features)"),
+        ({"newest_snapshot": "2099-01-01"}, "defaults (tuned on later snapshots)"),
+    ):
+        tuning_file("purchase_30d").write_text(json.dumps({**tuning, **change}))
+        assert main(["train", "--task", "purchase_30d"]) == 0
+        runs = mlflow.search_runs(experiment_names=["shop_behaviour_models"], order_by=["start_time DESC"])
+        logistic = runs[runs["params.flavour"] == "logistic"].iloc[0]
+        assert logistic["params.hyperparameters"] == said and float(logistic["params.model_C"]) == 0.5
+
+    # A damaged file, or one with a value outside the search space, stops training before anything registers.
     versions = len(client().search_model_versions("name = 'purchase_propensity'"))
-    tuning_file("purchase_30d").write_text('{"families": {"logistic": 0.5}}')
-    capsys.readouterr()
-    assert main(["train", "--task", "purchase_30d"]) == 2
-    error = capsys.readouterr().err
-    assert str(tuning_file("purchase_30d")) in error and "Rerun python -m ml tune" in error
-    assert len(client().search_model_versions("name = 'purchase_propensity'")) == versions  # nothing registered
+    for damaged in (
+        '{"families": {"logistic": 0.5}}',
+        json.dumps({**tuning, "families": {"xgboost": {"params": {"max_dept": 6}}}}),
+    ):
+        tuning_file("purchase_30d").write_text(damaged)
+        capsys.readouterr()
+        assert main(["train", "--task", "purchase_30d"]) == 2
+        error = capsys.readouterr().err
+        assert str(tuning_file("purchase_30d")) in error and "Rerun python -m ml tune" in error
+    assert len(client().search_model_versions("name = 'purchase_propensity'")) == versions
     assert settings().warehouse_path.exists()
+
+
+def test_tuned_params_reach_the_forest_and_the_network_and_the_networks_default_still_picks_its_shape():
+    import numpy as np
+    import pandas as pd
+
+    from ml.propensity.estimators import fit_flavour
+
+    rng = np.random.default_rng(2)
+    age = rng.integers(30, 300, 400).astype(float)
+    frame = pd.DataFrame(
+        {
+            "orders": rng.poisson(2, 400).astype(float),
+            "revenue": rng.gamma(2, 30, 400),
+            # What the BG/NBD step every family starts with reads.
+            "count_repeat_purchase_days_lifetime": (repeat := rng.poisson(2, 400).astype(float)),
+            "days_between_first_and_last_purchase": np.where(repeat > 0, np.floor(age * rng.random(400)), 0.0),
+            "days_since_first_purchase": age,
+        }
+    )
+    y = (frame["orders"] + rng.normal(0, 1, 400) > 2).astype(int).to_numpy()
+    x = {"train": frame.iloc[:300], "valid": frame.iloc[300:]}
+    ys = {"train": y[:300], "valid": y[300:]}
+    forest, params = fit_flavour("random_forest", x, ys, 0, {"min_samples_leaf": 50, "max_features": 0.4})
+    assert forest.named_steps["model"].min_samples_leaf == 50 and params["max_features"] == 0.4
+    network, params = fit_flavour("mlp", x, ys, 0, {"hidden_layer_sizes": "64+32", "alpha": 0.1})
+    assert network.named_steps["model"].hidden_layer_sizes == (64, 32) and params["alpha"] == 0.1
+    _, params = fit_flavour("mlp", x, ys, 0, {})
+    assert params["shapes_tried"].count("valid AUC") == 3  # untuned: the three shapes, picked on validation
