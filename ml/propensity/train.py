@@ -80,22 +80,23 @@ def train_all(
     return [train_task(task, parts, split, columns, because) for task, parts in frames.items()]
 
 
-def load_split(tasks: list[str], as_of: date | None) -> tuple[Split, list[str], dict[str, dict[str, pd.DataFrame]]]:
-    """The out-of-time split testing on `as_of` (default: newest matured) and each task's frames for it."""
+def load_split(
+    tasks: list[str], as_of: date | None, parts: tuple[str, ...] = ("train", "valid", "test")
+) -> tuple[Split, list[str], dict[str, dict[str, pd.DataFrame]]]:
+    """The out-of-time split testing on `as_of` (default: newest matured) and each task's frames for it (`parts`:
+    which of them; tuning reads the training snapshots only)."""
     with connect_read_only() as con:
         split = choose_split(matured_dates(con), as_of)
         columns = feature_columns(con)
         max_users = settings().train_max_users
-        frames = {
-            task: {
-                "train": load_labelled(
-                    con, task, split.train_dates, training_user_share(con, task, split.train_dates, max_users)
-                ),
-                "valid": load_labelled(con, task, [split.validation_date]),
-                "test": load_labelled(con, task, [split.test_date]),
-            }
-            for task in tasks
+        loaders = {
+            "train": lambda task: load_labelled(
+                con, task, split.train_dates, training_user_share(con, task, split.train_dates, max_users)
+            ),
+            "valid": lambda task: load_labelled(con, task, [split.validation_date]),
+            "test": lambda task: load_labelled(con, task, [split.test_date]),
         }
+        frames = {task: {part: loaders[part](task) for part in parts} for task in tasks}
     for task, parts in frames.items():
         for part, frame in parts.items():
             if frame.empty or frame["label"].nunique() < 2:

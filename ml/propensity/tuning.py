@@ -123,7 +123,7 @@ def tune(as_of: date | None = None, budget: int = 8, gap_days: int = LABEL_HORIZ
     from ml.propensity.datasets import TASKS
     from ml.propensity.train import load_split
 
-    split, columns, frames = load_split(list(TASKS), as_of)
+    split, columns, frames = load_split(list(TASKS), as_of, parts=("train",))
     seed, lines = settings().seed, []
     for task, parts in frames.items():
         folds = fold_data(parts["train"], columns, seed, gap_days)

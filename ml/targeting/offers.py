@@ -102,6 +102,21 @@ def propensity_offers(
     return value_offers(offers, margin_rate, cat)
 
 
+def policy_offers(
+    users: pd.DataFrame,
+    policy: str,
+    uplift: tuple[pd.DataFrame, str] | None,
+    cat: pd.DataFrame | None = None,
+    margin_rate: float | None = None,
+) -> pd.DataFrame:
+    """The offers `policy` makes to `users`, with the coupon effect model version behind them (`uplift`: the
+    effect table on the users' index and that version, for the uplift policy)."""
+    if policy == "uplift":
+        effects, version = uplift
+        return uplift_offers(users, effects, cat, margin_rate).assign(uplift_model_version=version)
+    return propensity_offers(users, cat, margin_rate).assign(uplift_model_version=None)
+
+
 def load_uplift_model(columns: list[str], version: str | None = None) -> tuple[Any, str, list[str]] | None:
     """The coupon effect model `version` (default: the champion) with its inputs, checked against the `columns`
     the eligible users have; None without a champion."""

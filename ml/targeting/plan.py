@@ -38,7 +38,7 @@ from ml.errors import ModelError
 from ml.storage import write_parquet_atomic
 from ml.targeting.allocation import allocate_with_holdout
 from ml.targeting.arms import POLICIES, arm_budgets, arm_draws, arm_policies
-from ml.targeting.offers import order_values, pinned_uplift_model, propensity_offers, uplift_effects, uplift_offers
+from ml.targeting.offers import order_values, pinned_uplift_model, policy_offers, uplift_effects
 from ml.warehouse.read import connect_read_only, table_names
 from ml.writer_lock import locked
 
@@ -98,13 +98,6 @@ def reasons(picked: pd.DataFrame, policy: str) -> list[str]:
             picked["coupon_code"], picked["lift"], picked["expected_cost"], picked["expected_margin"], strict=True
         )
     ]
-
-
-def policy_offers(users: pd.DataFrame, policy: str, uplift: tuple[pd.DataFrame, str] | None) -> pd.DataFrame:
-    if policy == "uplift":
-        effects, version = uplift
-        return uplift_offers(users, effects).assign(uplift_model_version=version)
-    return propensity_offers(users).assign(uplift_model_version=None)
 
 
 def plan_targets(

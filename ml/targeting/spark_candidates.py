@@ -30,7 +30,7 @@ import pandas as pd
 from ml.config import settings
 from ml.targeting.allocation import catalogue, funding_cutoff, upgrade_steps
 from ml.targeting.arms import arm_budgets, arm_draws, arm_policies
-from ml.targeting.offers import order_values, pinned_uplift_model, propensity_offers, uplift_effects, uplift_offers
+from ml.targeting.offers import order_values, pinned_uplift_model, policy_offers, uplift_effects
 from ml.warehouse.spark_session import has_rows, spark_session, spark_table
 
 SEGMENT_COLUMNS = [
@@ -131,11 +131,8 @@ def offer_upgrades(eligible, as_of: date, policies: list[str], model, fallback: 
                 part = users[in_arm]
                 if part.empty:
                     continue
-                if policy == "uplift":
-                    offers = uplift_offers(part, uplift_effects(ready["uplift"], part), cat, cfg.gross_margin_rate)
-                else:
-                    offers = propensity_offers(part, cat, cfg.gross_margin_rate)
-                steps = upgrade_steps(offers)
+                uplift = (uplift_effects(ready["uplift"], part), ready["uplift"][1]) if policy == "uplift" else None
+                steps = upgrade_steps(policy_offers(part, policy, uplift, cat, cfg.gross_margin_rate))
                 yield pd.DataFrame(
                     {
                         "user_id": steps["user_id"].to_numpy("int64"),
