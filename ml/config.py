@@ -21,7 +21,7 @@ SPARK_TARGETS = ("spark", "spark_cluster")
 # How the DAG runs dbt (SHOP_DBT_TASKS): one Airflow task per model, or one `dbt build` per group of models.
 DBT_TASKS = ("model", "group")
 # The model families `ml train` fits, registers and gates for each behaviour model (SHOP_MODEL_FLAVOURS, a subset).
-MODEL_FLAVOURS = ("xgboost", "logistic", "random_forest", "mlp")
+MODEL_FLAVOURS = ("xgboost", "logistic", "random_forest", "mlp", "gru")
 # Windows the Python steps and the dbt models share, defined here only: ml.warehouse.builds.as_of_vars passes them to
 # every dbt run (the defaults in dbt_project.yml, for dbt by hand, are checked against them by a test).
 LABEL_HORIZON_DAYS = 30  # purchase_30d and churn_30d look this many days past the as-of date

@@ -27,6 +27,7 @@ from ml.monitoring.checks import REALISED, RETRAIN_ON, auc_noise, check_rows, re
 from ml.propensity.batch_scores import OUTPUT_COLUMNS
 from ml.propensity.datasets import TASKS, load_labelled, model_inputs, population_filter
 from ml.propensity.drift_reference import REFERENCE_ARTIFACT, SCORE, psi_of_shares, shares_in_sql
+from ml.propensity.sequences import with_sequences
 from ml.registry.aliases import MODEL_NAMES, champion_version, load_version
 from ml.registry.tracking import client
 from ml.storage import write_parquet_files_atomic
@@ -127,7 +128,7 @@ def realised_rows(con, task: str, scoring_date: date, champion: tuple | None) ->
         if scoring_date <= train_end:
             return []
         columns = [c.name for c in model.metadata.get_input_schema().inputs]
-        proba = np.asarray(model.predict(model_inputs(labelled, columns)))[:, 1]
+        proba = np.asarray(model.predict(model_inputs(with_sequences(labelled, columns, con), columns)))[:, 1]
         y, scored_by = labelled["label"].to_numpy(), "backfill"
     tags = champion[2] if champion and champion[1] == version else version_tags(name, version)
     metrics = realised_metrics(y, proba)

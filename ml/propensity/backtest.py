@@ -1,6 +1,7 @@
 """`python -m ml backtest --as-of DATE`: the models against the classic baselines, on any shop.
 
-Trains every model family (XGBoost, logistic, random forest, feed-forward network) with the training code
+Trains every model family (XGBoost, logistic, random forest, feed-forward network, sequence network) with the
+training code
 (`ml.propensity.train.load_split`, `ml.propensity.estimators.fit_flavour`, with the hyperparameters `ml tune`
 chose where it tuned on snapshots no newer than this split's) on
 snapshots whose label windows closed before DATE, whatever SHOP_MODEL_FLAVOURS trains, fits the baselines on
@@ -30,7 +31,7 @@ def backtest(as_of: date | None = None) -> list[dict[str, Any]]:
     """One result per scorer (model families, then baselines) on DATE's labels; logged to MLflow."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from ml.propensity.estimators import fit_flavour
+    from ml.propensity.estimators import fit_flavour, flavour_inputs
     from ml.propensity.train import load_split
     from ml.propensity.tuned_params import tuned_params
 
@@ -42,11 +43,12 @@ def backtest(as_of: date | None = None) -> list[dict[str, Any]]:
     seconds: dict[str, float] = {}
     for flavour in FLAVOURS:
         started = time.perf_counter()
+        xf, yf = flavour_inputs(flavour, parts, columns, x, y, settings().seed)
         pipeline, _ = fit_flavour(
-            flavour, x, y, settings().seed, tuned_params(TASK, flavour, columns, max(split.train_dates))[0]
+            flavour, xf, yf, settings().seed, tuned_params(TASK, flavour, columns, max(split.train_dates))[0]
         )
         seconds[flavour] = round(time.perf_counter() - started, 1)
-        scores[flavour] = pipeline.predict_proba(x["test"])[:, 1]
+        scores[flavour] = pipeline.predict_proba(xf["test"])[:, 1]
     scores.update(baseline_scores(parts["train"], parts["test"]))
     results = [
         {

@@ -25,7 +25,8 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from ml.config import MODEL_FLAVOURS
 from ml.propensity.bgnbd import BgNbdFeatures
-from ml.propensity.datasets import CATEGORICAL_FEATURES
+from ml.propensity.datasets import CATEGORICAL_FEATURES, model_inputs
+from ml.propensity.sequences import SEQUENCE_COLUMNS, with_sequences
 
 FLAVOURS = MODEL_FLAVOURS
 CHALLENGER_MAX_ROWS = 100_000
@@ -79,7 +80,10 @@ DEFAULT_PARAMS: dict[str, dict] = {
     "logistic": {"C": 0.5},
     "random_forest": {"n_estimators": 200, "min_samples_leaf": 20, "max_features": "sqrt"},
     "mlp": {},  # none: the network picks among NETWORK_SHAPES on the validation date
+    "gru": {"hidden_units": 16, "learning_rate": 0.003, "alpha": 0.0001},
 }
+# The families whose inputs include each user's daily activity sequence (ml.propensity.sequences).
+SEQUENCE_FLAVOURS = {"gru"}
 
 
 def fit_logistic(x_train: pd.DataFrame, y_train: pd.Series, seed: int, tuned: dict | None = None) -> Pipeline:
@@ -88,12 +92,41 @@ def fit_logistic(x_train: pd.DataFrame, y_train: pd.Series, seed: int, tuned: di
     return _after_bgnbd(x_train, model, scale=True, seed=seed).fit(x_train, y_train)
 
 
+def _sample_rows(n: int, seed: int) -> np.ndarray:
+    """At most CHALLENGER_MAX_ROWS positions of n, drawn with the seed (all of them when fewer)."""
+    if n <= CHALLENGER_MAX_ROWS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, CHALLENGER_MAX_ROWS, replace=False))
+
+
 def _sample(x: pd.DataFrame, y: pd.Series, seed: int) -> tuple[pd.DataFrame, pd.Series]:
     """At most CHALLENGER_MAX_ROWS of the training rows, drawn with the seed (all of them when fewer)."""
     if len(x) <= CHALLENGER_MAX_ROWS:
         return x, y
-    rows = np.sort(np.random.default_rng(seed).choice(len(x), CHALLENGER_MAX_ROWS, replace=False))
+    rows = _sample_rows(len(x), seed)
     return x.iloc[rows], np.asarray(y)[rows]
+
+
+def flavour_inputs(
+    flavour: str,
+    frames: dict[str, pd.DataFrame],
+    columns: list[str],
+    x: dict[str, pd.DataFrame],
+    y: dict[str, np.ndarray],
+    seed: int,
+) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
+    """The inputs and labels a family fits and is judged on: the shared tabular `x` and `y`, or for a sequence
+    family the same rows with each user's activity sequence attached (its training part first cut to the sample
+    it fits on, so a large shop's sequences are read for at most CHALLENGER_MAX_ROWS training rows)."""
+    if flavour not in SEQUENCE_FLAVOURS:
+        return x, y
+    inputs = [*columns, *SEQUENCE_COLUMNS]
+    out_x, out_y = {}, {}
+    for part, frame in frames.items():
+        rows = _sample_rows(len(frame), seed) if part == "train" else np.arange(len(frame))
+        frame = with_sequences(frame.iloc[rows], inputs)
+        out_x[part], out_y[part] = model_inputs(frame, inputs), np.asarray(y[part])[rows]
+    return out_x, out_y
 
 
 def fit_random_forest(
@@ -158,6 +191,31 @@ def fit_mlp(
     return pipeline, params
 
 
+def fit_gru(x_train: pd.DataFrame, y_train, seed: int, tuned: dict | None = None) -> tuple[Pipeline, dict]:
+    """The sequence network (ml.propensity.sequence_network) on the logistic model's scaled inputs plus the
+    daily activity sequence, on a seeded sample of at most CHALLENGER_MAX_ROWS training rows."""
+    import time
+
+    from ml.propensity.sequence_network import SequenceNetwork
+
+    started = time.perf_counter()
+    params = {**DEFAULT_PARAMS["gru"], **(tuned or {})}
+    x_fit, y_fit = _sample(x_train, y_train, seed)
+    pipeline = _after_bgnbd(x_fit, SequenceNetwork(**params, seed=seed), scale=True, seed=seed)
+    pipeline.named_steps["prep"].set_output(transform="pandas")  # the network finds its sequence inputs by name
+    pipeline.fit(x_fit, y_fit)
+    network = pipeline.named_steps["model"]
+    return pipeline, {
+        **params,
+        "dense_units": network.dense_units,
+        "batch_size": network.batch_size,
+        "fit_rows": len(x_fit),
+        "epochs": network.n_iter_,
+        "sequence_days": 28,
+        "fit_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def fit_xgboost(
     x_train: pd.DataFrame,
     y_train: pd.Series,
@@ -197,6 +255,8 @@ def fit_flavour(
         return fit_xgboost(x["train"], y["train"], x["valid"], y["valid"], seed, tuned)
     if flavour == "random_forest":
         return fit_random_forest(x["train"], y["train"], seed, tuned)
+    if flavour == "gru":
+        return fit_gru(x["train"], y["train"], seed, tuned)
     if flavour == "mlp":
         return fit_mlp(x["train"], y["train"], x["valid"], y["valid"], seed, tuned)
     if flavour == "logistic":

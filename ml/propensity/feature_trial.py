@@ -119,7 +119,7 @@ def feature_trial(as_of: date | None = None) -> list[dict[str, Any]]:
     from sklearn.metrics import roc_auc_score
 
     from ml.propensity.datasets import TASKS, model_inputs
-    from ml.propensity.estimators import fit_flavour
+    from ml.propensity.estimators import fit_flavour, flavour_inputs
     from ml.propensity.train import load_split
     from ml.warehouse.read import connect_read_only
 
@@ -137,8 +137,10 @@ def feature_trial(as_of: date | None = None) -> list[dict[str, Any]]:
         for flavour in settings().model_flavours:
             current = current_auc = None
             for name, extra in sets.items():
-                x = {part: model_inputs(frame, [*columns, *extra]) for part, frame in parts.items()}
-                pipeline, _ = fit_flavour(flavour, x, y, settings().seed)
+                inputs = [*columns, *extra]
+                x = {part: model_inputs(frame, inputs) for part, frame in parts.items()}
+                x, y_fit = flavour_inputs(flavour, parts, inputs, x, y, settings().seed)
+                pipeline, _ = fit_flavour(flavour, x, y_fit, settings().seed)
                 proba = pipeline.predict_proba(x["test"])[:, 1]
                 auc = float(roc_auc_score(y["test"], proba))
                 if current is None:  # the first set is the current features

@@ -3,7 +3,8 @@
 XGBoost gives exact per-row contributions (TreeSHAP, `pred_contribs`); for the logistic model they are the
 coefficients times the standardised inputs; the random forest's are its trees' path attributions and the
 network's its integrated gradients (`forest_contributions`, `network_contributions`). Every way, for every
-row, the contributions plus the base value equal the model's margin (its log-odds before the sigmoid).
+row, the contributions plus the base value equal the model's margin (its log-odds before the sigmoid). The
+sequence network's are integrated gradients too, its 28 days of each channel summed into one reason.
 The pipeline's engineered columns are added back to the business feature they come from: one-hot columns to
 their category, missing-value indicators to their column, the two BG/NBD columns to the purchase history they
 summarise (`repeat_purchase_pattern`).
@@ -19,15 +20,20 @@ from sklearn.pipeline import Pipeline
 
 from ml.propensity.bgnbd import output_columns as bgnbd_columns
 from ml.propensity.datasets import CATEGORICAL_FEATURES
+from ml.propensity.sequences import SEQUENCE_DAYS
 
 TOP_REASONS = 3
 BGNBD_FEATURE = "repeat_purchase_pattern"
+# The sequence network's inputs are grouped by channel: its 28 days of views are one reason.
+SEQUENCE_FEATURE_PREFIX = "recent_daily_"
 
 
 def business_feature(column: str) -> str:
     """The input a model column comes from: one-hot and indicator columns to their column, BG/NBD to the history."""
     if column in bgnbd_columns():
         return BGNBD_FEATURE
+    if match := re.fullmatch(r"seq_(\w+)_d\d+", column):  # the sequence network's days, to their channel
+        return f"{SEQUENCE_FEATURE_PREFIX}{match.group(1)}"
     if column.startswith("missingindicator_"):
         return business_feature(column.removeprefix("missingindicator_"))
     for categorical in CATEGORICAL_FEATURES:
@@ -50,7 +56,9 @@ def contributions(
     model = pipeline.named_steps["model"]
     transformed = steps.transform(inputs)
     names = list(pipeline.named_steps["prep"].get_feature_names_out())
-    if hasattr(model, "get_booster"):
+    if hasattr(model, "input_contributions"):  # the sequence network (ml.propensity.sequence_network)
+        per_column, base = model.input_contributions(np.asarray(transformed, dtype=float))
+    elif hasattr(model, "get_booster"):
         from xgboost import DMatrix
 
         # The trees predict_proba uses: up to the early-stopping round.
@@ -180,6 +188,8 @@ def describe(feature: str, value: object, extra: dict[str, float] | None = None)
     if feature == BGNBD_FEATURE and extra:
         alive, expected = extra.values()
         return f"purchase history: {alive:.0%} likely still a customer, {expected:.1f} orders expected in 30 days"
+    if feature.startswith(SEQUENCE_FEATURE_PREFIX):
+        return f"day-by-day {feature.removeprefix(SEQUENCE_FEATURE_PREFIX)} over the last {SEQUENCE_DAYS} days"
     missing = _missing(value)
     if match := re.fullmatch(r"days_since_last_(\w+)", feature):
         thing = match.group(1)

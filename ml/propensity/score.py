@@ -22,6 +22,7 @@ from ml.day_pins import pin, pins
 from ml.errors import ModelError
 from ml.propensity.batch_scores import score_rows
 from ml.propensity.datasets import load_scoring_population
+from ml.propensity.sequences import is_sequence_column, with_sequences
 from ml.registry.aliases import MODEL_NAMES, load_version
 from ml.storage import as_table, write_parquet_files_atomic
 from ml.warehouse.read import connect_read_only
@@ -34,13 +35,16 @@ def check_signature(model, frame: pd.DataFrame, name: str, version: str) -> list
     if schema is None:
         raise ModelError(f"{name} v{version} was logged without a signature; it cannot be checked, so it is not used")
     expected = {c.name: c.type.name for c in schema.inputs}
-    missing = sorted(set(expected) - set(frame.columns))
+    # The sequence network's inputs are not user_features columns: they are attached when scoring needs them.
+    missing = sorted(c for c in set(expected) - set(frame.columns) if not is_sequence_column(c))
     if missing:
         raise ModelError(
             f"{name}@champion v{version} expects features that user_features lacks: {', '.join(missing)}. "
             "Retrain (python -m ml train) or roll back to a matching version; no scores were written."
         )
     for column, kind in expected.items():
+        if column not in frame:
+            continue
         numeric = pd.api.types.is_numeric_dtype(frame[column])
         if (kind == "string") == numeric and not frame[column].isna().all():
             raise ModelError(
@@ -62,6 +66,7 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
 
         as_of, population = spark_scoring.scoring_population(as_of)
         loaded = champions(as_of, population.limit(SIGNATURE_CHECK_ROWS).toPandas())
+        population = spark_scoring.with_sequences(population, model_inputs_of(loaded))
         summary = spark_scoring.score_and_write(as_of, population, loaded)
     else:
         with connect_read_only() as con:
@@ -72,6 +77,7 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
         if population.empty:
             raise ModelError(f"no users to score as of {as_of}: user_features has no rows for that date")
         loaded = champions(as_of, population)
+        population = with_sequences(population, model_inputs_of(loaded))
         summary = score_and_write(as_of, population, loaded)
     versions = {MODEL_NAMES[task]: version for task, (_, version, _) in loaded.items()}
     pin(as_of, models={name: str(v) for name, v in versions.items()})
@@ -80,6 +86,11 @@ def score_day(as_of: date | None = None) -> dict[str, Any]:
 
 # The users whose features a Spark run checks the champions' signatures on before scoring anyone.
 SIGNATURE_CHECK_ROWS = 1000
+
+
+def model_inputs_of(loaded: dict[str, tuple[Any, str, list[str]]]) -> list[str]:
+    """Every input column the loaded models read."""
+    return [column for _, _, columns in loaded.values() for column in columns]
 
 
 def champions(as_of: date, features: pd.DataFrame) -> dict[str, tuple[Any, str, list[str]]]:

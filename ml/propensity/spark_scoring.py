@@ -35,6 +35,7 @@ from ml.config import settings
 from ml.errors import ModelError
 from ml.propensity.batch_scores import OUTPUT_COLUMNS, REASON_TYPES, score_rows
 from ml.propensity.datasets import lookback_filter
+from ml.propensity.sequences import CHANNELS, SEQUENCE_COLUMNS, SEQUENCE_DAYS, is_sequence_column
 from ml.registry.aliases import MODEL_NAMES
 from ml.storage import as_table, replace_folders, write_parquet_atomic
 from ml.warehouse.spark_session import has_rows, spark_session, spark_table
@@ -61,6 +62,35 @@ def scoring_population(as_of: date | None):
         population.unpersist()
         raise ModelError(f"no users to score as of {as_of}: user_features has no rows for that date")
     return as_of, population
+
+
+def with_sequences(population, columns: list[str]):
+    """The day's users with their activity sequences (ml.propensity.sequences) when `columns` (the champions'
+    inputs) ask for them, built by Spark from `int_user_days_aggregated` as `sequences.with_sequences` builds
+    them on one machine; cached in the population's place."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    if not any(is_sequence_column(c) for c in columns):
+        return population
+    days = spark_table("int_user_days_aggregated")
+    keys = population.select("user_id", "as_of_date")
+    active = keys.join(days, "user_id").where(
+        (F.col("activity_date") < F.col("as_of_date"))
+        & (F.col("activity_date") >= F.date_sub(F.col("as_of_date"), SEQUENCE_DAYS))
+    )
+    days_before = F.datediff(F.col("as_of_date"), F.col("activity_date"))
+    wide = active.groupBy("user_id").agg(
+        *[
+            F.sum(F.when(days_before == day, F.col(column))).cast("float").alias(f"seq_{channel}_d{day:02d}")
+            for day in range(SEQUENCE_DAYS, 0, -1)
+            for channel, column in CHANNELS.items()
+        ]
+    )
+    joined = population.join(wide, "user_id", "left").fillna(0.0, subset=SEQUENCE_COLUMNS)
+    joined = joined.persist(StorageLevel.MEMORY_AND_DISK)
+    population.unpersist()
+    return joined
 
 
 def score_and_write(as_of: date, population, loaded: dict[str, tuple[Any, str, list[str]]]) -> dict[str, Any]:

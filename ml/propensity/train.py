@@ -33,9 +33,10 @@ from ml.propensity.datasets import (
     training_user_share,
 )
 from ml.propensity.drift_reference import REFERENCE_ARTIFACT, reference_bins
-from ml.propensity.estimators import feature_importance, fit_flavour
+from ml.propensity.estimators import feature_importance, fit_flavour, flavour_inputs
 from ml.propensity.metrics import best_f1_threshold, classification_metrics, quality_figures
 from ml.propensity.reasons import contribution_summary_figure, contributions
+from ml.propensity.sequences import is_sequence_column, with_sequences
 from ml.propensity.tuned_params import feature_hash, read_tuning, tuned_params
 from ml.registry.aliases import MODEL_NAMES, champion_version, load_champion, model_requirements, reconcile_ui_changes
 from ml.registry.gate import decide
@@ -129,8 +130,10 @@ def train_task(
             experiment_id=experiment, run_name=f"{name}-{flavour}-{split.test_date}", tags=owner_tags()
         ) as run:
             tuned, tuned_by = tuned_params(task, flavour, columns, max(split.train_dates))
-            pipeline, params = fit_flavour(flavour, x, y, seed, tuned)
-            proba = {part: pipeline.predict_proba(x[part])[:, 1] for part in ("valid", "test")}
+            # The family's own inputs (a sequence network's carry each user's daily activity); the same rows.
+            xf, yf = flavour_inputs(flavour, parts, columns, x, y, seed)
+            pipeline, params = fit_flavour(flavour, xf, yf, seed, tuned)
+            proba = {part: pipeline.predict_proba(xf[part])[:, 1] for part in ("valid", "test")}
             threshold = best_f1_threshold(y["valid"], proba["valid"])
             metrics = {
                 **classification_metrics(y["valid"], proba["valid"], threshold, "valid"),
@@ -160,29 +163,30 @@ def train_task(
                     "n_features": len(columns),
                     "feature_hash": inputs_hash,
                     "hyperparameters": tuned_by,
-                    "train_rows": len(y["train"]),
+                    "train_rows": len(yf["train"]),
                     "train_max_users": settings().train_max_users,
                     "train_positive_rate": round(float(y["train"].mean()), 4),
                 }
             )
             mlflow.log_metrics({**metrics, **baselines})
-            mlflow.log_dict({"features": columns, "feature_hash": inputs_hash}, "features.json")
+            mlflow.log_dict({"features": list(xf["test"].columns), "feature_hash": inputs_hash}, "features.json")
             importance = feature_importance(pipeline)
             for filename, figure in quality_figures(
                 y["test"], proba["test"], importance, f"{name} ({flavour}), test {split.test_date}"
             ).items():
                 mlflow.log_figure(figure, f"plots/{filename}")
             # The global view of the per-user reasons, and the bins the monitor measures drift against.
-            grouped, _, _ = contributions(pipeline, x["test"].head(5000))
+            grouped, _, _ = contributions(pipeline, xf["test"].head(5000))
             mlflow.log_figure(contribution_summary_figure(grouped, f"{name} ({flavour})"), "plots/contributions.png")
             mlflow.log_dict(reference_bins(x["test"], proba["test"]), REFERENCE_ARTIFACT)
             _close_figures()
-            signature = mlflow.models.infer_signature(x["test"].head(200), pipeline.predict_proba(x["test"].head(200)))
+            example = xf["test"].head(200)
+            signature = mlflow.models.infer_signature(example, pipeline.predict_proba(example))
             info = mlflow.sklearn.log_model(
                 pipeline,
                 name="model",
                 signature=signature,
-                input_example=synthetic_examples(x["test"]),
+                input_example=synthetic_examples(xf["test"]),
                 registered_model_name=name,
                 pyfunc_predict_fn="predict_proba",
                 pip_requirements=model_requirements(),
@@ -199,7 +203,7 @@ def train_task(
                     "run_id": run.info.run_id,
                 }
             )
-    return gate(name, candidates, x["test"], y["test"], split.test_date, because)
+    return gate(name, candidates, parts["test"], y["test"], split.test_date, because)
 
 
 def _tag_version(name, version, flavour, metrics, split: Split, run_id) -> None:
@@ -217,8 +221,9 @@ def _tag_version(name, version, flavour, metrics, split: Split, run_id) -> None:
         mlflow_client.set_model_version_tag(name, version, key, value)
 
 
-def champion_auc_on(name: str, x_test: pd.DataFrame, y_test: np.ndarray) -> tuple[str | None, float | None]:
-    """Re-score the current champion on this test window; (None, None) when there is none."""
+def champion_auc_on(name: str, test: pd.DataFrame, y_test: np.ndarray) -> tuple[str | None, float | None]:
+    """Re-score the current champion on this test window (`test`: its user_features rows); (None, None) when there
+    is none."""
     from sklearn.metrics import roc_auc_score
 
     if champion_version(name) is None:
@@ -229,7 +234,7 @@ def champion_auc_on(name: str, x_test: pd.DataFrame, y_test: np.ndarray) -> tupl
         log.warning("%s", refused)
         return champion_version(name), float("nan")
     expected = [c.name for c in model.metadata.get_input_schema().inputs]
-    missing = [c for c in expected if c not in x_test.columns]
+    missing = [c for c in expected if c not in test.columns and not is_sequence_column(c)]
     if missing:
         log.warning(
             "%s@champion v%s expects features that no longer exist (%s): it cannot defend",
@@ -238,16 +243,17 @@ def champion_auc_on(name: str, x_test: pd.DataFrame, y_test: np.ndarray) -> tupl
             ", ".join(missing),
         )
         return version, float("nan")
-    return version, float(roc_auc_score(y_test, np.asarray(model.predict(x_test[expected]))[:, 1]))
+    inputs = model_inputs(with_sequences(test, expected), expected)
+    return version, float(roc_auc_score(y_test, np.asarray(model.predict(inputs))[:, 1]))
 
 
 def gate(
-    name: str, candidates: list[dict], x_test: pd.DataFrame, y_test: np.ndarray, test_date: date, because: str
+    name: str, candidates: list[dict], test: pd.DataFrame, y_test: np.ndarray, test_date: date, because: str
 ) -> dict:
     """The new version with the best validation AUC through the promotion gate (ml.registry.gate), judged on test
     AUC: picking among the families on the test date too would favour whichever is luckiest there."""
     best = max(candidates, key=lambda c: c["valid_roc_auc"])
-    champion, champion_auc = champion_auc_on(name, x_test, y_test)
+    champion, champion_auc = champion_auc_on(name, test, y_test)
     metrics = {
         "test_roc_auc": round(best["test_roc_auc"], 4),
         "test_date": str(test_date),

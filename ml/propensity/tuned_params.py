@@ -36,6 +36,7 @@ SEARCH_SPACES: dict[str, dict[str, list]] = {
         "max_features": ["sqrt", 0.2, 0.4],
     },
     "mlp": {"hidden_layer_sizes": ["32", "64+32", "32+16"], "alpha": [0.001, 0.01, 0.03, 0.1]},
+    "gru": {"hidden_units": [8, 16, 32], "learning_rate": [0.001, 0.003, 0.01], "alpha": [0.00001, 0.0001, 0.001]},
 }
 
 

@@ -32,7 +32,7 @@ import pandas as pd
 from ml.config import LABEL_HORIZON_DAYS, settings
 from ml.errors import ModelError
 from ml.propensity.datasets import model_inputs
-from ml.propensity.estimators import CHALLENGER_MAX_ROWS, DEFAULT_PARAMS, fit_flavour
+from ml.propensity.estimators import CHALLENGER_MAX_ROWS, DEFAULT_PARAMS, fit_flavour, flavour_inputs
 from ml.propensity.tuned_params import SEARCH_SPACES, feature_hash, tuning_file
 from ml.storage import write_text_atomic
 
@@ -87,6 +87,8 @@ def fold_data(
             folds.append(
                 {
                     "validation_date": str(validation),
+                    "frames": parts,  # a sequence family's inputs are attached to these (flavour_inputs)
+                    "columns": columns,
                     "x": {name: model_inputs(part, columns) for name, part in parts.items()},
                     "y": {name: part["label"].to_numpy(dtype=int) for name, part in parts.items()},
                 }
@@ -102,11 +104,12 @@ def tune_family(flavour: str, folds: list[dict], budget: int, seed: int) -> dict
 
     started = time.perf_counter()
     trials = []
+    inputs = [flavour_inputs(flavour, fold["frames"], fold["columns"], fold["x"], fold["y"], seed) for fold in folds]
     for params in trial_params(flavour, budget, seed):
         aucs = []
-        for fold in folds:
-            pipeline, _ = fit_flavour(flavour, fold["x"], fold["y"], seed, params)
-            aucs.append(float(roc_auc_score(fold["y"]["valid"], pipeline.predict_proba(fold["x"]["valid"])[:, 1])))
+        for x, y in inputs:
+            pipeline, _ = fit_flavour(flavour, x, y, seed, params)
+            aucs.append(float(roc_auc_score(y["valid"], pipeline.predict_proba(x["valid"])[:, 1])))
         trials.append({"params": params, "fold_roc_auc": aucs, "mean_roc_auc": float(np.mean(aucs))})
     best = max(trials, key=lambda t: t["mean_roc_auc"])  # the first, the defaults, on a tie
     return {

@@ -37,6 +37,7 @@ PROPENSITY_TRUSTED_TYPES = [
     "numpy.arcsinh",
     "numpy.dtype",
     "ml.propensity.bgnbd.BgNbdFeatures",
+    "ml.propensity.sequence_network.SequenceNetwork",
     # scikit-learn's own, but not on skops' default list: a forest's trees and a network's optimiser state.
     "sklearn.tree._tree.Tree",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",

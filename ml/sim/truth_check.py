@@ -18,6 +18,7 @@ from ml.errors import ModelError
 def evaluate_against_truth(as_of: date | None = None) -> list[dict[str, object]]:
     """One dict per registered model: the champion's AUC next to the simulator's oracle AUC."""
     from ml.propensity.datasets import TASKS, load_labelled, model_inputs, truth_file
+    from ml.propensity.sequences import with_sequences
     from ml.registry.aliases import MODEL_NAMES, load_champion
     from ml.warehouse.read import connect_read_only, matured_dates
 
@@ -43,7 +44,8 @@ def evaluate_against_truth(as_of: date | None = None) -> list[dict[str, object]]
     for task, model_name in MODEL_NAMES.items():
         frame = frames[task]
         model, version = load_champion(model_name)
-        inputs = model_inputs(frame, [c.name for c in model.metadata.get_input_schema().inputs])
+        columns = [c.name for c in model.metadata.get_input_schema().inputs]
+        inputs = model_inputs(with_sequences(frame, columns), columns)
         proba = np.asarray(model.predict(inputs))[:, 1]
         oracle = truth.loc[frame["user_id"], TASKS[task]["oracle_column"]].to_numpy()
         y = frame["label"].to_numpy(dtype=int)

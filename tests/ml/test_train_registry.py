@@ -179,7 +179,7 @@ def test_scoring_writes_one_partition_per_day_and_a_rerun_replaces_it(trained_sh
     assert set(scores["purchase_model_version"]) == {champion_version("purchase_propensity")}
 
 
-@pytest.mark.parametrize("flavour", ["random_forest", "mlp"])
+@pytest.mark.parametrize("flavour", ["random_forest", "mlp", "gru"])
 def test_a_forest_or_network_champion_loads_through_the_vetting_and_scores_with_reasons_that_add_up(
     trained_shop, shop_copy, flavour
 ):
@@ -187,6 +187,7 @@ def test_a_forest_or_network_champion_loads_through_the_vetting_and_scores_with_
     from ml.propensity.datasets import in_population, load_scoring_population, model_inputs
     from ml.propensity.reasons import contributions, model_margin
     from ml.propensity.score import score_day
+    from ml.propensity.sequences import with_sequences
     from ml.registry.aliases import load_champion, promote
     from ml.warehouse.read import connect_read_only
 
@@ -212,9 +213,9 @@ def test_a_forest_or_network_champion_loads_through_the_vetting_and_scores_with_
         assert np.allclose(1 / (1 + np.exp(-merged["margin"])), merged[OUTPUT_COLUMNS[task][0]], atol=1e-6)
         model, _ = load_champion(name)
         pipeline = model.get_raw_model()
+        columns = [c.name for c in model.metadata.get_input_schema().inputs]
         inputs = model_inputs(
-            population.loc[in_population(population, task).to_numpy()],
-            [c.name for c in model.metadata.get_input_schema().inputs],
+            with_sequences(population.loc[in_population(population, task).to_numpy()], columns), columns
         )
         grouped, base, _ = contributions(pipeline, inputs)
         assert np.abs(grouped.sum(axis=1).to_numpy() + base - model_margin(pipeline, inputs)).max() < 1e-6
@@ -229,7 +230,7 @@ def test_the_model_families_setting_refuses_an_unknown_family_and_training_regis
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (
-        "SHOP_MODEL_FLAVOURS must be a comma-separated list of xgboost, logistic, random_forest, mlp, "
+        "SHOP_MODEL_FLAVOURS must be a comma-separated list of xgboost, logistic, random_forest, mlp, gru, "
         "got 'xgboost, svm' (svm unknown)"
     ) in result.stderr
     assert list_versions() == before  # nothing trained, registered or moved

@@ -391,3 +391,24 @@ def test_a_forgotten_user_leaves_every_spark_table_and_the_tables_still_build(bo
         date.fromisoformat(p.name.split("=")[1]) for p in (spark_tables(both_engines) / "user_features").iterdir()
     )
     check_data("features", newest, newest - timedelta(days=4))  # Spark reads the rewritten files
+
+
+def test_spark_attaches_the_same_activity_sequences_as_duckdb(both_engines: Path, monkeypatch) -> None:
+    """A sequence network champion scores on Spark with the day-by-day activity that one machine reads
+    (ml.propensity.spark_scoring.with_sequences against ml.propensity.sequences.with_sequences)."""
+    from ml.propensity import spark_scoring
+    from ml.propensity.datasets import load_scoring_population
+    from ml.propensity.sequences import SEQUENCE_COLUMNS, with_sequences
+    from ml.warehouse.read import connect_read_only
+
+    monkeypatch.setenv("SHOP_DATA_DIR", str(both_engines))
+    monkeypatch.setenv("SHOP_ENGINE", "spark")
+    as_of, population = spark_scoring.scoring_population(date(2026, 4, 21))
+    columns = ["user_id", *SEQUENCE_COLUMNS]
+    spark = spark_scoring.with_sequences(population, SEQUENCE_COLUMNS).select(*columns).toPandas()
+    monkeypatch.delenv("SHOP_ENGINE")
+    with connect_read_only() as con:
+        duck = with_sequences(load_scoring_population(con, as_of), SEQUENCE_COLUMNS, con)[columns]
+    spark = spark.sort_values("user_id").reset_index(drop=True)
+    assert len(duck) > 500 and duck[SEQUENCE_COLUMNS].to_numpy().sum() > 1000
+    np.testing.assert_array_equal(spark.to_numpy(dtype=float), duck.to_numpy(dtype=float))
