@@ -87,13 +87,14 @@ def test_the_backtest_compares_every_scorer_on_the_same_customers(own_shop):
         "logistic",
         "random_forest",
         "mlp",
+        "gru",
         "bgnbd",
         "recency",
         "frequency",
     ]
     assert len({(b["as_of_date"], b["n_users"], b["positive_rate"]) for b in backtest}) == 1
     for line in backtest:
-        fitted = {"fit_seconds"} if line["scorer"] in ("xgboost", "logistic", "random_forest", "mlp") else set()
+        fitted = {"fit_seconds"} if line["scorer"] in ("xgboost", "logistic", "random_forest", "mlp", "gru") else set()
         assert set(line) == {"scorer", "as_of_date", "n_users", "positive_rate", "roc_auc", "pr_auc"} | fitted
         assert 0.5 < line["roc_auc"] <= 1 and 0 < line["pr_auc"] <= 1
     assert date.fromisoformat(backtest[0]["as_of_date"])
