@@ -46,7 +46,7 @@ def test_a_folds_training_rows_are_capped_by_a_seeded_sample_and_its_validation_
     assert all(a["x"]["train"].index.equals(b["x"]["train"].index) for a, b in zip(folds, again, strict=True))
 
 
-@pytest.mark.parametrize("flavour", ["xgboost", "logistic", "random_forest", "mlp"])
+@pytest.mark.parametrize("flavour", ["xgboost", "logistic", "random_forest", "mlp", "gru"])
 def test_trials_start_from_the_defaults_and_keep_to_the_budget(flavour):
     from ml.propensity.tuning import SEARCH_SPACES, default_params, trial_params
 
@@ -128,7 +128,7 @@ def test_tuning_writes_what_training_then_uses_and_a_damaged_file_stops_training
     assert settings().warehouse_path.exists()
 
 
-def test_tuned_params_reach_the_forest_and_the_network_and_the_networks_default_still_picks_its_shape():
+def test_tuned_params_reach_the_forest_and_the_networks_and_the_networks_default_still_picks_its_shape():
     import numpy as np
     import pandas as pd
 
@@ -155,3 +155,13 @@ def test_tuned_params_reach_the_forest_and_the_network_and_the_networks_default_
     assert network.named_steps["model"].hidden_layer_sizes == (64, 32) and params["alpha"] == 0.1
     _, params = fit_flavour("mlp", x, ys, 0, {})
     assert params["shapes_tried"].count("valid AUC") == 3  # untuned: the three shapes, picked on validation
+    # The sequence network reads the same frame plus each user's days (all zero here: only the wiring is checked).
+    from ml.propensity.sequences import SEQUENCE_COLUMNS
+
+    days = pd.DataFrame(0.0, index=frame.index, columns=SEQUENCE_COLUMNS)
+    with_days = {part: pd.concat([rows, days.loc[rows.index]], axis=1) for part, rows in x.items()}
+    tuned = {"hidden_units": 8, "learning_rate": 0.01, "alpha": 0.001}
+    gru, params = fit_flavour("gru", with_days, ys, 0, tuned)
+    network = gru.named_steps["model"]
+    assert (network.hidden_units, network.learning_rate, network.alpha) == (8, 0.01, 0.001)
+    assert params["hidden_units"] == 8 and network.params_["U"].shape == (8, 24)
