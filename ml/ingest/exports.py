@@ -4,7 +4,7 @@ Accepted shapes, one row per event:
 
 | shape | columns |
 |---|---|
-| full event log | event_at, event_type (view, cart, remove_from_cart, purchase), user_id |
+| full event log | event_at, event_type (view, cart, remove_from_cart, purchase, search, favourite), user_id |
 | purchase-only log (CRM export) | user_id, amount, and a date: order_date, date or purchased_at |
 
 Optional columns of an event log: product_id, category, price, quantity, session_id, order_id,
@@ -209,7 +209,7 @@ def _fix_for(column: str) -> str:
     return {
         "user_id": "user ids must be whole numbers; map your customer keys to integers first",
         "event_at": "times must be ISO dates or timestamps such as 2026-03-01 or 2026-03-01T10:00:00Z",
-        "event_type": "event types must be view, cart, remove_from_cart or purchase",
+        "event_type": "event types must be view, cart, remove_from_cart, purchase, search or favourite",
         "price": "amounts and prices must be numbers with '.' as the decimal point",
     }.get(column, "check the column's format")
 

@@ -21,6 +21,14 @@ BROWSE_CART_RATE = {"base": 0.02, "per_intent": 1.5, "per_sensitivity": 0.2, "ca
 REMOVE_RATE = {"base": 0.05, "per_sensitivity": 0.5}
 
 
+# A session opens with a search with probability base + per_intent x intent (capped); a session that does not buy
+# saves each viewed product as a favourite with probability base + per_intent x intent + per_sensitivity x
+# price_sensitivity: keen shoppers search, and price-sensitive ones keep a wish list while they wait for a discount.
+# Drawn from their own generator, (seed, day, 1): the views, carts and purchases of a shop are the same with them.
+SEARCH_RATE = {"base": 0.15, "per_intent": 6.0, "cap": 0.9}
+FAVOURITE_RATE = {"base": 0.01, "per_intent": 0.5, "per_sensitivity": 0.12}
+
+
 @dataclass
 class ShopState:
     """What carries over from one day to the next."""
@@ -115,8 +123,14 @@ def simulate_day(
     bought_session = view_session[bought]
     quantity = np.minimum(rng.integers(1, 4, len(bought)) * (rng.random(len(bought)) < 0.3) + 1, 3)
     used_coupon = has_coupon[bought_session]
+    searches, favourites = _searches_and_favourites(
+        np.random.default_rng([spec.seed, day.toordinal(), 1]), session_intent, session_sensitivity, buys, view_session
+    )
     parts = {
         "view": (view_session, view_at, product_row),
+        # A search has no product (row -1); it opens the session, in the second of its first view.
+        "search": (searches, start_second[searches], np.full(len(searches), -1)),
+        "favourite": (view_session[favourites], view_at[favourites] + 5, product_row[favourites]),
         "cart": (view_session[cart_rows], view_at[cart_rows] + 10, product_row[cart_rows]),
         "remove_from_cart": (view_session[removed], view_at[removed] + 20, product_row[removed]),
         "purchase": (
@@ -134,6 +148,16 @@ def simulate_day(
     # A redeemed coupon is spent.
     state.coupon_until[np.unique(session_user[bought_session][used_coupon])] = -1
     return events, sends
+
+
+def _searches_and_favourites(rng, intent, sensitivity, buys, view_session) -> tuple[np.ndarray, np.ndarray]:
+    """(the sessions that search, the view rows saved as favourites), from `rng` alone."""
+    search = np.minimum(SEARCH_RATE["base"] + SEARCH_RATE["per_intent"] * intent, SEARCH_RATE["cap"])
+    searches = np.flatnonzero(rng.random(len(intent)) < search)
+    rate = FAVOURITE_RATE
+    favourite = (rate["base"] + rate["per_intent"] * intent + rate["per_sensitivity"] * sensitivity)[view_session]
+    favourites = np.flatnonzero((rng.random(len(view_session)) < favourite) & ~buys[view_session])
+    return searches, favourites
 
 
 def _day_events(day, stamp, parts, purchases, session_user, session_ids, products) -> pd.DataFrame:
@@ -159,15 +183,21 @@ def _day_events(day, stamp, parts, purchases, session_user, session_ids, product
         values[bought] = purchases[column]
         optional[column] = pd.Series(values[order], dtype="object")
     session, product_row = session[order], product_row[order]
+    no_product = product_row < 0  # a search
+
+    def of_product(column: str, missing) -> np.ndarray:
+        values = products[column].to_numpy()[product_row]
+        return np.where(no_product, missing, values) if no_product.any() else values
+
     return pd.DataFrame(
         {
             "event_id": [f"e{stamp}-{i}" for i in range(len(session))],
             "event_at": pd.Timestamp(day) + pd.to_timedelta(seconds[order], unit="s"),
             "event_type": np.repeat(np.array(names, dtype=object), sizes)[order],
             "user_id": (session_user[session] + 1).astype("int64"),
-            "product_id": products["product_id"].to_numpy()[product_row],
-            "category": products["category"].to_numpy()[product_row],
-            "price": products["price"].to_numpy()[product_row],
+            "product_id": pd.Series(of_product("product_id", -1), dtype="Int64").mask(no_product),
+            "category": of_product("category", None),
+            "price": of_product("price", np.nan),
             "quantity": quantity[order],
             "session_id": session_ids[session],
             **optional,

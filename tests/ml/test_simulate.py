@@ -56,8 +56,12 @@ def test_events_have_the_documented_schema_and_pii_stays_in_the_users_file(tmp_p
     monkeypatch.setenv("SHOP_DATA_DIR", str(tmp_path))
     simulate(ShopSpec(seed=1, users=400, days=30))
     events = pd.read_parquet(tmp_path / "inbox" / "events")
-    assert set(events["event_type"]) == {"view", "cart", "remove_from_cart", "purchase"}
+    assert set(events["event_type"]) == {"view", "cart", "remove_from_cart", "purchase", "search", "favourite"}
     assert {"event_at", "event_type", "user_id", "product_id", "price", "session_id"} <= set(events.columns)
+    searches = events[events["event_type"] == "search"]
+    assert searches["product_id"].isna().all() and searches["category"].isna().all()
+    favourites = events[events["event_type"] == "favourite"]
+    assert favourites["product_id"].notna().all() and favourites["price"].gt(0).all()
     purchases = events[events["event_type"] == "purchase"]
     assert purchases["order_id"].notna().all() and (purchases["price"] > 0).all()
     assert not {"email", "phone"} & set(events.columns)
@@ -294,3 +298,23 @@ def test_a_shop_simulated_in_steps_gives_the_same_files_as_one_run(tmp_path, mon
     assert a.day_index == b.day_index == spec.days + 3
     assert (a.state.coupon_code == b.state.coupon_code).all() and (a.last_visit == b.last_visit).all()
     assert (pd.read_parquet(whole / "inbox" / "events")["coupon_code"] == "SAVE15").any()
+
+
+def test_searches_and_favourites_leave_the_rest_of_the_shop_as_it_was(tmp_path, monkeypatch):
+    """They are drawn from their own generator: without them, every other event is the same (ids aside: an id
+    numbers the day's events in order)."""
+    frames = []
+    for rates in ("as_built", "none"):
+        data = tmp_path / rates
+        monkeypatch.setenv("SHOP_DATA_DIR", str(data))
+        if rates == "none":
+            monkeypatch.setattr("ml.sim.day.SEARCH_RATE", {"base": 0.0, "per_intent": 0.0, "cap": 0.0})
+            monkeypatch.setattr("ml.sim.day.FAVOURITE_RATE", {"base": 0.0, "per_intent": 0.0, "per_sensitivity": 0.0})
+        simulate(ShopSpec(seed=3, users=300, days=20))
+        events = pd.read_parquet(data / "inbox" / "events").drop(columns="event_id")
+        frames.append(events)
+    with_them, without = frames
+    assert with_them["event_type"].isin(["search", "favourite"]).sum() > 100
+    assert not without["event_type"].isin(["search", "favourite"]).any()
+    rest = with_them[~with_them["event_type"].isin(["search", "favourite"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(rest, without.reset_index(drop=True), check_dtype=False)

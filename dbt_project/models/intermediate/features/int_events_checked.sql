@@ -73,7 +73,8 @@ checked as (
             when parse_errors is not null then 'unparseable value: ' || parse_errors
             when user_id is null then 'missing user_id'
             when event_at is null then 'missing event time'
-            when event_type not in ('view', 'cart', 'remove_from_cart', 'purchase') or event_type is null
+            when event_type not in ('view', 'cart', 'remove_from_cart', 'purchase', 'search', 'favourite')
+                or event_type is null
                 then 'unknown event type'
             when unit_price < 0 then 'negative price'
             when event_type = 'purchase' and unit_price is null then 'purchase without price'
