@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ml.bench.measure import step
 from ml.config import settings
+from ml.storage import EVENT_TYPES
 
 REFERENCE_FEATURES = """
 -- One query, no intermediate tables: the event features of every known user as of {as_of}.
@@ -19,7 +20,7 @@ events as (
         cast(price * quantity as decimal(18, 2)) as order_value, coupon_code, category
     from read_parquet('{landing}/events/*/*.parquet', hive_partitioning = true, union_by_name = true)
     where event_date < date '{as_of}' and event_at < date '{as_of}' and user_id is not null
-      and event_type in ('view', 'cart', 'remove_from_cart', 'purchase')
+      and event_type in ({event_types})
 ),
 per_user as (
     select
@@ -68,7 +69,10 @@ def reference_features(as_of) -> int:
         f"as sum_revenue_{n}d,\n"
         for n in (7, 30, 90)
     )
-    sql = REFERENCE_FEATURES.format(as_of=as_of, landing=settings().landing_dir, windows=windows)
+    event_types = ", ".join(f"'{kind}'" for kind in EVENT_TYPES)
+    sql = REFERENCE_FEATURES.format(
+        as_of=as_of, landing=settings().landing_dir, windows=windows, event_types=event_types
+    )
     with duckdb.connect() as con:
         con.execute(f"create table reference as {sql}")
         return con.execute("select count(*) from reference").fetchall()[0][0]

@@ -49,12 +49,17 @@ def candidate_features(con: duckdb.DuckDBPyConnection, dates: list[date]) -> pd.
     return con.execute(
         """
         with dates as (select unnest(?::date[]) as as_of_date),
-        events as (
+        all_events as (
             select user_id, session_id, event_at, cast(event_at as date) as activity_date, event_type, category
             from int_events_checked
             where quarantine_reason is null
               and event_at >= (select min(as_of_date) from dates) - interval 90 day
               and event_at < (select max(as_of_date) from dates)
+        ),
+        -- The other groups read the shopping events only: they were measured before searches and favourites
+        -- were accepted, and a search or a saved product would lengthen sessions and shift the time shares.
+        events as (
+            select * from all_events where event_type in ('view', 'cart', 'remove_from_cart', 'purchase')
         ),
         -- Split at midnight, as the features' sessions are: a session-day holds no event of a later day. Events
         -- without a session id have no length here (the features count each as a session of its own).
@@ -100,7 +105,7 @@ def candidate_features(con: duckdb.DuckDBPyConnection, dates: list[date]) -> pd.
                    -sum(views / total * ln(views / total)) as category_view_entropy_90d
             from (select *, sum(views) over (partition by as_of_date, user_id) as total from per_category)
             group by all
-        )
+        ),
         saved as (
             select d.as_of_date, e.user_id,
                    count(*) filter (where e.event_type = 'search' and e.activity_date >= d.as_of_date - 30)
@@ -109,7 +114,7 @@ def candidate_features(con: duckdb.DuckDBPyConnection, dates: list[date]) -> pd.
                        as count_favourites_30d,
                    count(*) filter (where e.event_type = 'favourite')
                        / nullif(count(*) filter (where e.event_type = 'view'), 0) as favourites_per_view_90d
-            from dates d join events e
+            from dates d join all_events e
               on e.activity_date < d.as_of_date and e.activity_date >= d.as_of_date - 90
             group by all
         )

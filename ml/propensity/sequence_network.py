@@ -3,8 +3,8 @@
 Each day's four counts (sessions, views, carts, orders; ml.propensity.sequences) go through a gated recurrent
 unit, oldest day first; its last state and the scaled tabular features (the logistic model's inputs) feed one
 ReLU layer and the output unit. It is trained with JAX (gradients, Adam, early stopping on a tenth of its rows
-held aside) and predicts with NumPy: a registered version loads and scores without JAX, and its weights are
-plain arrays (saved with skops, as every family).
+held aside) and predicts with NumPy: a registered version loads and scores without JAX (only its per-user reasons,
+integrated gradients, use it), and its weights are plain arrays (saved with skops, as every family).
 
 Why JAX: of the libraries that differentiate a recurrent network, it is the smallest CPU install (jaxlib is one
 wheel of about 340 MB unpacked, with no GPU libraries; PyTorch from the package index brings its CUDA libraries,
@@ -58,7 +58,8 @@ def _initial(n_static: int, hidden: int, dense: int, seed: int) -> dict[str, np.
 class SequenceNetwork(ClassifierMixin, BaseEstimator):
     """A GRU (`hidden_units`) over the `seq_` inputs plus one ReLU layer (`dense_units`) over its state and the
     other inputs; L2 penalty `alpha` on the weights, Adam at `learning_rate`, batches of `batch_size`, at most
-    `max_epochs`, stopping after `patience` epochs without a better log loss on the held-aside tenth."""
+    `max_epochs`, stopping after `patience` epochs without a better loss (log loss plus the penalty) on the
+    held-aside tenth."""
 
     def __init__(
         self,
@@ -132,9 +133,11 @@ class SequenceNetwork(ClassifierMixin, BaseEstimator):
         best, best_loss, stale, history = params, np.inf, 0, []
         for _ in range(self.max_epochs):
             shuffled = rng.permutation(fit_rows)
-            # Whole batches only: one compiled step (the few rows left over are next epoch's, reshuffled).
-            for start in range(0, len(shuffled) - self.batch_size + 1, self.batch_size):
-                rows = shuffled[start : start + self.batch_size]
+            # Whole batches only: one compiled step (the few rows left over are next epoch's, reshuffled). Fewer
+            # rows than a batch make one batch of all of them.
+            size = min(self.batch_size, len(shuffled))
+            for start in range(0, len(shuffled) - size + 1, size):
+                rows = shuffled[start : start + size]
                 t += 1
                 params, moments = step(params, moments, t, static[rows], sequence[rows], y[rows])
             current = float(held_loss(params, static[held], sequence[held], y[held]))

@@ -73,7 +73,11 @@ def with_sequences(population, columns: list[str]):
 
     if not any(is_sequence_column(c) for c in columns):
         return population
-    days = spark_table("int_user_days_aggregated")
+    as_of = population.agg(F.max("as_of_date")).first()[0]  # one day's population
+    # Only the window's partitions: the join condition alone would scan every day.
+    days = spark_table("int_user_days_aggregated").where(
+        F.col("activity_date").between(F.date_sub(F.lit(as_of), SEQUENCE_DAYS), F.lit(as_of))
+    )
     keys = population.select("user_id", "as_of_date")
     active = keys.join(days, "user_id").where(
         (F.col("activity_date") < F.col("as_of_date"))
@@ -89,6 +93,7 @@ def with_sequences(population, columns: list[str]):
     )
     joined = population.join(wide, "user_id", "left").fillna(0.0, subset=SEQUENCE_COLUMNS)
     joined = joined.persist(StorageLevel.MEMORY_AND_DISK)
+    joined.count()  # cached from the population's cache before that is released
     population.unpersist()
     return joined
 
