@@ -187,7 +187,7 @@ def main() -> None:
             reference_features(as_of)
     backtested = []
     if "backtest" not in skip:
-        with step("backtest", results, "4 model families and 3 baselines on the newest matured date"):
+        with step("backtest", results, "every model family and 3 baselines on the newest matured date"):
             backtested = backtest()
 
     import duckdb
