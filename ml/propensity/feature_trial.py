@@ -15,9 +15,10 @@ The groups, each over the days before the as-of date:
 - `time_habits`: shares of events in the evening (18-24 h) and at night (0-6 h), and of active days on a
   weekend, 90 days;
 - `category_affinity`: the top category's share of the user's views, and the entropy of their views over
-  categories, 90 days;
-- `search_and_favourites`: searches and favourites (saved products) in 30 days, and favourites per view in 90
-  days (an export without these event types has none).
+  categories, 90 days.
+
+A fourth group, searches and favourites (30 days) and favourites per view (90 days), was supported for the purchase
+model on two as-of dates and joined `user_features` (docs/models.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ GROUPS = {
     "dwell_time": ["avg_session_seconds_30d", "avg_events_per_session_30d"],
     "time_habits": ["evening_event_share_90d", "night_event_share_90d", "weekend_day_share_90d"],
     "category_affinity": ["top_category_view_share_90d", "category_view_entropy_90d"],
-    "search_and_favourites": ["count_searches_30d", "count_favourites_30d", "favourites_per_view_90d"],
 }
 BOOTSTRAP = 200  # resamples of the test users for each change's interval
 # A group is worth a column only if its gain is at least this much ROC AUC with 95% confidence: a logistic model's
@@ -49,17 +49,15 @@ def candidate_features(con: duckdb.DuckDBPyConnection, dates: list[date]) -> pd.
     return con.execute(
         """
         with dates as (select unnest(?::date[]) as as_of_date),
-        all_events as (
+        -- The shopping events only: the groups were measured before searches and favourites were accepted, and a
+        -- search or a saved product would lengthen sessions and shift the time shares.
+        events as (
             select user_id, session_id, event_at, cast(event_at as date) as activity_date, event_type, category
             from int_events_checked
             where quarantine_reason is null
+              and event_type in ('view', 'cart', 'remove_from_cart', 'purchase')
               and event_at >= (select min(as_of_date) from dates) - interval 90 day
               and event_at < (select max(as_of_date) from dates)
-        ),
-        -- The other groups read the shopping events only: they were measured before searches and favourites
-        -- were accepted, and a search or a saved product would lengthen sessions and shift the time shares.
-        events as (
-            select * from all_events where event_type in ('view', 'cart', 'remove_from_cart', 'purchase')
         ),
         -- Split at midnight, as the features' sessions are: a session-day holds no event of a later day. Events
         -- without a session id have no length here (the features count each as a session of its own).
@@ -105,24 +103,11 @@ def candidate_features(con: duckdb.DuckDBPyConnection, dates: list[date]) -> pd.
                    -sum(views / total * ln(views / total)) as category_view_entropy_90d
             from (select *, sum(views) over (partition by as_of_date, user_id) as total from per_category)
             group by all
-        ),
-        saved as (
-            select d.as_of_date, e.user_id,
-                   count(*) filter (where e.event_type = 'search' and e.activity_date >= d.as_of_date - 30)
-                       as count_searches_30d,
-                   count(*) filter (where e.event_type = 'favourite' and e.activity_date >= d.as_of_date - 30)
-                       as count_favourites_30d,
-                   count(*) filter (where e.event_type = 'favourite')
-                       / nullif(count(*) filter (where e.event_type = 'view'), 0) as favourites_per_view_90d
-            from dates d join all_events e
-              on e.activity_date < d.as_of_date and e.activity_date >= d.as_of_date - 90
-            group by all
         )
         select *
         from dwell
         full join habits using (as_of_date, user_id)
         full join affinity using (as_of_date, user_id)
-        full join saved using (as_of_date, user_id)
         """,
         [dates],
     ).df()

@@ -34,6 +34,8 @@ sessions as (
         count(*) filter (where event_type = 'view') as count_views,
         count(*) filter (where event_type = 'cart') as count_carts,
         count(*) filter (where event_type = 'remove_from_cart') as count_removes,
+        count(*) filter (where event_type = 'search') as count_searches,
+        count(*) filter (where event_type = 'favourite') as count_favourites,
         count(distinct coalesce(order_id, event_id)) filter (where event_type = 'purchase') as count_orders,
         -- Money as exact decimals: float sums depend on summation order, and a rerun must give identical rows.
         coalesce(sum(cast(unit_price * quantity as decimal(18, 2))) filter (where event_type = 'purchase'), 0)

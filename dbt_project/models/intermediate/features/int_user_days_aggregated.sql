@@ -28,6 +28,8 @@ daily as (
         sum(count_orders) as count_orders,
         sum(sum_revenue) as sum_revenue,
         sum(count_coupon_orders) as count_coupon_orders,
+        sum(count_searches) as count_searches,
+        sum(count_favourites) as count_favourites,
         count(*) filter (where has_cart) as count_cart_sessions,
         count(*) filter (where has_cart and not has_purchase) as count_abandoned_cart_sessions,
         array_sort(array_distinct(flatten(array_agg(categories)))) as categories

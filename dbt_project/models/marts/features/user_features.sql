@@ -34,7 +34,7 @@ users as (
 user_days as (
     select
         user_id, activity_date, count_sessions, count_views, count_carts, count_orders, sum_revenue,
-        count_cart_sessions, count_abandoned_cart_sessions, count_removes
+        count_cart_sessions, count_abandoned_cart_sessions, count_removes, count_searches, count_favourites
     from {{ ref('int_user_days_aggregated') }}
     {{ in_90_days_before_as_of_dates }}
 ),
@@ -73,7 +73,13 @@ windowed_activity as (
         count(activity_date) as count_active_days_90d,
         coalesce(sum(count_cart_sessions), 0) as count_cart_sessions_90d,
         coalesce(sum(count_abandoned_cart_sessions), 0) as count_abandoned_cart_sessions_90d,
-        coalesce(sum(count_removes), 0) as count_removes_90d
+        coalesce(sum(count_removes), 0) as count_removes_90d,
+        -- Searches and saved products: measured by `ml backtest --feature-groups` before they joined (docs/models.md).
+        coalesce(sum(count_searches) filter (where activity_date >= user_spine.as_of_date - 30), 0)
+            as count_searches_30d,
+        coalesce(sum(count_favourites) filter (where activity_date >= user_spine.as_of_date - 30), 0)
+            as count_favourites_30d,
+        coalesce(sum(count_favourites), 0) as count_favourites_90d
     from user_spine
     left join user_days
         on user_spine.user_id = user_days.user_id
@@ -178,6 +184,11 @@ features as (
         cast(
             windowed_activity.count_removes_90d / nullif(windowed_activity.count_carts_90d, 0) as double
         ) as remove_to_cart_rate_90d,
+        cast(windowed_activity.count_searches_30d as integer) as count_searches_30d,
+        cast(windowed_activity.count_favourites_30d as integer) as count_favourites_30d,
+        cast(
+            windowed_activity.count_favourites_90d / nullif(windowed_activity.count_views_90d, 0) as double
+        ) as favourites_per_view_90d,
         cast(lifetime_activity.count_sessions_lifetime as integer) as count_sessions_lifetime,
         cast(
             lifetime_activity.count_carts_lifetime / nullif(lifetime_activity.count_views_lifetime, 0) as double
