@@ -123,9 +123,11 @@ def flavour_inputs(
     inputs = [*columns, *SEQUENCE_COLUMNS]
     out_x, out_y = {}, {}
     for part, frame in frames.items():
-        rows = _sample_rows(len(frame), seed) if part == "train" else np.arange(len(frame))
-        frame = with_sequences(frame.iloc[rows], inputs)
-        out_x[part], out_y[part] = model_inputs(frame, inputs), np.asarray(y[part])[rows]
+        labels = np.asarray(y[part])
+        if part == "train":
+            rows = _sample_rows(len(frame), seed)
+            frame, labels = frame.iloc[rows], labels[rows]
+        out_x[part], out_y[part] = model_inputs(with_sequences(frame, inputs), inputs), labels
     return out_x, out_y
 
 

@@ -155,19 +155,27 @@ def network_contributions(network, x: np.ndarray, steps: int = 64) -> tuple[np.n
 
     if network.activation != "relu" or len(weights) < 2:
         raise ValueError(f"reasons need a ReLU network with a hidden layer, not {network.activation!r}")
+    return integrated_gradients(
+        lambda inputs: margin_and_gradient(inputs)[1], lambda inputs: margin_and_gradient(inputs)[0], x, steps
+    )
+
+
+def integrated_gradients(gradient, margin, x: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row contributions and base value of a differentiable model (`gradient` and `margin` of an input matrix,
+    on the log-odds scale): integrated gradients from the all-zero input to each row by the midpoint rule over
+    `steps` points, the rule's small gap to the exact log-odds difference shared out in proportion to each
+    |contribution|, so they add up exactly. The feed-forward and the sequence network both use it."""
     per_column = np.zeros_like(x)
     for alpha in (np.arange(steps) + 0.5) / steps:
-        _, gradient = margin_and_gradient(alpha * x)
-        per_column += gradient * x / steps
-    margin, _ = margin_and_gradient(x)
-    base, _ = margin_and_gradient(np.zeros((1, x.shape[1])))
-    gap = margin - base[0] - per_column.sum(axis=1)
+        per_column += gradient(alpha * x) * x / steps
+    base = float(margin(np.zeros((1, x.shape[1])))[0])
+    gap = margin(x) - base - per_column.sum(axis=1)
     size = np.abs(per_column).sum(axis=1)
     per_column += np.abs(per_column) * np.divide(gap, size, out=np.zeros_like(gap), where=size > 0)[:, None]
     # A row whose steps all saw no gradient (its units switch on past the last midpoint): share the gap evenly.
     flat = size == 0
     per_column[flat] += (gap[flat] / x.shape[1])[:, None]
-    return per_column, np.full(len(x), float(base[0]))
+    return per_column, np.full(len(x), base)
 
 
 def model_margin(pipeline: Pipeline, inputs: pd.DataFrame) -> np.ndarray:

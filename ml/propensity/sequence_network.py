@@ -81,11 +81,14 @@ class SequenceNetwork(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.seed = seed
 
-    def _split(self, x) -> tuple[np.ndarray, np.ndarray]:
-        """(tabular inputs, sequence as rows x days x channels) of a transformed input matrix."""
-        x = np.asarray(x, dtype=np.float32)
-        sequence = x[:, self.sequence_index_].reshape(len(x), SEQUENCE_DAYS, len(CHANNELS))
+    def _parts(self, x):
+        """(tabular inputs, sequence as rows x days x channels) of a transformed input array (NumPy or JAX)."""
+        sequence = x[:, self.sequence_index_].reshape(x.shape[0], SEQUENCE_DAYS, len(CHANNELS))
         return x[:, self.static_index_], sequence
+
+    def _split(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """`_parts` of an input matrix or frame, as float32."""
+        return self._parts(np.asarray(x, dtype=np.float32))
 
     def fit(self, x, y):
         """`x`: the preprocessed frame (its column names say which inputs are the sequence's)."""
@@ -167,34 +170,29 @@ class SequenceNetwork(ClassifierMixin, BaseEstimator):
 
     def input_contributions(self, x, steps: int = 16, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """(per-column contributions, base value) on the log-odds scale: integrated gradients from the all-zero
-        input (every input at its training mean on the scaled scale) to each row, by the midpoint rule over `steps`
-        points, in batches of `batch` rows (one compiled program); the rule's small gap to the exact log-odds
-        difference is shared out in proportion to each |contribution|, as for the feed-forward network."""
+        input (every input at its training mean on the scaled scale) to each row over `steps` points
+        (ml.propensity.reasons.integrated_gradients, as for the feed-forward network); the gradients by JAX in
+        batches of `batch` rows (one compiled program)."""
         import jax
         import jax.numpy as jnp
 
-        x = np.asarray(x, dtype=np.float64)
+        from ml.propensity.reasons import integrated_gradients
+
         params = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in self.params_.items()}
 
         def total_margin(rows):
-            static = rows[:, self.static_index_]
-            sequence = rows[:, self.sequence_index_].reshape(rows.shape[0], SEQUENCE_DAYS, len(CHANNELS))
+            static, sequence = self._parts(rows)
             return jnp.sum(_forward(params, static, sequence, jnp, jax.nn.sigmoid))
 
-        gradient = jax.jit(jax.grad(total_margin))
-        per_column = np.zeros_like(x)
-        for start in range(0, len(x), batch):
-            rows = x[start : start + batch]
-            padded = np.zeros((batch, x.shape[1]), np.float32)
-            padded[: len(rows)] = rows
-            for alpha in (np.arange(steps) + 0.5) / steps:
-                along = np.asarray(gradient(alpha * padded))[: len(rows)]
-                per_column[start : start + len(rows)] += along * rows / steps
-        margin = self.decision_function(x)
-        base = float(self.decision_function(np.zeros((1, x.shape[1])))[0])
-        gap = margin - base - per_column.sum(axis=1)
-        size = np.abs(per_column).sum(axis=1)
-        per_column += np.abs(per_column) * np.divide(gap, size, out=np.zeros_like(gap), where=size > 0)[:, None]
-        flat = size == 0
-        per_column[flat] += (gap[flat] / x.shape[1])[:, None]
-        return per_column, np.full(len(x), base)
+        compiled = jax.jit(jax.grad(total_margin))
+
+        def gradient(inputs: np.ndarray) -> np.ndarray:
+            out = np.empty_like(inputs)
+            for start in range(0, len(inputs), batch):
+                rows = inputs[start : start + batch]
+                padded = np.zeros((batch, inputs.shape[1]), np.float32)
+                padded[: len(rows)] = rows
+                out[start : start + len(rows)] = np.asarray(compiled(padded))[: len(rows)]
+            return out
+
+        return integrated_gradients(gradient, self.decision_function, np.asarray(x, dtype=np.float64), steps)
