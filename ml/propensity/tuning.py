@@ -88,7 +88,6 @@ def fold_data(
                 {
                     "validation_date": str(validation),
                     "frames": parts,  # a sequence family's inputs are attached to these (flavour_inputs)
-                    "columns": columns,
                     "x": {name: model_inputs(part, columns) for name, part in parts.items()},
                     "y": {name: part["label"].to_numpy(dtype=int) for name, part in parts.items()},
                 }
@@ -98,13 +97,13 @@ def fold_data(
     return folds
 
 
-def tune_family(flavour: str, folds: list[dict], budget: int, seed: int) -> dict[str, Any]:
-    """Every trial's mean fold ROC AUC and the choice."""
+def tune_family(flavour: str, folds: list[dict], columns: list[str], budget: int, seed: int) -> dict[str, Any]:
+    """Every trial's mean fold ROC AUC and the choice (`columns`: the features the folds' inputs hold)."""
     from sklearn.metrics import roc_auc_score
 
     started = time.perf_counter()
     trials = []
-    inputs = [flavour_inputs(flavour, fold["frames"], fold["columns"], fold["x"], fold["y"], seed) for fold in folds]
+    inputs = [flavour_inputs(flavour, fold["frames"], columns, fold["x"], fold["y"], seed) for fold in folds]
     for params in trial_params(flavour, budget, seed):
         aucs = []
         for x, y in inputs:
@@ -130,7 +129,9 @@ def tune(as_of: date | None = None, budget: int = 8, gap_days: int = LABEL_HORIZ
     seed, lines = settings().seed, []
     for task, parts in frames.items():
         folds = fold_data(parts["train"], columns, seed, gap_days)
-        families = {flavour: tune_family(flavour, folds, budget, seed) for flavour in settings().model_flavours}
+        families = {
+            flavour: tune_family(flavour, folds, columns, budget, seed) for flavour in settings().model_flavours
+        }
         tuning = {
             "task": task,
             "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
