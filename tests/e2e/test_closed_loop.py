@@ -53,6 +53,9 @@ def test_every_day_plans_within_budget_and_the_shop_delivers_the_sent_coupons(lo
     root = looped_shop["root"] / "data"
     assert len(looped_shop["days"]) == LOOP_DAYS
     assert looped_shop["uplift"]["decision"] in ("promoted", "challenger"), looped_shop["uplift"]
+    # The learner put forward is the best over several out-of-time campaigns, not the newest one alone.
+    selection = looped_shop["uplift"]["selection_qini_by_learner"]
+    assert looped_shop["uplift"]["learner"] == max(selection, key=selection.get)
     targets = pd.read_parquet(root / "targets")
     deliveries = pd.read_parquet(root / "truth" / "deliveries")
     delivered_days = set(pd.to_datetime(deliveries["as_of_date"].astype(str)).dt.date)

@@ -8,6 +8,7 @@ import pytest
 
 from ml.errors import ModelError
 from ml.uplift.model import LEARNERS, CouponUpliftModel
+from ml.uplift.train import SELECTION_CAMPAIGNS, selection_splits
 
 
 def campaign(n: int = 16_000, seed: int = 3) -> tuple[pd.DataFrame, pd.Series, np.ndarray, np.ndarray]:
@@ -54,3 +55,19 @@ def test_a_retired_learner_asks_to_be_retrained():
     model.learner = "x_xgboost"  # what a model registered before the X-learner was retired unpickles as
     with pytest.raises(ModelError, match="retired x_xgboost learner.*retrain"):
         model.predict_effects(x)
+
+
+def test_the_learners_are_compared_out_of_time_on_the_campaigns_before_the_newest():
+    """Each earlier campaign is tested on a model of the campaigns before it; none trains on its own test."""
+    x, coupon, bought, _ = campaign(n=6_000)
+    days = pd.Series(pd.date_range("2026-01-01", periods=6, freq="14D").date).sample(6_000, replace=True, random_state=1)
+    frame = x.assign(send_date=days.to_numpy(), sent_coupon=coupon, has_purchase_7d=bought)
+    newest = max(frame["send_date"])
+    splits = selection_splits(frame, list(x.columns), newest)
+    assert len(splits) == SELECTION_CAMPAIGNS - 1
+    tested = [split[3]["send_date"].iloc[0] for split in splits]
+    assert tested == sorted(frame["send_date"].unique())[-SELECTION_CAMPAIGNS:-1]
+    for _, train, _, test in splits:
+        assert train["send_date"].max() < test["send_date"].iloc[0] and test["send_date"].nunique() == 1
+    # Too few campaigns before one to train on: it is left out rather than tested on a thin model.
+    assert selection_splits(frame[frame["send_date"] <= sorted(set(days))[2]], list(x.columns), sorted(set(days))[2]) == []
