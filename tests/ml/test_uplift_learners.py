@@ -60,7 +60,8 @@ def test_a_retired_learner_asks_to_be_retrained():
 def test_the_learners_are_compared_out_of_time_on_the_campaigns_before_the_newest():
     """Each earlier campaign is tested on a model of the campaigns before it; none trains on its own test."""
     x, coupon, bought, _ = campaign(n=6_000)
-    days = pd.Series(pd.date_range("2026-01-01", periods=6, freq="14D").date).sample(6_000, replace=True, random_state=1)
+    sends = pd.Series(pd.date_range("2026-01-01", periods=6, freq="14D").date)
+    days = sends.sample(6_000, replace=True, random_state=1)
     frame = x.assign(send_date=days.to_numpy(), sent_coupon=coupon, has_purchase_7d=bought)
     newest = max(frame["send_date"])
     splits = selection_splits(frame, list(x.columns), newest)
@@ -70,4 +71,5 @@ def test_the_learners_are_compared_out_of_time_on_the_campaigns_before_the_newes
     for _, train, _, test in splits:
         assert train["send_date"].max() < test["send_date"].iloc[0] and test["send_date"].nunique() == 1
     # Too few campaigns before one to train on: it is left out rather than tested on a thin model.
-    assert selection_splits(frame[frame["send_date"] <= sorted(set(days))[2]], list(x.columns), sorted(set(days))[2]) == []
+    third = sends[2]
+    assert selection_splits(frame[frame["send_date"] <= third], list(x.columns), third) == []
