@@ -47,6 +47,8 @@ from ml.warehouse.read import table_names
 log = logging.getLogger(__name__)
 EXPERIMENT = TRAINING_EXPERIMENTS["coupon_uplift"]
 LEARNERS = ("t_xgboost", "offset_xgboost", "t_logistic")
+# The learner put forward unless another ranks better with confidence (ml.uplift.train.put_forward).
+DEFAULT_LEARNER = "offset_xgboost"
 CONTROL_COLUMN = "p_buy_7d_control"
 MIN_TRAIN_CAMPAIGNS = 2
 

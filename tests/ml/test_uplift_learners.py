@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from ml.errors import ModelError
-from ml.uplift.model import LEARNERS, CouponUpliftModel
-from ml.uplift.train import SELECTION_CAMPAIGNS, selection_splits
+from ml.uplift.model import DEFAULT_LEARNER, LEARNERS, CouponUpliftModel
+from ml.uplift.train import SELECTION_CAMPAIGNS, SELECTION_DRAWS, put_forward, qini_draws, selection_splits
 
 
 def campaign(n: int = 16_000, seed: int = 3) -> tuple[pd.DataFrame, pd.Series, np.ndarray, np.ndarray]:
@@ -73,3 +73,25 @@ def test_the_learners_are_compared_out_of_time_on_the_campaigns_before_the_newes
     # Too few campaigns before one to train on: it is left out rather than tested on a thin model.
     third = sends[2]
     assert selection_splits(frame[frame["send_date"] <= third], list(x.columns), third) == []
+
+
+def test_another_learner_is_put_forward_only_when_it_ranks_better_with_confidence():
+    """Paired resamples: a planted-effect ranking beats noise with confidence; noise never beats the default."""
+    x, coupon, bought, true_lift_a = campaign(n=8_000, seed=7)
+    test = pd.DataFrame({"sent_coupon": coupon, "has_purchase_7d": bought})
+    noise = np.random.default_rng(0).normal(0, 0.01, len(x))
+    sharp = pd.DataFrame({"lift_A": true_lift_a, "lift_B": noise})
+    blunt = pd.DataFrame({"lift_A": noise, "lift_B": noise[::-1].copy()})
+    assert len(qini_draws(sharp, test, seed=3)) == SELECTION_DRAWS
+    # The same seed gives the same resamples: a learner's draws against itself differ by nothing.
+    assert np.array_equal(qini_draws(sharp, test, seed=3), qini_draws(sharp, test, seed=3))
+
+    def candidate(learner, effects):
+        return {"learner": learner, "selection_qini": 0.0, "qini_draws": qini_draws(effects, test, seed=3)}
+
+    other = next(name for name in LEARNERS if name != DEFAULT_LEARNER)
+    assert put_forward([candidate(DEFAULT_LEARNER, blunt), candidate(other, sharp)])["learner"] == other
+    assert put_forward([candidate(DEFAULT_LEARNER, sharp), candidate(other, blunt)])["learner"] == DEFAULT_LEARNER
+    # Two rankings of noise alike: the default stays, whichever draws a slightly higher mean.
+    again = pd.DataFrame({"lift_A": noise[::-1].copy(), "lift_B": noise})
+    assert put_forward([candidate(DEFAULT_LEARNER, blunt), candidate(other, again)])["learner"] == DEFAULT_LEARNER
