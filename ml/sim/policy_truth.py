@@ -17,12 +17,17 @@ estimated lift or margin at or below zero):
 The outcome comes from `truth/coupon_effects` (ml.sim.behaviour.coupon_effect_truth): for the coupon a policy
 picked, true lift = P(buy in 7 days | coupon) - P(buy | none), true margin = lift x true order value x
 gross margin rate - P(buy | coupon) x the discount on the true order value. No model or feature reads it.
+
+The daily lines value every policy on the pool the pipeline's own send lists left. After the first day that
+is the users the leading policy's send did not reach, so the oracle's later days collect what that policy
+ranked too low. Over two or more days, `own_history` adds one line per policy run over the days on its own:
+each day's pool leaves out the users that policy itself picked within the contact cap.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -154,13 +159,11 @@ def _share(margin: float, of: float) -> float | None:
 
 
 def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, Any]]:
-    """One line per policy and scored as-of date (default: every date in user_segments)."""
-    from ml.targeting.offers import load_uplift_effects, order_values, propensity_offers, uplift_offers
+    """One line per policy and scored as-of date (default: every date in user_segments), then the own-history lines."""
     from ml.targeting.plan import load_eligible
     from ml.warehouse.read import connect_read_only, table_names
 
-    cfg = settings()
-    budget = cfg.daily_coupon_budget
+    budget = settings().daily_coupon_budget
     with connect_read_only() as con:
         tables = table_names(con)
         if "user_segments" not in tables:
@@ -168,6 +171,7 @@ def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, A
         scored = [r[0] for r in con.execute("select distinct as_of_date from user_segments order by 1").fetchall()]
         dates = [d for d in scored if as_of_dates is None or d in as_of_dates]
         eligible = {d: load_eligible(con, d) for d in dates}
+        own_pools = {d: load_eligible(con, d, with_targets=False) for d in dates} if len(dates) > 1 else {}
     hidden_shop = None
     lines = []
     for as_of in dates:
@@ -176,17 +180,9 @@ def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, A
         truth = load_truth(as_of)
         if hidden_shop is None:
             hidden_shop = load_hidden_shop()  # once, and only when a day has users to value
-        users = eligible[as_of].assign(planned_order_value=lambda f: order_values(f))
-        informed = informed_lift(users["user_id"].to_numpy(), truth, as_of, *hidden_shop)
-        picks = {
-            "propensity": allocate(propensity_offers(users), budget),
-            "random": random_picks(users, as_of, budget),
-            "oracle": allocate(truth_offers(users, truth), budget),
-            "informed": allocate(truth_offers(users, truth, informed), budget),
-        }
-        uplift = load_uplift_effects(users)
-        if uplift is not None:
-            picks["uplift"] = allocate(uplift_offers(users, uplift[0]), budget)
+        users = _priced(eligible[as_of])
+        picks = {name: pick(name, users, as_of, truth, budget, hidden_shop) for name in POLICY_ORDER}
+        picks = {name: chosen for name, chosen in picks.items() if chosen is not None}
         results = {name: true_outcome(chosen, truth) for name, chosen in picks.items()}
         margin = {name: result["true_incremental_margin"] for name, result in results.items()}
         for name in POLICY_ORDER:
@@ -207,4 +203,62 @@ def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, A
             if name == "uplift":
                 line["share_of_informed"] = _share(margin[name], margin["informed"])
             lines.append(line)
+    if own_pools and hidden_shop is not None:
+        lines.extend(own_history(own_pools, budget, hidden_shop))
     return lines
+
+
+def _priced(users: pd.DataFrame) -> pd.DataFrame:
+    from ml.targeting.offers import order_values
+
+    return users.assign(planned_order_value=lambda f: order_values(f))
+
+
+def pick(name: str, users: pd.DataFrame, as_of: date, truth: pd.DataFrame, budget: float, hidden_shop):
+    """Whom policy `name` sends which coupon among `users` on `as_of` (None: uplift without a coupon_uplift
+    champion)."""
+    from ml.targeting.offers import load_uplift_effects, propensity_offers, uplift_offers
+
+    if name == "uplift":
+        uplift = load_uplift_effects(users)
+        return None if uplift is None else allocate(uplift_offers(users, uplift[0]), budget)
+    if name == "propensity":
+        return allocate(propensity_offers(users), budget)
+    if name == "random":
+        return random_picks(users, as_of, budget)
+    if name == "oracle":
+        return allocate(truth_offers(users, truth), budget)
+    informed = informed_lift(users["user_id"].to_numpy(), truth, as_of, *hidden_shop)
+    return allocate(truth_offers(users, truth, informed), budget)
+
+
+def own_history(pools: dict[date, pd.DataFrame], budget: float, hidden_shop) -> list[dict[str, Any]]:
+    """Each policy run over the days on its own: a day's pool is `pools` (the shop's campaign contacts left out)
+    less the users the policy itself picked within the contact cap. One line per policy, summed over the days."""
+    cap = timedelta(days=settings().contact_cap_days)
+    dates = sorted(pools)
+    names = [name for name in POLICY_ORDER if name != "random"]
+    picked: dict[str, list[tuple[date, set]]] = {name: [] for name in names}
+    margin: dict[str, float] = dict.fromkeys(names, 0.0)
+    for as_of in dates:
+        truth = load_truth(as_of)
+        for name in list(margin):
+            recent = set().union(*(ids for day, ids in picked[name] if as_of - cap <= day < as_of))
+            users = _priced(pools[as_of][~pools[as_of]["user_id"].isin(recent)].reset_index(drop=True))
+            chosen = pick(name, users, as_of, truth, budget, hidden_shop) if len(users) else users.iloc[:0]
+            if chosen is None:
+                del margin[name]  # no coupon effect model: the uplift policy cannot run
+                continue
+            picked[name].append((as_of, set(chosen["user_id"])))
+            margin[name] += true_outcome(chosen, truth)["true_incremental_margin"] if len(chosen) else 0.0
+    over = f"{dates[0]}..{dates[-1]}"
+    return [
+        {
+            "policy": name,
+            "own_history": over,
+            "true_incremental_margin": round(value, 2),
+            **({"share_of_oracle": _share(value, margin["oracle"])} if name in ("uplift", "propensity") else {}),
+            **({"share_of_informed": _share(value, margin["informed"])} if name == "uplift" else {}),
+        }
+        for name, value in margin.items()
+    ]

@@ -61,12 +61,15 @@ TARGETS_SCHEMA = pa.schema(
 )
 
 
-def load_eligible(con, as_of: date) -> pd.DataFrame:
-    """Scored, consenting users not contacted in the cap window before `as_of`, with their features."""
+def load_eligible(con, as_of: date, with_targets: bool = True) -> pd.DataFrame:
+    """Scored, consenting users not contacted in the cap window before `as_of`, with their features.
+
+    `with_targets=False`: only the shop's campaign sends count as contacts, not the pipeline's own send lists
+    (what a policy that had run the days on its own would find: ml.sim.policy_truth.own_history)."""
     cfg = settings()
     tables = table_names(con)
     earlier_targets = ""
-    if "coupon_targets" in tables:
+    if with_targets and "coupon_targets" in tables:
         earlier_targets = "union all select user_id, as_of_date from coupon_targets"
     return con.execute(
         f"""

@@ -14,9 +14,9 @@ from the user's features as of the send date. Three candidates are fitted on the
   (XGBoost's base margin) and learns only the coupon's shift from it, in shallow trees. What it learns is
   the effect itself, regularised toward no effect, rather than a second level whose difference from the
   first carries both models' noise. Its trees split on the user or on the coupon, never both: the shift is
-  the user's responsiveness plus the code's strength. On the default shop it earns 15-20% more true
-  incremental margin than `t_xgboost`, the additive shift 5-8% of that (docs/coupons.md, "Measured against
-  the truth"); the X-learner (Kunzel et al. 2019) it replaced earned 20% less than the T-learner there.
+  the user's responsiveness plus the code's strength. On the default shop it earns 16-26% more true
+  incremental margin than `t_xgboost`, 6-8% of it from the additive shift (docs/coupons.md, "Measured
+  against the truth"); the X-learner (Kunzel et al. 2019) it replaced earned 20% less than the T-learner there.
 - `t_logistic`: T-learner on logistic regressions, the baseline.
 
 Each is logged to MLflow (experiment `shop_coupon_uplift`) with Qini, AUUC and uplift at the top 10/20/30%

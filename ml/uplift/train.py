@@ -8,7 +8,7 @@ over them all. The default learner (DEFAULT_LEARNER, the best measured against t
 unless another ranks better with confidence: the 95% lower bound of their paired Qini difference (the same
 bootstrap resamples of each campaign's users for both) above zero. The learners' Qinis differ by less than
 their noise: on the default shop the newest campaign alone ranked the T-learner first and three campaigns
-the logistic T-learner, which earn 19% and 10% less true margin than the offset learner (docs/coupons.md).
+the logistic T-learner, which earn 18% and 10% less true margin than the offset learner (docs/coupons.md).
 """
 
 from __future__ import annotations

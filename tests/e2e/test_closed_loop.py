@@ -157,7 +157,7 @@ def test_the_lifecycle_rule_of_the_evaluation_matches_user_segments(looped_shop)
 
 
 def test_every_scored_day_has_a_truth_line_per_policy(looped_shop):
-    lines = looped_shop["policies"]
+    lines = [line for line in looped_shop["policies"] if "as_of_date" in line]
     days = {line["as_of_date"] for line in lines}
     # A day on which the contact cap left nobody eligible has nothing to compare.
     assert days == {day["as_of_date"] for day in looped_shop["days"] if day["eligible_users"] > 0}
@@ -179,6 +179,15 @@ def test_every_scored_day_has_a_truth_line_per_policy(looped_shop):
         # Knowing the true effects, the same allocation earns at least what a random one does.
         assert by_policy["oracle"]["true_incremental_margin"] >= by_policy["random"]["true_incremental_margin"]
         assert "share_of_oracle" in by_policy["propensity"]
+    # Each policy run over the days on its own: its first day's pool is that day's pool, and the oracle funds
+    # only offers that truly earn, so its later days add to its first day's margin.
+    own = {line["policy"]: line for line in looped_shop["policies"] if "own_history" in line}
+    first, last = min(days), max(days)
+    assert {"propensity", "oracle", "informed"} <= set(own) and "random" not in own
+    assert all(line["own_history"] == f"{first}..{last}" for line in own.values())
+    first_oracle = next(line for line in lines if line["as_of_date"] == first and line["policy"] == "oracle")
+    assert own["oracle"]["true_incremental_margin"] >= first_oracle["true_incremental_margin"] - 0.01
+    assert "share_of_oracle" in own["propensity"]
 
 
 def test_the_coupon_outcomes_built_day_by_day_equal_a_full_rebuild_and_a_history_rebuild(looped_shop):
