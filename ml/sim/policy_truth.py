@@ -241,6 +241,8 @@ def own_history(pools: dict[date, pd.DataFrame], budget: float, hidden_shop) -> 
     picked: dict[str, list[tuple[date, set]]] = {name: [] for name in names}
     margin: dict[str, float] = dict.fromkeys(names, 0.0)
     for as_of in dates:
+        if pools[as_of].empty:
+            continue  # nobody could be targeted that day, whatever was sent before
         truth = load_truth(as_of)
         for name in list(margin):
             recent = set().union(*(ids for day, ids in picked[name] if as_of - cap <= day < as_of))

@@ -20,10 +20,10 @@ from the user's features as of the send date. Three candidates are fitted on the
 - `t_logistic`: T-learner on logistic regressions, the baseline.
 
 Each is logged to MLflow (experiment `shop_coupon_uplift`) with Qini, AUUC and uplift at the top 10/20/30%
-(definitions in ml.uplift.metrics) and bootstrap intervals, and the uplift-by-decile plot; the best by Qini
-is registered as `coupon_uplift` and becomes `@champion` only if it beats the champion on the same test
-campaign with a Qini above zero. Which targeting policy leads is decided apart, from realised results
-(ml.targeting.policy_gate).
+(definitions in ml.uplift.metrics) and bootstrap intervals, and the uplift-by-decile plot, and registered as
+`coupon_uplift`; the one put forward (ml.uplift.train.put_forward) becomes `@champion` only if it beats the
+champion on the same test campaign with a Qini above zero. Which targeting policy leads is decided apart,
+from realised results (ml.targeting.policy_gate).
 """
 
 from __future__ import annotations

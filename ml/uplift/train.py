@@ -2,13 +2,15 @@
 registration as `coupon_uplift`, and the promotion gate (ml.registry.gate) on the test campaign's mean Qini,
 the current champion re-scored on the same campaign.
 
-Which learner is put forward is decided on more than the newest campaign: each is also refitted out of time
-on the SELECTION_CAMPAIGNS - 1 campaigns before it (trained on the ones before each), and its Qini averaged
-over them all. The default learner (DEFAULT_LEARNER, the best measured against the truth) is put forward
-unless another ranks better with confidence: the 95% lower bound of their paired Qini difference (the same
-bootstrap resamples of each campaign's users for both) above zero. The learners' Qinis differ by less than
-their noise: on the default shop the newest campaign alone ranked the T-learner first and three campaigns
-the logistic T-learner, which earn 18% and 10% less true margin than the offset learner (docs/coupons.md).
+Which learner is put forward is decided on more than the newest campaign: each is also tested out of time on
+up to SELECTION_CAMPAIGNS - 1 campaigns before it (each trained on the campaigns before that one), and its
+Qini averaged over them all. The default learner (DEFAULT_LEARNER, the best measured against the truth) is
+put forward unless another ranks better with confidence: the 95% lower bound of their paired Qini difference
+(the same bootstrap resamples of each campaign's users for both) above zero. The learners' Qinis differ by
+less than their noise: on the default shop the newest campaign alone ranked the T-learner first and three
+campaigns the logistic T-learner, which earn 18% and 10% less true margin than the offset learner
+(docs/coupons.md). A default that learnt no effect at all (every lift 0: on a small shop its shift trees
+find too few treated buyers to grow) gives way to the best of the others.
 """
 
 from __future__ import annotations
@@ -162,6 +164,7 @@ def gate_uplift(
         "test_qini": round(best["qini"], 5),
         "qini_by_learner": {c["learner"]: round(c["qini"], 5) for c in candidates},
         "selection_qini_by_learner": {c["learner"]: round(c["selection_qini"], 5) for c in candidates},
+        "selection_campaigns": int(best["metrics"]["selection_campaigns"]),
         "champion_before": champion,
         "champion_after": champion_version(UPLIFT_MODEL),
     }
@@ -195,7 +198,8 @@ def train_uplift(
         effects = model.predict_effects(x_test)
         metrics = evaluate_effects(effects, test, n_boot, seed)
         tested = [(effects, test), *(earlier_effects(learner, seed, split) for split in earlier)]
-        metrics["selection_qini"] = float(np.mean([evaluate_effects(e, t, 0, seed)["mean_qini"] for e, t in tested]))
+        qinis = [metrics["mean_qini"], *(evaluate_effects(e, t, 0, seed)["mean_qini"] for e, t in tested[1:])]
+        metrics["selection_qini"] = float(np.mean(qinis))
         metrics["selection_campaigns"] = float(len(tested))
         deciles = pooled_deciles(effects, test)
         figure = uplift_by_decile_figure(
@@ -203,14 +207,18 @@ def train_uplift(
         )
         candidate = log_candidate(model, learner, metrics, figure, deciles, train, test, x_test)
         draws = np.mean([qini_draws(e, t, seed + k) for k, (e, t) in enumerate(tested)], axis=0)
-        candidates.append({**candidate, "selection_qini": metrics["selection_qini"], "qini_draws": draws})
+        learnt = bool(np.any(effects.filter(like="lift_").to_numpy() != 0))
+        candidates.append(
+            {**candidate, "selection_qini": metrics["selection_qini"], "qini_draws": draws, "learnt_effects": learnt}
+        )
     return gate_uplift(candidates, x_test, test, because)
 
 
 def selection_splits(frame: pd.DataFrame, columns: list[str], test_date: date) -> list[tuple]:
     """(x_train, train, x_test, test) for each of the SELECTION_CAMPAIGNS - 1 campaigns before `test_date` that
     has enough earlier campaigns to train on: the learners' out-of-time comparison beyond the newest one."""
-    dates = sorted(d for d in frame["send_date"].unique() if d < test_date)[-(SELECTION_CAMPAIGNS - 1) :]
+    earlier = sorted(d for d in frame["send_date"].unique() if d < test_date)
+    dates = earlier[len(earlier) - min(SELECTION_CAMPAIGNS - 1, len(earlier)) :]
     splits = []
     for day in dates:
         try:
@@ -248,9 +256,11 @@ def qini_draws(effects: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarr
 
 def put_forward(candidates: list[dict]) -> dict:
     """The default learner's candidate, unless others rank better with confidence (the 95% lower bound of their
-    paired Qini difference to it above zero): then the best of those by mean Qini."""
+    paired Qini difference to it above zero): then the best of those by mean Qini. A default that learnt no
+    effect (`learnt_effects` false) gives way to the best of the others that did."""
     default = next(c for c in candidates if c["learner"] == DEFAULT_LEARNER)
-    better = [
-        c for c in candidates if c is not default and np.quantile(c["qini_draws"] - default["qini_draws"], 0.025) > 0
-    ]
+    others = [c for c in candidates if c is not default and c.get("learnt_effects", True)]
+    if not default.get("learnt_effects", True) and others:
+        return max(others, key=lambda c: c["selection_qini"])
+    better = [c for c in others if np.quantile(c["qini_draws"] - default["qini_draws"], 0.025) > 0]
     return max(better, key=lambda c: c["selection_qini"]) if better else default

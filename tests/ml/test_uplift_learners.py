@@ -82,12 +82,16 @@ def test_another_learner_is_put_forward_only_when_it_ranks_better_with_confidenc
     noise = np.random.default_rng(0).normal(0, 0.01, len(x))
     sharp = pd.DataFrame({"lift_A": true_lift_a, "lift_B": noise})
     blunt = pd.DataFrame({"lift_A": noise, "lift_B": noise[::-1].copy()})
-    assert len(qini_draws(sharp, test, seed=3)) == SELECTION_DRAWS
-    # The same seed gives the same resamples: a learner's draws against itself differ by nothing.
-    assert np.array_equal(qini_draws(sharp, test, seed=3), qini_draws(sharp, test, seed=3))
+    draws = qini_draws(sharp, test, seed=3)
+    assert len(draws) == SELECTION_DRAWS and draws.std() > 0
+    # Paired: another learner's draws use the same users, so a ranking in the same order (a learner that
+    # doubles every lift) draws the very same Qinis; another seed draws other users.
+    assert np.array_equal(qini_draws(2 * sharp, test, seed=3), draws)
+    assert not np.array_equal(qini_draws(sharp, test, seed=4), draws)
 
-    def candidate(learner, effects):
-        return {"learner": learner, "selection_qini": 0.0, "qini_draws": qini_draws(effects, test, seed=3)}
+    def candidate(learner, effects, learnt=True):
+        draws = qini_draws(effects, test, seed=3)
+        return {"learner": learner, "selection_qini": draws.mean(), "qini_draws": draws, "learnt_effects": learnt}
 
     other = next(name for name in LEARNERS if name != DEFAULT_LEARNER)
     assert put_forward([candidate(DEFAULT_LEARNER, blunt), candidate(other, sharp)])["learner"] == other
@@ -95,3 +99,7 @@ def test_another_learner_is_put_forward_only_when_it_ranks_better_with_confidenc
     # Two rankings of noise alike: the default stays, whichever draws a slightly higher mean.
     again = pd.DataFrame({"lift_A": noise[::-1].copy(), "lift_B": noise})
     assert put_forward([candidate(DEFAULT_LEARNER, blunt), candidate(other, again)])["learner"] == DEFAULT_LEARNER
+    # A default that learnt no effect at all gives way to the best learner that did, however noisy.
+    flat = pd.DataFrame({"lift_A": np.zeros(len(x)), "lift_B": np.zeros(len(x))})
+    chosen = put_forward([candidate(DEFAULT_LEARNER, flat, learnt=False), candidate(other, again)])
+    assert chosen["learner"] == other
