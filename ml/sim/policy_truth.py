@@ -160,6 +160,7 @@ def _share(margin: float, of: float) -> float | None:
 
 def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, Any]]:
     """One line per policy and scored as-of date (default: every date in user_segments), then the own-history lines."""
+    from ml.targeting.offers import load_uplift_model
     from ml.targeting.plan import load_eligible
     from ml.warehouse.read import connect_read_only, table_names
 
@@ -172,7 +173,7 @@ def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, A
         dates = [d for d in scored if as_of_dates is None or d in as_of_dates]
         eligible = {d: load_eligible(con, d) for d in dates}
         own_pools = {d: load_eligible(con, d, with_targets=False) for d in dates} if len(dates) > 1 else {}
-    hidden_shop = None
+    hidden_shop, uplift_model = None, None
     lines = []
     for as_of in dates:
         if eligible[as_of].empty:
@@ -180,8 +181,10 @@ def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, A
         truth = load_truth(as_of)
         if hidden_shop is None:
             hidden_shop = load_hidden_shop()  # once, and only when a day has users to value
+            uplift_model = load_uplift_model(list(eligible[as_of].columns))  # None without a champion
+        known = (hidden_shop, uplift_model)
         users = _priced(eligible[as_of])
-        picks = {name: pick(name, users, as_of, truth, budget, hidden_shop) for name in POLICY_ORDER}
+        picks = {name: pick(name, users, as_of, truth, budget, known) for name in POLICY_ORDER}
         picks = {name: chosen for name, chosen in picks.items() if chosen is not None}
         results = {name: true_outcome(chosen, truth) for name, chosen in picks.items()}
         margin = {name: result["true_incremental_margin"] for name, result in results.items()}
@@ -204,7 +207,7 @@ def evaluate_policies(as_of_dates: list[date] | None = None) -> list[dict[str, A
                 line["share_of_informed"] = _share(margin[name], margin["informed"])
             lines.append(line)
     if own_pools and hidden_shop is not None:
-        lines.extend(own_history(own_pools, budget, hidden_shop))
+        lines.extend(own_history(own_pools, budget, (hidden_shop, uplift_model)))
     return lines
 
 
@@ -214,25 +217,31 @@ def _priced(users: pd.DataFrame) -> pd.DataFrame:
     return users.assign(planned_order_value=lambda f: order_values(f))
 
 
-def pick(name: str, users: pd.DataFrame, as_of: date, truth: pd.DataFrame, budget: float, hidden_shop):
-    """Whom policy `name` sends which coupon among `users` on `as_of` (None: uplift without a coupon_uplift
-    champion)."""
-    from ml.targeting.offers import load_uplift_effects, propensity_offers, uplift_offers
+def pick(name: str, users: pd.DataFrame, as_of: date, truth: pd.DataFrame, budget: float, known: tuple):
+    """Whom policy `name` sends which coupon among `users` on `as_of`; `known`: (the hidden shop, the coupon_uplift
+    champion loaded once, or None: then the uplift policy picks None)."""
+    from ml.targeting.offers import propensity_offers, uplift_effects, uplift_offers
 
+    hidden_shop, uplift_model = known
     if name == "uplift":
-        uplift = load_uplift_effects(users)
-        return None if uplift is None else allocate(uplift_offers(users, uplift[0]), budget)
+        return (
+            None
+            if uplift_model is None
+            else allocate(uplift_offers(users, uplift_effects(uplift_model, users)), budget)
+        )
     if name == "propensity":
         return allocate(propensity_offers(users), budget)
     if name == "random":
         return random_picks(users, as_of, budget)
     if name == "oracle":
         return allocate(truth_offers(users, truth), budget)
-    informed = informed_lift(users["user_id"].to_numpy(), truth, as_of, *hidden_shop)
-    return allocate(truth_offers(users, truth, informed), budget)
+    if name == "informed":
+        informed = informed_lift(users["user_id"].to_numpy(), truth, as_of, *hidden_shop)
+        return allocate(truth_offers(users, truth, informed), budget)
+    raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICY_ORDER)}")
 
 
-def own_history(pools: dict[date, pd.DataFrame], budget: float, hidden_shop) -> list[dict[str, Any]]:
+def own_history(pools: dict[date, pd.DataFrame], budget: float, known: tuple) -> list[dict[str, Any]]:
     """Each policy run over the days on its own: a day's pool is `pools` (the shop's campaign contacts left out)
     less the users the policy itself picked within the contact cap. One line per policy, summed over the days."""
     cap = timedelta(days=settings().contact_cap_days)
@@ -247,12 +256,12 @@ def own_history(pools: dict[date, pd.DataFrame], budget: float, hidden_shop) -> 
         for name in list(margin):
             recent = set().union(*(ids for day, ids in picked[name] if as_of - cap <= day < as_of))
             users = _priced(pools[as_of][~pools[as_of]["user_id"].isin(recent)].reset_index(drop=True))
-            chosen = pick(name, users, as_of, truth, budget, hidden_shop) if len(users) else users.iloc[:0]
+            chosen = pick(name, users, as_of, truth, budget, known) if len(users) else users.iloc[:0]
             if chosen is None:
                 del margin[name]  # no coupon effect model: the uplift policy cannot run
                 continue
             picked[name].append((as_of, set(chosen["user_id"])))
-            margin[name] += true_outcome(chosen, truth)["true_incremental_margin"] if len(chosen) else 0.0
+            margin[name] += true_outcome(chosen, truth)["true_incremental_margin"]
     over = f"{dates[0]}..{dates[-1]}"
     return [
         {

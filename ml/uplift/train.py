@@ -259,8 +259,8 @@ def put_forward(candidates: list[dict]) -> dict:
     paired Qini difference to it above zero): then the best of those by mean Qini. A default that learnt no
     effect (`learnt_effects` false) gives way to the best of the others that did."""
     default = next(c for c in candidates if c["learner"] == DEFAULT_LEARNER)
-    others = [c for c in candidates if c is not default and c.get("learnt_effects", True)]
-    if not default.get("learnt_effects", True) and others:
+    others = [c for c in candidates if c is not default and c["learnt_effects"]]
+    if not default["learnt_effects"] and others:
         return max(others, key=lambda c: c["selection_qini"])
     better = [c for c in others if np.quantile(c["qini_draws"] - default["qini_draws"], 0.025) > 0]
     return max(better, key=lambda c: c["selection_qini"]) if better else default
